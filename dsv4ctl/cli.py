@@ -1,0 +1,58 @@
+"""The `dsv4ctl` Typer app. Thin: each command module registers its commands; `main` maps bad input
+to one line and exit code 2."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from dsv4ctl.console import err
+from dsv4ctl.errors import UserError
+
+app = typer.Typer(
+    name="dsv4ctl",
+    help="Plan, validate, serve, benchmark and tune DeepSeek-V4 deployments.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module defines `register(app)`; they import heavy libraries (torch, aiohttp) lazily inside
+# the commands, so `dsv4ctl plan` stays fast and torch-free.
+COMMAND_MODULES = (
+    "dsv4ctl.commands.planning",
+    "dsv4ctl.commands.checking",
+    "dsv4ctl.commands.serving",
+    "dsv4ctl.commands.benching",
+    "dsv4ctl.commands.runtime",
+)
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        from dsv4ctl import __version__
+
+        print(__version__)
+        raise typer.Exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: run the app; turn user errors into one line and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except UserError as exc:
+        err.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""User-facing errors: one line naming the file, the field and the fix; exit code 2.
+
+Raise `UserError` anywhere in the control plane for bad input. `cli.main` turns it (and YAML /
+pydantic errors that escaped a loader) into one red line and exit code 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input that the user can fix. `where` is a file (and field), `fix` says what to do."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, where: str | None = None, fix: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.where = where
+        self.fix = fix
+
+    def one_line(self) -> str:
+        head = f"{self.where}: " if self.where else ""
+        tail = f" (fix: {self.fix})" if self.fix else ""
+        return f"{head}{self.message}{tail}"
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or the list of choices when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return "choose one of: " + ", ".join(sorted(choices))
+
+
+def pydantic_one_line(exc, source: str) -> UserError:
+    """The first pydantic validation error as a UserError naming the file and the field."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err.get("loc", ())) or "<root>"
+    msg = err.get("msg", "invalid value")
+    fix = "remove the key or check its spelling" if err.get("type") == "extra_forbidden" else "correct the value"
+    return UserError(msg, where=f"{source}: field '{field}'", fix=fix)
