@@ -21,7 +21,10 @@ class UserError(Exception):
     def one_line(self) -> str:
         head = f"{self.where}: " if self.where else ""
         tail = f" (fix: {self.fix})" if self.fix else ""
-        return f"{head}{self.message}{tail}"
+        # cli prints this through Rich: escape so layer labels like "overrides[hw=b200]" survive.
+        from rich.markup import escape
+
+        return escape(f"{head}{self.message}{tail}")
 
 
 def did_you_mean(name: str, choices: list[str]) -> str:

@@ -1,9 +1,71 @@
-"""Commands of this room (registered on the root app by cli.py)."""
+"""`dsv4ctl validate PLAN.yaml` and `dsv4ctl rules`: re-check a (possibly hand-edited) plan file,
+and print or regenerate the rule catalog (docs/rules.md)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+RULES_DOC = Path("docs") / "rules.md"
+
+
+def validate_cmd(
+    plan_file: Path = typer.Argument(..., help="Plan file written by `dsv4ctl plan -o`."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings."),
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """Re-run every rule on a plan file. Exit 0 clean, 1 warnings (--strict), 2 errors."""
+    from dsv4ctl.errors import UserError
+    from dsv4ctl.schema import load_plan
+    from dsv4ctl.validate import exit_code, run_rules
+
+    if fmt not in ("table", "json"):
+        raise UserError(f"unknown format '{fmt}'", where="--format", fix="use table or json")
+    plan = load_plan(plan_file)
+    findings = run_rules(plan)
+    if fmt == "json":
+        _emit_json(plan, findings)
+    else:
+        from dsv4ctl.validate.report import print_report
+
+        print_report(plan, findings)
+    raise typer.Exit(exit_code(findings, strict))
+
+
+def _emit_json(plan, findings) -> None:
+    from dsv4ctl.console import emit_data
+    from dsv4ctl.validate.report import budget_dict, plan_budget_or_none
+
+    budget = plan_budget_or_none(plan)
+    emit_data({"findings": [f.model_dump(mode="json") for f in findings],
+               "memory": budget_dict(budget) if budget else None}, "json")
+
+
+def rules_cmd(
+    write: bool = typer.Option(False, "--write", help="Regenerate docs/rules.md instead of printing."),
+    rule_id: str = typer.Argument(None, help="Show one rule."),
+) -> None:
+    """Print the rule catalog (or one rule), or regenerate docs/rules.md with --write."""
+    from dsv4ctl.errors import UserError, did_you_mean
+    from dsv4ctl.paths import REPO_ROOT
+    from dsv4ctl.validate import RULES, rule_catalog_markdown
+
+    if rule_id is not None:
+        r = RULES.get(rule_id.upper())
+        if r is None:
+            raise UserError(f"unknown rule '{rule_id}'", where="RULE_ID", fix=did_you_mean(rule_id.upper(), list(RULES)))
+        print(f"{r.id} ({r.severity}): {r.title}\n\n{r.doc}\n\nFix: {r.fix}")
+        return
+    text = rule_catalog_markdown()
+    if write:
+        (REPO_ROOT / RULES_DOC).write_text(text, encoding="utf-8")
+        print(f"wrote {RULES_DOC} ({len(RULES)} rules)")
+    else:
+        print(text, end="")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("validate")(validate_cmd)
+    app.command("rules")(rules_cmd)

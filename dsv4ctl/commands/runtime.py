@@ -1,9 +1,82 @@
-"""Commands of this room (registered on the root app by cli.py)."""
+"""`dsv4ctl runtime ...`: the included V4 runtime's offline tools (random checkpoints, greedy generate).
+
+torch and dsv4rt are imported inside the command functions only, so `dsv4ctl plan` never loads torch.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from dsv4ctl.console import err
+from dsv4ctl.errors import UserError
+
+runtime_app = typer.Typer(help="The included V4 runtime: random checkpoints, greedy generation.",
+                          no_args_is_help=True)
+
+
+def _parse_ids(text: str) -> list[int]:
+    try:
+        ids = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"not a comma-separated list of integers: {text!r}", where="--prompt-ids",
+                        fix="pass e.g. --prompt-ids 1,2,3") from None
+    if not ids:
+        raise UserError("no token ids given", where="--prompt-ids", fix="pass e.g. --prompt-ids 1,2,3")
+    return ids
+
+
+@runtime_app.command("make-checkpoint")
+def make_checkpoint(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the checkpoint into.")],
+    preset: Annotated[str, typer.Option("--preset", help="tiny (CPU tests) or mini (GPU benchmark).")] = "tiny",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same files.")] = 0,
+) -> None:
+    """Write a random V4 checkpoint in the official format, with tokenizer and generation config."""
+    from dsv4rt.checkpoint.make import PRESETS, write_checkpoint
+
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset '{preset}'", where="--preset", fix=f"use one of: {', '.join(PRESETS)}")
+    write_checkpoint(out, preset, seed)
+    err.print(f"wrote {preset} checkpoint to {out}")
+
+
+@runtime_app.command("generate")
+def generate(
+    model: Annotated[Path, typer.Option("--model", help="Checkpoint directory (config.json + safetensors).")],
+    prompt_ids: Annotated[str, typer.Option("--prompt-ids", help="Comma-separated prompt token ids.")],
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 16,
+    logits_out: Annotated[Path | None, typer.Option("--logits-out", help="Save the last logits (.npy).")] = None,
+    device: Annotated[str, typer.Option("--device")] = "cpu",
+) -> None:
+    """Greedy continuation of --prompt-ids; prints the new token ids as JSON."""
+    ids = _parse_ids(prompt_ids)
+    tokens, logits = _run_generate(model, ids, max_new_tokens, device)
+    if logits_out is not None:
+        import numpy as np
+
+        np.save(logits_out, logits.float().cpu().numpy())
+    print(json.dumps(tokens))
+
+
+def _run_generate(model_dir: Path, ids: list[int], max_new_tokens: int, device: str):
+    from dsv4rt.checkpoint.load import CheckpointError, load_model
+    from dsv4rt.config import ConfigError
+    from dsv4rt.generate import greedy_generate
+
+    try:
+        model, args = load_model(model_dir, device=device)
+    except (CheckpointError, ConfigError) as e:
+        raise UserError(str(e), where=str(model_dir)) from None
+    bad = [i for i in ids if not 0 <= i < args.vocab_size]
+    if bad:
+        raise UserError(f"token ids {bad} outside the vocabulary [0, {args.vocab_size})", where="--prompt-ids")
+    return greedy_generate(model, ids, max_new_tokens, eos_id=args.eos_token_id)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the `runtime` sub-app to the root app."""
+    app.add_typer(runtime_app, name="runtime")

@@ -1,0 +1,1 @@
+"""Accuracy tasks (GSM8K, MMLU) scored over any OpenAI-compatible endpoint, chat or completions."""

@@ -1,0 +1,66 @@
+"""Find the endpoint, model and GPU count from a serve run directory or a plan YAML.
+
+Reads plain files only (runs/<name>/manifest.json; plan keys.host/port/served_model_name and
+nodes × gpus_per_node) so bench does not depend on the planner's modules.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from dsv4ctl.errors import UserError
+
+
+def from_source(source: Path) -> dict[str, Any]:
+    """{base_url, model, gpus, plan} from a run dir (manifest.json) or a plan file (YAML/JSON)."""
+    source = Path(source)
+    manifest = source / "manifest.json" if source.is_dir() else None
+    if manifest is not None:
+        if not manifest.is_file():
+            raise UserError("no manifest.json in this run directory", where=str(source),
+                            fix="pass the directory `dsv4ctl serve` printed, or a plan file")
+        data = json.loads(manifest.read_text())
+        return {k: data.get(k) for k in ("base_url", "model", "gpus")} | {"plan": data.get("plan")}
+    if not source.is_file():
+        raise UserError("plan file not found", where=str(source), fix="pass an existing plan YAML")
+    return from_plan(source)
+
+
+def from_plan(path: Path) -> dict[str, Any]:
+    import yaml
+
+    plan = yaml.safe_load(path.read_text()) or {}
+    keys = plan.get("keys") or {}
+    host, port = keys.get("host") or "127.0.0.1", keys.get("port") or 30000
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    topo = plan.get("topology") or {}
+    nodes = plan.get("nodes") or topo.get("nodes") or 1
+    nodes = len(nodes) if isinstance(nodes, list) else int(nodes)
+    per_node = plan.get("gpus_per_node") or topo.get("gpus_per_node") or keys.get("gpus_per_node")
+    return {"base_url": f"http://{host}:{port}", "model": keys.get("served_model_name"),
+            "gpus": nodes * int(per_node) if per_node else None, "plan": str(path)}
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware of the client side, recorded with every result."""
+    from dsv4ctl import __version__
+
+    return {"dsv4ctl": __version__, "python": sys.version.split()[0], "host": platform.node(),
+            "platform": platform.platform(), "machine": platform.machine()}
+
+
+async def server_info(session, base_url: str) -> dict[str, Any]:
+    """Engine facts when the server exposes them (sglang /get_server_info, /v1/models); best effort."""
+    info: dict[str, Any] = {}
+    for path in ("/get_server_info", "/v1/models"):
+        try:
+            async with session.get(base_url.rstrip("/") + path) as resp:
+                if resp.status == 200:
+                    info[path] = await resp.json(content_type=None)
+        except Exception:  # noqa: BLE001 - an endpoint that lacks these is normal
+            continue
+    return info

@@ -1,0 +1,93 @@
+"""`bench load`: build the workload, drive the endpoint, summarise, write reports, print the table."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from dsv4ctl.bench import service, workloads
+from dsv4ctl.errors import UserError
+
+
+def build_prompts(a: dict[str, Any]) -> list[workloads.Prompt]:
+    kind = a["workload"]
+    if kind == "random":
+        return workloads.random_prompts(a["num_prompts"], a["input_len"], a["output_len"],
+                                        a["range_ratio"], a["range_style"], a["seed"])
+    if kind == "shared-prefix":
+        return workloads.shared_prefix_prompts(a["num_prompts"], a["prefix_groups"], a["prefix_len"],
+                                               a["input_len"], a["output_len"], a["seed"])
+    if kind == "trace":
+        if not a["trace"]:
+            raise UserError("--workload trace needs --trace FILE", fix="pass --trace prompts.jsonl")
+        return workloads.trace_prompts(a["trace"], a["output_len"], a["num_prompts"])
+    raise UserError(f"unknown --workload {kind!r}", fix="choose random, shared-prefix or trace")
+
+
+def ladder(a: dict[str, Any]) -> list[int | None]:
+    if a["sweep"]:
+        return service.parse_ints(a["sweep"])
+    if a["concurrency"] is None and a["request_rate"] is None:
+        return [1]
+    return [a["concurrency"]]
+
+
+def main(a: dict[str, Any]) -> None:
+    from dsv4ctl.bench.loadgen import LoadPlan
+
+    url, model, gpus, plan_ref = service.resolve_endpoint(a["base_url"], a["model"], a["plan"], a["gpus"])
+    ep = service.endpoint(url, model, a["api"], a["api_key"], a["ignore_eos"], a["extra_body"], a["timeout"])
+    out = Path(a["out"] or default_out("load"))
+    session = service.prepare_dir(out, a["resume"])
+    slo, concs = service.parse_slo(a["slo"]), ladder(a)
+    prompts = build_prompts(a)
+    skip = {(r.get("concurrency"), r["index"]) for r in service.rec_io.read_records(out)
+            if r.get("ok") and r.get("phase") == "measure"}
+    lp = LoadPlan(concs, a["request_rate"], a["warmup"], a["max_error_rate"], a["seed"], session, skip)
+    setup = setup_of(a, ep, gpus, plan_ref)
+    out.mkdir(parents=True, exist_ok=True)
+    service.rec_io.write_json(out / service.rec_io.SETUP_FILE, setup)
+    try:
+        _drive(ep, prompts, lp, out, a["progress"], setup)
+    finally:  # whatever happened, the summary reflects every request already recorded
+        finish(out, concs, gpus, slo, a["percentiles"], setup)
+
+
+def default_out(kind: str) -> Path:
+    return Path("runs") / "bench" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _drive(ep, prompts, lp, out, progress: bool, setup: dict[str, Any]) -> None:
+    from dsv4ctl.bench.loadgen import run_points
+
+    if not progress:
+        info = service.run_async(run_points(ep, prompts, lp, out))
+    else:
+        bar, cb = service.live_progress(len(prompts))
+        with bar:
+            info = service.run_async(run_points(ep, prompts, lp, out, cb))
+    setup["served_model"] = info["served_model"]
+
+
+def setup_of(a: dict[str, Any], ep, gpus, plan_ref) -> dict[str, Any]:
+    from dsv4ctl.bench.discover import environment
+
+    keys = ("workload", "num_prompts", "input_len", "output_len", "range_ratio", "range_style", "sweep",
+            "concurrency", "request_rate", "warmup", "ignore_eos", "seed", "slo", "trace")
+    return {"base_url": ep.base_url, "model": ep.model, "api": ep.api, "gpus": gpus, "plan": plan_ref,
+            **{k: (str(a[k]) if isinstance(a[k], Path) else a[k]) for k in keys},
+            "extra_body": ep.extra_body, "client": environment()}
+
+
+def finish(out: Path, concs, gpus, slo, pcts: str, setup: dict[str, Any]) -> None:
+    from dsv4ctl.bench.report.build import write_reports
+    from dsv4ctl.bench.report.text import rich_table
+    from dsv4ctl.console import out as console
+
+    if not any(True for _ in service.rec_io.read_records(out)):
+        return
+    percentiles = [float(p) for p in pcts.split(",")]
+    summary = service.summarize_sweep(out, concs, gpus=gpus, slo=slo, percentiles=percentiles, setup=setup)
+    write_reports(out)
+    console.print(rich_table(summary, title=str(out)))

@@ -1,0 +1,1 @@
+"""Reports of a run directory: Rich table, CSV, Markdown, PNG plots and one self-contained HTML."""

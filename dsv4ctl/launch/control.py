@@ -1,0 +1,43 @@
+"""`dsv4ctl status` and `dsv4ctl stop RUN` for detached (or abandoned) runs, from their manifests."""
+
+from __future__ import annotations
+
+import time
+
+from dsv4ctl.launch import procs
+from dsv4ctl.launch.health import health_ok
+from dsv4ctl.launch.rundir import RunDir
+
+LIVE_STATES = ("starting", "running")
+
+
+def live_roles(manifest: dict) -> list[str]:
+    return [role for role, pgid in (manifest.get("pgids") or {}).items() if procs.group_alive(int(pgid))]
+
+
+def run_state(run: RunDir) -> dict:
+    """The manifest's view, corrected by what is actually running now."""
+    manifest = run.read_manifest()
+    status = manifest.get("status", "unknown")
+    alive = live_roles(manifest)
+    if status in LIVE_STATES and not alive:
+        status = "exited"  # the processes are gone but nobody recorded it (controller killed)
+    healthy = bool(alive) and status == "running" and health_ok(manifest.get("base_url", ""), 1.0)
+    return {"name": run.name, "status": status, "healthy": healthy, "alive": alive,
+            "base_url": manifest.get("base_url"), "model": manifest.get("model"),
+            "engine": manifest.get("engine"), "started_at": manifest.get("started_at")}
+
+
+def stop_run(run: RunDir, grace_s: float = 10.0) -> tuple[list[str], list[str]]:
+    """Stop every live group of a run. Returns (stopped roles, roles that needed SIGKILL)."""
+    manifest = run.read_manifest()
+    if manifest.get("status") not in LIVE_STATES:
+        return [], []  # already stopped by its controller; its recorded pgids may belong to others now
+    pgids = {role: int(pgid) for role, pgid in (manifest.get("pgids") or {}).items()}
+    live = {role: g for role, g in pgids.items() if procs.group_alive(g)}
+    # Router first: it fronts the servers, so stopping it first stops traffic before KV transfer breaks.
+    order = sorted(live, key=lambda role: role != "router")
+    killed_groups = procs.stop_groups([live[r] for r in order], grace_s)
+    killed = [r for r in order if live[r] in killed_groups]
+    run.update_manifest(status="stopped", stopped_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    return order, killed

@@ -1,0 +1,82 @@
+"""Checks made before anything starts: engine binaries, model path, ports. Each failure is one
+UserError line, so a missing sglang or a busy port never shows up as a crashed child."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+from dsv4ctl.errors import UserError
+from dsv4ctl.launch.ports import ensure_free
+from dsv4ctl.launch.supervisor import ChildSpec
+
+ENGINE_BIN_ENV = "DSV4CTL_SGLANG_BIN"
+ROUTER_BIN_ENV = "DSV4CTL_ROUTER_BIN"
+_ROUTER_MODULE = "sglang_router.launch_router"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def is_router_argv(argv: list[str]) -> bool:
+    return _ROUTER_MODULE in argv
+
+
+def substitute_bins(argv: list[str], engine_bin: str | None, router_bin: str | None) -> list[str]:
+    """Swap the engine (or router) program for an override: the value is an argv prefix (split like a
+    shell would, never run through one), e.g. '/opt/venv/bin/sglang' or 'python3 stub.py'."""
+    if argv[:1] == ["sglang"] and engine_bin:
+        return shlex.split(engine_bin) + argv[1:]
+    if is_router_argv(argv) and router_bin:
+        return shlex.split(router_bin) + argv[argv.index(_ROUTER_MODULE) + 1 :]
+    return argv
+
+
+def bin_overrides(engine_bin: str | None) -> tuple[str | None, str | None]:
+    """(--engine-bin or $DSV4CTL_SGLANG_BIN, $DSV4CTL_ROUTER_BIN)."""
+    return engine_bin or os.environ.get(ENGINE_BIN_ENV), os.environ.get(ROUTER_BIN_ENV)
+
+
+def check_program(spec: ChildSpec) -> None:
+    prog = spec.argv[0]
+    if not (shutil.which(prog) or (os.path.isfile(prog) and os.access(prog, os.X_OK))):
+        raise UserError(f"engine binary '{prog}' for role {spec.role} not found",
+                        where="serve", fix=f"install sglang (pip install 'dsv4ctl[engine]') or point "
+                        f"{ENGINE_BIN_ENV} / --engine-bin at it")
+    if len(spec.argv) > 2 and spec.argv[1] == "-m":
+        _check_module(prog, spec.argv[2], spec.role)
+
+
+def _check_module(python: str, module: str, role: str) -> None:
+    probe = f"import importlib.util,sys; sys.exit(importlib.util.find_spec('{module.split('.')[0]}') is None)"
+    try:
+        ok = subprocess.run([python, "-c", probe], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    if not ok:
+        pkg = "sglang-router" if module.startswith("sglang_router") else module.split(".")[0]
+        raise UserError(f"module '{module}' for role {role} is not installed for {python}",
+                        where="serve", fix=f"pip install {pkg}, or set {ROUTER_BIN_ENV}")
+
+
+def check_model_path(model_path: str, *, local_only: bool) -> None:
+    """A local checkpoint must exist; a repo id (org/name) is left to the engine to download."""
+    if not model_path:
+        raise UserError("no model path in the plan", where="serve", fix="pass --model-path DIR_OR_REPO_ID")
+    if Path(model_path).expanduser().exists():
+        return
+    if _REPO_ID.match(model_path) and not local_only:
+        return
+    kind = "a local checkpoint directory" if local_only else "a local directory or a repo id (org/name)"
+    raise UserError(f"model path '{model_path}' does not exist", where="serve --model-path",
+                    fix=f"pass {kind}")
+
+
+def preflight(specs: list[ChildSpec]) -> None:
+    for spec in specs:
+        check_program(spec)
+    for spec in specs:
+        if spec.port is not None and spec.http:
+            ensure_free(spec.host or "0.0.0.0", spec.port, spec.role)

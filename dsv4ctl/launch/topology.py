@@ -1,0 +1,92 @@
+"""Where each rendered command runs, shared by the Kubernetes, Slurm and Docker renderers.
+
+The renderers ask the planner's `render_commands` for argv with a placeholder rendezvous address
+and then put in their own target's way of naming the first node of a role ($(LWS_LEADER_ADDRESS),
+${NODES[k]}, a container name). The argv is otherwise exactly the plan's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+NODE0 = "DSV4CTL-NODE0"  # placeholder for the rendezvous host; a valid hostname, so renderers accept it
+_ROLE_ORDER = {"single": 0, "prefill": 1, "decode": 2, "router": 3}
+
+
+class NodeCommandLike(Protocol):
+    role: str
+    node_rank: int
+    argv: list[str]
+    env: dict[str, str]
+    port: int | None
+
+
+@dataclass
+class Placed:
+    cmd: Any  # NodeCommandLike
+    node: int  # index into the allocation (Slurm) / pod within the role's group (k8s)
+    leader: int  # the node of this role's rank 0: the rendezvous address
+
+
+def by_role(commands: list[Any]) -> dict[str, list[Any]]:
+    """Commands grouped by role, roles in start order, ranks ascending."""
+    groups: dict[str, list[Any]] = {}
+    for cmd in sorted(commands, key=lambda c: (_ROLE_ORDER.get(c.role, 9), c.node_rank)):
+        groups.setdefault(cmd.role, []).append(cmd)
+    return groups
+
+
+def place(commands: list[Any], nodes: int) -> list[Placed]:
+    """Give every engine rank its own node, role after role; a plan with fewer nodes than ranks
+    (single-node PD) shares them round-robin. The router runs on the first node."""
+    placed, nxt = [], 0
+    for role, cmds in by_role(commands).items():
+        if role == "router":
+            placed += [Placed(c, 0, 0) for c in cmds]
+            continue
+        leader = nxt % nodes
+        for cmd in cmds:
+            placed.append(Placed(cmd, nxt % nodes, leader))
+            nxt += 1
+    return placed
+
+
+def swap(argv: list[str], old: str, new: str) -> list[str]:
+    return [a.replace(old, new) for a in argv]
+
+
+def set_flag(argv: list[str], flag: str, value: str) -> list[str]:
+    """argv with the value after `flag` replaced (unchanged when the flag is absent)."""
+    out = list(argv)
+    if flag in out[:-1]:
+        out[out.index(flag) + 1] = value
+    return out
+
+
+def rewrite_router_urls(argv: list[str], host_for: Callable[[str], str]) -> list[str]:
+    """Point the router's --prefill/--decode URLs at the target's name for those roles' first node."""
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg in ("--prefill", "--decode"):
+            parts = urlsplit(out[i + 1])
+            netloc = f"{host_for(arg[2:])}:{parts.port}" if parts.port else host_for(arg[2:])
+            out[i + 1] = urlunsplit(parts._replace(netloc=netloc))
+    return out
+
+
+def gpus_per_pod(plan: Any, role: str, ranks: int) -> int:
+    """GPUs one node of `role` uses: its tp×pp spread over its ranks, at most a node's worth."""
+    if role == "router":
+        return 0
+    keys = plan.role_keys(role)
+    return max(1, min(plan.gpus_per_node, keys.tp * keys.pp // max(ranks, 1)))
+
+
+def needs_ib(plan: Any) -> bool:
+    """RDMA is needed for PD KV transfer over an IB device, and for multi-node NCCL unless the
+    plan runs over multi-node NVLink (GB200/GB300)."""
+    keys = plan.keys
+    role_ib = any(plan.role_keys(r.name).ib_device for r in plan.roles)
+    return bool(keys.ib_device or role_ib or (plan.nodes > 1 and not keys.mnnvl))

@@ -1,0 +1,91 @@
+"""LaunchPlan: the pure, serializable result of `dsv4ctl plan`; later commands read it back unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from dsv4ctl.errors import UserError, pydantic_one_line
+from dsv4ctl.schema.base import Strict
+from dsv4ctl.schema.finding import Finding
+from dsv4ctl.schema.keys import EngineKeys
+
+RoleName = Literal["single", "prefill", "decode", "router"]
+
+
+class Role(Strict):
+    """One process group. `keys`/`env` hold only what differs from the plan-wide values."""
+
+    name: RoleName
+    nodes: int = Field(default=1, ge=0)
+    port: int = Field(default=30000, ge=1, le=65535)
+    keys: dict[str, Any] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class LaunchPlan(Strict):
+    hardware: str
+    variant: str
+    recipe: str
+    quant: str
+    engine: Literal["sglang", "builtin"] = "sglang"
+    engine_version: str
+    recipe_source: str = ""
+    nodes: int = Field(ge=1)
+    gpus_per_node: int = Field(ge=1)
+    keys: EngineKeys
+    env: dict[str, str] = Field(default_factory=dict)
+    provenance: dict[str, str] = Field(default_factory=dict)
+    roles: list[Role]
+    sizing: dict[str, Any] | None = None
+    findings: list[Finding] = Field(default_factory=list)
+
+    def role(self, name: str) -> Role | None:
+        return next((r for r in self.roles if r.name == name), None)
+
+    def role_keys(self, name: str) -> EngineKeys:
+        """The plan-wide keys with one role's overrides applied (validated)."""
+        role = self.role(name)
+        if role is None or not role.keys:
+            return self.keys
+        return self.keys.model_copy(update=role.keys)
+
+    def role_env(self, name: str) -> dict[str, str]:
+        role = self.role(name)
+        return {**self.env, **(role.env if role else {})}
+
+
+def plan_to_data(plan: LaunchPlan) -> dict[str, Any]:
+    return plan.model_dump(mode="json")
+
+
+def dump_plan(plan: LaunchPlan, path: str | Path) -> None:
+    """Write a plan file (YAML, keys in schema order so a diff reads top-down)."""
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(plan_to_data(plan), sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def load_plan(path: str | Path) -> LaunchPlan:
+    """Read a plan file back; bad YAML or a bad field is a UserError naming the file and field."""
+    import yaml
+
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read plan file ({exc.strerror})", where=source, fix="check the path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise UserError("malformed YAML", where=where, fix="fix the YAML syntax") from None
+    if not isinstance(data, dict):
+        raise UserError("a plan file must be a mapping", where=source, fix="write it with `dsv4ctl plan -o`")
+    try:
+        return LaunchPlan.model_validate(data)
+    except ValidationError as exc:
+        raise pydantic_one_line(exc, source) from None

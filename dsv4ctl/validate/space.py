@@ -1,0 +1,53 @@
+"""The plan space: every hardware × variant × quant × recipe × toggle combination, for the
+property tests and benchmarks/validate_space.py. Each point either resolves (then the rules run)
+or is rejected by the resolver with one UserError line."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from dsv4ctl.errors import UserError
+
+QUANTS = ("fp4", "fp8", "nvfp4", "bf16")
+MTP = (True, False)
+MEGAMOE = ("off", "w4a8", "w4a4")
+NODES = (1, 2)
+
+
+@dataclass(frozen=True)
+class Point:
+    hw: str
+    variant: str
+    recipe: str
+    toggles: dict[str, Any]
+    sets: tuple[str, ...] = ()
+
+
+def axes() -> dict[str, tuple]:
+    from dsv4ctl.recipes import recipe_names
+    from dsv4ctl.resolve.catalog import profile_names
+    from dsv4ctl.variants import variant_names
+
+    return {"hw": tuple(profile_names()), "variant": tuple(variant_names()), "quant": QUANTS,
+            "recipe": tuple(recipe_names()), "mtp": MTP, "megamoe": MEGAMOE, "nodes": NODES}
+
+
+def points() -> Iterator[Point]:
+    a = axes()
+    for hw, variant, quant, recipe, mtp, mm, nodes in itertools.product(*a.values()):
+        yield Point(hw, variant, recipe, {"quant": quant, "mtp": mtp, "megamoe": mm, "nodes": nodes})
+
+
+def evaluate(p: Point):
+    """(plan, findings) or (None, UserError) for one point."""
+    from dsv4ctl.resolve import resolve_plan
+    from dsv4ctl.schema import Toggles
+    from dsv4ctl.validate import run_rules
+
+    try:
+        plan = resolve_plan(p.hw, p.variant, p.recipe, Toggles(**p.toggles), list(p.sets))
+    except UserError as exc:
+        return None, exc
+    return plan, run_rules(plan)

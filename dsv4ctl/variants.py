@@ -1,0 +1,44 @@
+"""DeepSeek-V4 variants (Flash, Pro, and the runtime's tiny/mini): config.json facts + checkpoints.
+
+The numbers live in variants.yaml next to this module (data in YAML, logic in code)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from dsv4ctl.schema.variant import Checkpoint, Variant
+
+VARIANTS_FILE = Path(__file__).with_name("variants.yaml")
+
+
+@lru_cache(maxsize=1)
+def all_variants() -> dict[str, Variant]:
+    from dsv4ctl.schema.io import load_yaml, validate
+
+    data = load_yaml(VARIANTS_FILE)
+    return {name: validate(Variant, {"name": name, **body}, f"{VARIANTS_FILE.name}: {name}")
+            for name, body in data.items()}
+
+
+def variant_names() -> list[str]:
+    return list(all_variants())
+
+
+def get_variant(name: str) -> Variant:
+    """The named variant, or a UserError with a did-you-mean."""
+    from dsv4ctl.errors import UserError, did_you_mean
+
+    variants = all_variants()
+    if name not in variants:
+        raise UserError(f"unknown variant '{name}'", where="--variant", fix=did_you_mean(name, list(variants)))
+    return variants[name]
+
+
+def get_checkpoint(variant: Variant, quant: str) -> Checkpoint:
+    from dsv4ctl.errors import UserError
+
+    if quant not in variant.checkpoints:
+        raise UserError(f"variant '{variant.name}' has no {quant} checkpoint", where="--quant",
+                        fix="use one of: " + ", ".join(variant.checkpoints))
+    return variant.checkpoints[quant]

@@ -1,0 +1,1 @@
+"""Official-format checkpoints: load (with FP8/FP4 dequantization), quantize, and make random ones."""

@@ -1,0 +1,132 @@
+"""`python -m dsv4rt serve`: engine-neutral flags or a plan file -> EngineConfig -> uvicorn.
+
+Precedence: an explicit flag, then the plan's `keys:` (with the `single` role's overrides), then
+the EngineConfig default. Plan keys and flags the runtime does not implement are refused by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from dsv4rt.engine.config import EngineConfig
+
+# plan key -> serve option it sets
+PLAN_TO_OPTION = {
+    "model_path": "model", "served_model_name": "served_model_name", "host": "host", "port": "port",
+    "tp": "tp_size", "max_running_requests": "max_running_requests",
+    "chunked_prefill_size": "chunked_prefill_size", "mem_fraction_static": "mem_fraction_static",
+    "context_length": "context_length", "spec_algorithm": "speculative_algorithm",
+    "cuda_graph_max_bs": "cuda_graph_max_bs_decode",
+}
+# keys with no effect here: parsers are always deepseek-recipe's, the tokenizer runs in-process
+PLAN_IGNORED = {"trust_remote_code", "reasoning_parser", "tool_call_parser", "tokenizer_worker_num",
+                "disable_flashinfer_autotune"}
+# keys we do not implement: accepted only at these neutral values (DESIGN §3 defaults)
+PLAN_NEUTRAL = {
+    "dp": (1,), "attn_dp": (False,), "ep": (None, 1), "pp": (1,), "prefill_cp": (False,), "cp_strategy": (None,),
+    "cp_size": (None, 1), "moe_a2a": ("none",), "moe_runner": (None,), "mxfp4_moe_precision": (None,),
+    "megamoe": ("off",), "fp4_experts": (None,), "deepep_num_sms": (None,), "deepep_dispatch_tokens_per_rank": (None,),
+    "megamoe_tokens_per_rank": (None,), "shared_experts_fusion": ("auto",), "shared_expert_tp1": (False,),
+    "two_batch_overlap": (False,), "spec_steps": (None,), "spec_topk": (None,), "spec_draft_tokens": (None,),
+    "cuda_graph_bs": (None,), "swa_full_tokens_ratio": (None,), "kv_cache_dtype": (None, "auto"),
+    "attention_backend": (None,), "page_size": (None,), "hicache": ("off",), "enable_prefill_delayer": (False,),
+    "prefill_delayer_max_delay_ms": (None,), "mnnvl": (None, False), "disagg_mode": (None,), "transfer_backend": (None,),
+    "ib_device": (None,), "dist_init_addr": (None,), "mooncake_custom_mem_pool": (False,),
+}
+# serve options accepted for plan/renderer compatibility but implemented only at these values
+OPTION_NEUTRAL = {"tp_size": (None, 1), "cuda_graph_max_bs_decode": (None, 0), "speculative_algorithm": (None,)}
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 30000
+
+
+class UsageError(ValueError):
+    """A flag or plan key the runtime cannot honour; main() prints it and exits 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dsv4rt", description="The included DeepSeek-V4 runtime.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="OpenAI-compatible server", argument_default=None)
+    s.add_argument("--model", help="checkpoint directory (config.json, safetensors, tokenizer.json)")
+    s.add_argument("--plan", type=Path, help="plan.yaml from `dsv4ctl plan`; flags override its keys")
+    s.add_argument("--host", help=f"bind address (default {DEFAULT_HOST})")
+    s.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT})")
+    s.add_argument("--api-key", help="require `Authorization: Bearer KEY` on every endpoint but /health")
+    s.add_argument("--served-model-name", help="model id clients must send (default: the checkpoint dir name)")
+    for f in fields(EngineConfig):
+        if f.name != "model_path" and f.type in ("int", "int | None", "float | None", "str"):
+            typ = {"int": int, "int | None": int, "float | None": float, "str": str}[f.type]
+            s.add_argument(f"--{f.name.replace('_', '-')}", type=typ, help=f"default {f.default}")
+    s.add_argument("--disable-prefix-reuse", action="store_true", default=None)
+    s.add_argument("--tp-size", type=int, help="only 1 is implemented")
+    s.add_argument("--cuda-graph-max-bs-decode", type=int, help="CUDA graphs are not implemented (0 only)")
+    s.add_argument("--speculative-algorithm", help="speculative decoding is not implemented")
+    s.add_argument("--log-level", default="info")
+    return p
+
+
+def plan_options(path: Path) -> dict:
+    """The serve options a plan file sets; unknown or unimplemented keys raise UsageError naming them."""
+    import yaml
+
+    try:
+        plan = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise UsageError(f"{path}: cannot read plan: {e}") from None
+    keys = dict(plan.get("keys") or {})
+    roles = {r.get("name"): r for r in plan.get("roles") or []}
+    if set(roles) - {"single"}:
+        raise UsageError(f"{path}: roles {sorted(set(roles) - {'single'})} (disaggregation) are not implemented")
+    keys.update((roles.get("single") or {}).get("keys") or {})
+    bad = [f"{k}={v!r}" for k, v in keys.items()
+           if k not in PLAN_TO_OPTION and k not in PLAN_IGNORED and v not in PLAN_NEUTRAL.get(k, (object(),))]
+    if bad:
+        raise UsageError(f"{path}: plan keys not implemented by the included runtime: {', '.join(sorted(bad))}")
+    return {PLAN_TO_OPTION[k]: v for k, v in keys.items() if k in PLAN_TO_OPTION and v not in (None, "")}
+
+
+def resolve_options(ns: argparse.Namespace) -> dict:
+    """Flags over plan keys; refuse implemented-only-at-neutral options with their names."""
+    opts = plan_options(ns.plan) if ns.plan else {}
+    opts.update({k: v for k, v in vars(ns).items() if v is not None and k not in ("plan", "command")})
+    bad = [f"{k}={opts[k]!r}" for k, ok in OPTION_NEUTRAL.items() if opts.get(k) not in ok]
+    if bad:
+        raise UsageError(f"not implemented by the included runtime: {', '.join(bad)}")
+    if not opts.get("model"):
+        raise UsageError("--model is required (or keys.model_path in the plan)")
+    return opts
+
+
+def engine_config(opts: dict) -> EngineConfig:
+    names = {f.name for f in fields(EngineConfig)} - {"model_path", "enable_prefix_reuse"}
+    kw = {k: v for k, v in opts.items() if k in names}
+    return EngineConfig(model_path=opts["model"], enable_prefix_reuse=not opts.get("disable_prefix_reuse"), **kw)
+
+
+def serve(opts: dict) -> None:
+    import uvicorn
+
+    from dsv4rt.server.app import create_app
+    from dsv4rt.server.build import build_state
+
+    cfg = engine_config(opts)
+    name = opts.get("served_model_name") or Path(cfg.model_path).name
+    app = create_app(build_state(cfg, name, opts.get("api_key")))
+    uvicorn.run(app, host=opts.get("host") or DEFAULT_HOST, port=opts.get("port") or DEFAULT_PORT,
+                log_level=opts.get("log_level", "info"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    logging.basicConfig(level=ns.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        opts = resolve_options(ns)
+        engine_config(opts)  # validate before loading anything
+    except (UsageError, ValueError) as e:
+        print(f"dsv4rt serve: error: {e}", file=sys.stderr)
+        return 2
+    serve(opts)
+    return 0

@@ -1,0 +1,26 @@
+"""EngineConfig: the engine's settings, each default written once here (the CLI reads them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model_path: str
+    device: str = "cpu"
+    dtype: str = "float32"  # weights/activations dtype handed to load_model
+    context_length: int | None = None  # None: the checkpoint's max_seq_len
+    max_running_requests: int = 64
+    max_queue: int = 256  # waiting requests beyond this get HTTP 503 + Retry-After
+    chunked_prefill_size: int = 512  # prompt tokens per step (the chunked-prefill budget)
+    kv_budget_bytes: int | None = None  # KV/state pool bytes; None: mem fraction (GPU) / 2 GiB (CPU)
+    mem_fraction_static: float | None = None  # GPU only: weights + KV pool share of HBM
+    enable_prefix_reuse: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_running_requests", "max_queue", "chunked_prefill_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.context_length is not None and self.context_length < 2:
+            raise ValueError(f"context_length must be >= 2 (got {self.context_length})")

@@ -1,0 +1,209 @@
+"""LLMEngine (schedule -> run -> postprocess, synchronous) and AsyncEngine (a worker thread that
+runs steps and streams each request's tokens to its asyncio queue)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
+
+from dsv4rt.engine.scheduler import QueueFull, Scheduler
+from dsv4rt.engine.sequence import FinishReason, Sequence, find_stop
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepOutput:
+    token_id: int | None  # None when the request ended without a new token (abort, error)
+    logprob: object
+    finished: bool
+    finish_reason: FinishReason | None
+    error: str | None = None
+    text: str = ""  # the decoded output so far (snapshot; the engine thread moves on)
+
+
+class LLMEngine:
+    def __init__(self, runner, scheduler: Scheduler, decode: Callable[[list[int]], str] | None = None):
+        self.runner, self.scheduler, self.decode = runner, scheduler, decode
+        self.context_length = runner.context_length
+        self.eos_token_ids: tuple[int, ...] = ()  # stamped on each Sequence by the caller
+        self.prompt_tokens_total = 0
+        self.generated_tokens_total = 0
+
+    def add(self, seq: Sequence) -> None:
+        if len(seq.prompt_ids) >= self.context_length:
+            raise ValueError(f"prompt has {len(seq.prompt_ids)} tokens; context length is {self.context_length}")
+        self.scheduler.add(seq)
+
+    def step(self) -> list[tuple[Sequence, StepOutput]]:
+        batch = self.scheduler.schedule()
+        if not batch:
+            return []
+        sampled = self.runner.run(batch)
+        for seq, n in batch.prefill:
+            seq.num_computed += n
+            self.prompt_tokens_total += n
+        for seq in batch.decode:
+            seq.num_computed += 1
+        return [self._postprocess(seq, *sampled[seq.seq_id]) for seq in self._in_order(batch, sampled)]
+
+    @staticmethod
+    def _in_order(batch, sampled) -> list[Sequence]:
+        seqs = batch.decode + [s for s, _ in batch.prefill]
+        return [s for s in seqs if s.seq_id in sampled]
+
+    def _postprocess(self, seq: Sequence, token: int, logprob) -> tuple[Sequence, StepOutput]:
+        seq.append(token, logprob)
+        self.generated_tokens_total += 1
+        reason = seq.check_token_stop(self.context_length)
+        if self.decode is not None and (seq.params.stop or seq.keep_text):
+            reason = self._update_text(seq) or reason
+        if reason is not None:
+            self.scheduler.finish(seq, reason)
+            self.runner.forget(seq.seq_id)
+        return seq, StepOutput(token, logprob, reason is not None, reason, text=seq.text)
+
+    def _update_text(self, seq: Sequence) -> FinishReason | None:
+        """Re-decode the output; a stop string ends the request and is cut from `seq.text`."""
+        longest = max((len(s) for s in seq.params.stop), default=0)
+        start = max(0, len(seq.text) - longest)
+        seq.text = self.decode(seq.output_ids)
+        cut = find_stop(seq.text, seq.params.stop, start)
+        if cut < 0:
+            return None
+        seq.text = seq.text[:cut]
+        return FinishReason.STOP
+
+    def fail_all(self, message: str) -> list[tuple[Sequence, StepOutput]]:
+        """A step raised: end every request with an error instead of killing the loop."""
+        seqs = [*self.scheduler.running, *self.scheduler.waiting]
+        for seq in seqs:
+            self.scheduler.finish(seq, FinishReason.ABORT)
+            self.runner.forget(seq.seq_id)
+        return [(s, StepOutput(None, None, True, FinishReason.ABORT, message)) for s in seqs]
+
+
+class AsyncEngine:
+    """Owns the LLMEngine from one worker thread; the event loop only submits, aborts and reads."""
+
+    def __init__(self, engine: LLMEngine, on_step: Callable[[int, int, float], None] | None = None):
+        self.engine = engine
+        self.on_step = on_step  # metrics hook: (prompt tokens, generated tokens, step seconds)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._inbox: deque[Sequence] = deque()
+        self._aborts: deque[int] = deque()
+        self._streams: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="dsv4rt-engine", daemon=True)
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self.engine.scheduler
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        self._stop = True
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def submit(self, seq: Sequence) -> asyncio.Queue:
+        """Queue `seq`; raise QueueFull at once (HTTP 503) when the waiting queue is full."""
+        q: asyncio.Queue = asyncio.Queue()
+        with self._lock:
+            if len(self.scheduler.waiting) + len(self._inbox) >= self.scheduler.max_queue:
+                raise QueueFull(f"waiting queue is full ({self.scheduler.max_queue} requests)")
+            self._streams[seq.seq_id] = (asyncio.get_running_loop(), q)
+            self._inbox.append(seq)
+        self._wake.set()
+        return q
+
+    def abort(self, seq_id: int) -> None:
+        with self._lock:
+            self._aborts.append(seq_id)
+            self._streams.pop(seq_id, None)
+        self._wake.set()
+
+    def open_stream(self, seq: Sequence) -> AsyncIterator[StepOutput]:
+        """Submit now (so a full queue raises QueueFull before any response starts) and return the
+        stream of outputs; leaving the stream early (client gone) aborts and frees the slot."""
+        return self._stream(seq, self.submit(seq))
+
+    async def _stream(self, seq: Sequence, q: asyncio.Queue) -> AsyncIterator[StepOutput]:
+        done = False
+        try:
+            while not done:
+                out: StepOutput = await q.get()
+                done = out.finished
+                yield out
+        finally:
+            if not done:
+                self.abort(seq.seq_id)
+
+    def _drain(self) -> None:
+        with self._lock:
+            while self._inbox:
+                self.scheduler.add(self._inbox.popleft())  # capacity was checked in submit
+            while self._aborts:
+                seq = self.scheduler.abort(self._aborts.popleft())
+                if seq is not None:
+                    self.engine.runner.forget(seq.seq_id)
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._drain()
+            if not self.scheduler.has_work:
+                self.scheduler.slots.check_integrity()
+                self._wake.wait(timeout=1.0)
+                self._wake.clear()
+                continue
+            t0, p0 = time.perf_counter(), self.engine.prompt_tokens_total
+            try:
+                outs = self.engine.step()
+            except Exception as e:  # noqa: BLE001 - a bad step must end requests, not the server
+                log.exception("engine step failed")
+                outs = self.engine.fail_all(f"engine error: {e}")
+            if self.on_step is not None:
+                gen = sum(o.token_id is not None for _, o in outs)
+                self.on_step(self.engine.prompt_tokens_total - p0, gen, time.perf_counter() - t0)
+            self._dispatch(outs)
+
+    def _dispatch(self, outs: list[tuple[Sequence, StepOutput]]) -> None:
+        with self._lock:
+            targets = [(self._streams.get(s.seq_id), o) for s, o in outs]
+            for s, o in outs:
+                if o.finished:
+                    self._streams.pop(s.seq_id, None)
+        for target, out in targets:
+            if target is not None:
+                loop, q = target
+                try:
+                    loop.call_soon_threadsafe(q.put_nowait, out)
+                except RuntimeError:  # the server's loop already closed (shutdown)
+                    pass
+
+
+def build_engine(cfg, model, eos_token_ids: tuple[int, ...], max_seq_len: int, decode=None) -> LLMEngine:
+    """Size the slot pool from the byte budget and wire slots -> scheduler -> runner -> engine."""
+    import torch
+
+    from dsv4rt.engine.model_runner import ModelRunner, kv_budget_bytes, size_slots
+    from dsv4rt.engine.slots import SlotManager
+
+    device = torch.device(cfg.device)
+    ctx = min(cfg.context_length or max_seq_len, max_seq_len)
+    budget = kv_budget_bytes(device, cfg.mem_fraction_static, cfg.kv_budget_bytes)
+    num_slots = size_slots(model.cache_bytes_per_slot(ctx), budget, cfg.max_running_requests, ctx)
+    runner = ModelRunner(model, num_slots, ctx, device)
+    slots = SlotManager(num_slots, cfg.enable_prefix_reuse)
+    sched = Scheduler(slots, cfg.max_running_requests, cfg.max_queue, cfg.chunked_prefill_size)
+    engine = LLMEngine(runner, sched, decode)
+    engine.eos_token_ids = eos_token_ids
+    return engine

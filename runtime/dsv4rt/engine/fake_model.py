@@ -1,0 +1,64 @@
+"""FakeModel: a tiny deterministic stand-in obeying the Transformer's cache/forward interface.
+
+Logits depend on the slot's whole token history and positions, and `forward` refuses a start_pos
+that does not continue the slot, so tests catch slot mix-ups, lost chunks and wrong positions in
+milliseconds without loading a checkpoint.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_MOD = 2**31 - 1
+
+
+class FakeModel(torch.nn.Module):
+    def __init__(self, vocab_size: int = 64, bytes_per_token: int = 16):
+        super().__init__()
+        self.vocab_size, self.bytes_per_token = vocab_size, bytes_per_token
+        self.calls: list[tuple[int, int]] = []  # (B, T) per forward, for batching assertions
+
+    def cache_bytes_per_slot(self, max_seq_len: int) -> int:
+        return self.bytes_per_token * max_seq_len
+
+    def allocate_cache(self, num_slots: int, max_seq_len: int) -> None:
+        self.max_seq_len = max_seq_len
+        self.hist = [0] * num_slots
+        self.pos = [0] * num_slots
+
+    def _logits(self, h: int) -> torch.Tensor:
+        return torch.randn(self.vocab_size, generator=torch.Generator().manual_seed(h))
+
+    def _row(self, ids: list[int], start: int, slot: int, all_logits: bool) -> torch.Tensor:
+        if start != 0 and self.pos[slot] != start:
+            raise RuntimeError(f"slot {slot} holds {self.pos[slot]} tokens, asked to continue at {start}")
+        if start + len(ids) > self.max_seq_len:
+            raise RuntimeError(f"slot {slot} overflows max_seq_len {self.max_seq_len}")
+        h, rows = (self.hist[slot] if start else 0), []
+        for t, tok in enumerate(ids):
+            h = (h * 1000003 + tok * 31 + start + t + 1) % _MOD
+            rows.append(self._logits(h))
+        self.hist[slot], self.pos[slot] = h, start + len(ids)
+        return torch.stack(rows) if all_logits else rows[-1]
+
+    def forward(self, input_ids, start_pos, slots, return_all_logits: bool = False) -> torch.Tensor:
+        self.calls.append(tuple(input_ids.shape))
+        rows = [
+            self._row(input_ids[b].tolist(), int(start_pos[b]), int(slots[b]), return_all_logits)
+            for b in range(input_ids.shape[0])
+        ]
+        return torch.stack(rows)
+
+
+def greedy_reference(model, prompt: list[int], max_tokens: int, eos: tuple[int, ...] = ()) -> list[int]:
+    """Plain one-request greedy loop on slot 0: what every batched/chunked run must reproduce."""
+    model.allocate_cache(1, len(prompt) + max_tokens + 1)
+    slot = torch.tensor([0])
+    logits = model.forward(torch.tensor([prompt]), torch.tensor([0]), slot)
+    out: list[int] = []
+    while True:
+        out.append(int(logits[0].argmax()))
+        if len(out) >= max_tokens or out[-1] in eos:
+            return out
+        pos = torch.tensor([len(prompt) + len(out) - 1])
+        logits = model.forward(torch.tensor([[out[-1]]]), pos, slot)

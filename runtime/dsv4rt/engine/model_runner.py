@@ -1,0 +1,104 @@
+"""ModelRunner: scheduled sequences -> input tensors -> model.forward -> sampled tokens.
+
+Only this module and the sampler touch torch. The model owns static per-slot cache buffers
+(`allocate_cache`); the runner sizes them from a byte budget and feeds `forward(ids, start_pos,
+slots)` with one call per distinct prefill chunk length (rows in one call share T) plus one decode
+call with T=1 for all decoding rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import torch
+
+from dsv4rt.engine.sampler import SampleResult, make_generator
+from dsv4rt.engine.scheduler import ScheduledBatch
+from dsv4rt.engine.sequence import Sequence
+from dsv4rt.kernels import registry
+
+log = logging.getLogger(__name__)
+_CPU_DEFAULT_KV_BYTES = 2 << 30  # a CPU host has no "static fraction"; 2 GiB unless told otherwise
+
+
+class KVBudgetError(RuntimeError):
+    """The byte budget cannot hold even one slot at the requested context length."""
+
+
+def kv_budget_bytes(device: torch.device, mem_fraction_static: float | None, kv_budget: int | None) -> int:
+    """Bytes the KV/state pool may take: an explicit budget, else the GPU's static fraction minus
+    what is already allocated (weights), else the CPU default."""
+    if kv_budget is not None:
+        return kv_budget
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        frac = mem_fraction_static if mem_fraction_static is not None else 0.85
+        return max(0, int(total * frac) - torch.cuda.memory_allocated(device))
+    return _CPU_DEFAULT_KV_BYTES
+
+
+def size_slots(bytes_per_slot: int, budget: int, max_running: int, context_length: int) -> int:
+    num = min(max_running, budget // max(bytes_per_slot, 1))
+    if num < 1:
+        raise KVBudgetError(
+            f"KV/state budget {budget} B cannot hold one sequence of {context_length} tokens "
+            f"({bytes_per_slot} B per slot); raise --kv-budget-bytes / --mem-fraction-static "
+            f"or lower --context-length"
+        )
+    return num
+
+
+class ModelRunner:
+    def __init__(self, model, num_slots: int, context_length: int, device: torch.device):
+        self.model, self.device = model, device
+        self.num_slots, self.context_length = num_slots, context_length
+        model.allocate_cache(num_slots, context_length)
+        self.sample_fn = registry.get("sampling")
+        self._generators: dict[int, torch.Generator | None] = {}
+        log.info("KV/state pool: %d slots x %d tokens (%d B each)", num_slots, context_length,
+                 model.cache_bytes_per_slot(context_length))
+
+    def _tensor(self, data) -> torch.Tensor:
+        return torch.tensor(data, dtype=torch.long, device=self.device)
+
+    def _forward(self, rows: list[list[int]], starts: list[int], slots: list[int]) -> torch.Tensor:
+        return self.model.forward(self._tensor(rows), self._tensor(starts), self._tensor(slots))
+
+    def _prefill(self, chunks: list[tuple[Sequence, int]]) -> list[tuple[Sequence, torch.Tensor]]:
+        """Run prompt chunks grouped by length; return logits for rows that finish their prompt."""
+        groups: dict[int, list[Sequence]] = defaultdict(list)
+        for seq, n in chunks:
+            groups[n].append(seq)
+        out = []
+        for n, seqs in groups.items():
+            rows = [s.prompt_ids[s.num_computed : s.num_computed + n] for s in seqs]
+            logits = self._forward(rows, [s.num_computed for s in seqs], [s.slot for s in seqs])
+            out += [(s, logits[i]) for i, s in enumerate(seqs) if s.num_computed + n == len(s.prompt_ids)]
+        return out
+
+    def _decode(self, seqs: list[Sequence]) -> list[tuple[Sequence, torch.Tensor]]:
+        if not seqs:
+            return []
+        logits = self._forward([[s.output_ids[-1]] for s in seqs], [s.num_computed for s in seqs],
+                               [s.slot for s in seqs])
+        return list(zip(seqs, logits))
+
+    @torch.inference_mode()
+    def run(self, batch: ScheduledBatch) -> dict[int, tuple[int, object]]:
+        """seq_id -> (token, logprob entry) for every row that produced a next token this step."""
+        rows = self._decode(batch.decode) + self._prefill(batch.prefill)
+        if not rows:
+            return {}
+        seqs = [s for s, _ in rows]
+        gens = [self._generator(s) for s in seqs]
+        res: SampleResult = self.sample_fn(torch.stack([r for _, r in rows]), [s.params for s in seqs], gens)
+        return {s.seq_id: (res.token_ids[i], res.logprobs[i]) for i, s in enumerate(seqs)}
+
+    def _generator(self, seq: Sequence):
+        if seq.seq_id not in self._generators:
+            self._generators[seq.seq_id] = make_generator(seq.params.seed, self.device)
+        return self._generators[seq.seq_id]
+
+    def forget(self, seq_id: int) -> None:
+        self._generators.pop(seq_id, None)

@@ -1,0 +1,56 @@
+"""PyTorch reference kernels: always registered, run anywhere, define the numerics."""
+
+from __future__ import annotations
+
+import torch
+
+from dsv4rt.kernels.registry import register
+
+
+@register("rmsnorm")
+def rmsnorm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """fp32 RMSNorm; weight None = the unweighted per-head q norm."""
+    xf = x.float()
+    y = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + eps)
+    return (y if weight is None else y * weight.float()).to(x.dtype)
+
+
+@register("hc_split_sinkhorn")
+def hc_split_sinkhorn(mix, scale, base, n: int, iters: int, eps: float):
+    """mix [B,T,(2+n)n] -> pre [B,T,n], post [B,T,n], comb [B,T,n,n] (rows j = input stream)."""
+    pre_w, post_w, comb_w = mix.split([n, n, n * n], dim=-1)
+    pre_b, post_b, comb_b = base.split([n, n, n * n])
+    pre = torch.sigmoid(pre_w * scale[0] + pre_b) + eps
+    post = 2 * torch.sigmoid(post_w * scale[1] + post_b)
+    comb = (comb_w * scale[2] + comb_b).unflatten(-1, (n, n)).softmax(-1) + eps
+    comb = comb / (comb.sum(-2, keepdim=True) + eps)
+    for _ in range(iters - 1):
+        comb = comb / (comb.sum(-1, keepdim=True) + eps)
+        comb = comb / (comb.sum(-2, keepdim=True) + eps)
+    return pre, post, comb
+
+
+@register("sink_attention")
+def sink_attention(q, kv, mask, sink, scale: float) -> torch.Tensor:
+    """Shared K=V attention with a per-head sink in the softmax denominator.
+
+    q [B,T,H,D]; kv [B,S,D] (one head shared by all); mask [B,T,S] bool (True = visible); sink [H].
+    """
+    s = torch.einsum("bthd,bsd->bths", q.float(), kv.float()) * scale
+    s = s.masked_fill(~mask[:, :, None, :], float("-inf"))
+    sinks = sink.float().view(1, 1, -1, 1).expand(*s.shape[:-1], 1)
+    p = torch.cat([s, sinks], dim=-1).softmax(-1)[..., :-1]
+    return torch.einsum("bths,bsd->bthd", p, kv.float()).to(q.dtype)
+
+
+@register("indexer_topk")
+def indexer_topk(qi, ki, w, visible, k: int) -> torch.Tensor:
+    """Lightning indexer: score[t,j] = Σ_h w[t,h]·relu(qi[t,h]·ki[j]); top-k of the visible entries.
+
+    qi [B,T,Hi,Di] (already scaled), ki [B,N,Di], w [B,T,Hi], visible [B,T,N] -> bool mask [B,T,N].
+    """
+    score = (torch.einsum("bthd,bnd->bthn", qi.float(), ki.float()).relu() * w.float()[..., None]).sum(2)
+    score = score.masked_fill(~visible, float("-inf"))
+    idx = score.topk(min(k, score.shape[-1]), dim=-1).indices
+    picked = torch.zeros_like(visible).scatter_(-1, idx, True)
+    return picked & visible

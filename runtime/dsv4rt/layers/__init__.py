@@ -1,0 +1,1 @@
+"""Small building blocks of the V4 model: RoPE/YaRN, mHC, MoE."""

@@ -1,0 +1,47 @@
+"""mHC: manifold-constrained hyper-connections (v4-architecture.md §2.3).
+
+The residual is `hc_mult` streams [B, T, n, d]. Each sub-block reads a weighted sum of the streams
+(sigmoid `pre`), and writes back `post · out + Cᵀ · streams` with C projected toward a
+doubly-stochastic matrix by Sinkhorn-Knopp so deep stacks stay non-expansive.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dsv4rt.kernels import get
+
+
+def _mix(h: torch.Tensor, fn: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMS-normalised (no weight) projection of the flattened streams: [B, T, n*d] -> [B, T, k]."""
+    xf = h.flatten(-2).float()
+    xf = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + eps)
+    return xf @ fn.float().t()
+
+
+class HyperConnection(nn.Module):
+    """Weights for one sub-block (attn or ffn); parameters are owned by the Block (checkpoint names)."""
+
+    def __init__(self, hc_mult: int, iters: int, hc_eps: float, norm_eps: float):
+        super().__init__()
+        self.n, self.iters, self.hc_eps, self.norm_eps = hc_mult, iters, hc_eps, norm_eps
+
+    def pre(self, h, fn, scale, base):
+        """-> (x_in [B,T,d], post [B,T,n], comb [B,T,n,n])."""
+        mix = _mix(h, fn, self.norm_eps)
+        pre, post, comb = get("hc_split_sinkhorn")(mix, scale.float(), base.float(), self.n, self.iters, self.hc_eps)
+        x = (pre.unsqueeze(-1) * h).sum(dim=2).to(h.dtype)
+        return x, post, comb
+
+    @staticmethod
+    def post(out: torch.Tensor, res: torch.Tensor, post: torch.Tensor, comb: torch.Tensor) -> torch.Tensor:
+        """h'_k = post_k · out + Σ_j C[j,k] · res_j."""
+        dt = res.dtype
+        return post.to(dt).unsqueeze(-1) * out.unsqueeze(-2) + comb.to(dt).transpose(-1, -2) @ res
+
+
+def hc_head(h: torch.Tensor, fn, scale, base, hc_eps: float, norm_eps: float) -> torch.Tensor:
+    """Final stream collapse (no post/comb, no Sinkhorn): y = Σ_j (sigmoid(.)+eps)_j h_j."""
+    pre = torch.sigmoid(_mix(h, fn, norm_eps) * scale.float() + base.float()) + hc_eps
+    return (pre.unsqueeze(-1) * h).sum(dim=2).to(h.dtype)

@@ -1,0 +1,348 @@
+"""The DeepSeek-V4 model: SWA / CSA / HCA attention, mHC residual streams, MoE, MTP head.
+
+Layout follows the official `inference/model.py`; module and parameter names equal the checkpoint's
+tensor names, so `state_dict()` keys are the official ones (`layers.3.attn.compressor.ape`, ...).
+Facts and notation: shared/reference/v4-architecture.md §2. Decoding state lives in static per-slot
+buffers (`allocate_cache`), so rows at different positions batch together and prefill, chunked
+prefill and decode share one code path with no host syncs in attention.
+
+Cache per attention layer, per slot (W = window, m = ratio, N = max_seq_len // m):
+    win_kv      [W, D]        ring: row p % W holds the window entry of position p
+    ring_kv/sc  [c·m, c·hd]   compressor: projected kv / gate scores of the last c·m tokens (c = 2 if overlap)
+    entries     [N + 1, hd]   compressed entries; entry j at row j, row N is a scratch row for no-ops
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dsv4rt.config import ModelArgs
+from dsv4rt.kernels import get
+from dsv4rt.layers.mhc import HyperConnection, hc_head
+from dsv4rt.layers.moe import MoE
+from dsv4rt.layers.rope import apply_rope, inv_freq
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return get("rmsnorm")(x, self.weight, self.eps)
+
+
+def _linear(i: int, o: int) -> nn.Linear:
+    return nn.Linear(i, o, bias=False)
+
+
+class Rope:
+    """Frequencies of one layer's RoPE, built lazily per device (not a buffer, so models built on the
+    meta device need no re-init). SWA: plain rope_theta; compressed layers: YaRN on compress_rope_theta."""
+
+    def __init__(self, args: ModelArgs, ratio: int):
+        if ratio == 0:
+            self.params = (args.rope_head_dim, args.rope_theta)
+        else:
+            self.params = (args.rope_head_dim, args.compress_rope_theta, args.rope_factor,
+                           args.original_seq_len, args.beta_fast, args.beta_slow)
+        self._cache: dict[torch.device, torch.Tensor] = {}
+
+    def __call__(self, x: torch.Tensor, pos: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+        if x.device not in self._cache:
+            self._cache[x.device] = inv_freq(*self.params).to(x.device)
+        return apply_rope(x, pos, self._cache[x.device], inverse)
+
+
+def _arange(n: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.arange(n, device=like.device)
+
+
+class CachedModule(nn.Module):
+    """A module with per-slot decode state: `cache_shapes` is the single source of buffer sizes."""
+
+    def cache_shapes(self, max_seq_len: int) -> dict[str, tuple[tuple[int, ...], torch.dtype | None]]:
+        raise NotImplementedError
+
+    def allocate(self, num_slots: int, max_seq_len: int, device, dtype) -> None:
+        for name, (shape, dt) in self.cache_shapes(max_seq_len).items():
+            buf = torch.zeros(num_slots, *shape, device=device, dtype=dt or dtype)
+            self.register_buffer(name, buf, persistent=False)
+
+
+class Compressor(CachedModule):
+    """Gated-pooling compressor: one entry of `head_dim` per `ratio` tokens (v4-architecture.md §2.5).
+
+    With overlap (CSA, ratio 4) each entry pools 2·ratio tokens: channels [:hd] of the previous block
+    and [hd:] of its own block. The entry gets RoPE at its block's first position.
+    """
+
+    def __init__(self, args: ModelArgs, ratio: int, head_dim: int, rope: Rope):
+        super().__init__()
+        self.ratio, self.head_dim, self.overlap, self.rope = ratio, head_dim, ratio == 4, rope
+        c = 2 if self.overlap else 1
+        self.span = c * ratio  # tokens one entry looks at
+        self.wkv = _linear(args.dim, c * head_dim)
+        self.wgate = _linear(args.dim, c * head_dim)
+        self.ape = nn.Parameter(torch.zeros(ratio, c * head_dim))
+        self.norm = RMSNorm(head_dim, args.norm_eps)
+
+    def cache_shapes(self, max_seq_len: int):
+        width = self.wkv.out_features
+        return {
+            "ring_kv": ((self.span, width), torch.float32),
+            "ring_sc": ((self.span, width), torch.float32),
+            "entries": ((max_seq_len // self.ratio + 1, self.head_dim), None),
+        }
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> None:
+        """Project x [B,T,d] at positions pos [B,T]; write every entry whose block ends in this chunk."""
+        start, R, m = pos[:, 0], self.span, self.ratio
+        a, z = self.wkv(x).float(), self.wgate(x).float() + self.ape[pos % m]
+        # history = the ring's last R tokens (positions start-R .. start-1), then this chunk
+        hpos = start[:, None] - R + _arange(R, x)
+        seq_pos = torch.cat([hpos, pos], 1)
+        seq_a = torch.cat([self.ring_kv[slots[:, None], hpos % R], a], 1)
+        seq_z = torch.cat([self.ring_sc[slots[:, None], hpos % R], z], 1)
+        ends = start[:, None] + (-(start[:, None] + 1)) % m + m * _arange(x.shape[1] // m + 1, x)  # [B,E]
+        valid = ends <= pos[:, -1:]
+        end_off = (ends - hpos[:, :1]).clamp(max=seq_pos.shape[1] - 1)
+        win = (end_off[..., None] - R + 1 + _arange(R, x)).flatten(1)  # [B, E·R] token offsets
+        entry = self._pool(self._take(seq_a, win), self._take(seq_z, win), self._take(seq_pos, win))
+        entry = self.rope(self.norm(entry).to(self.entries.dtype), ends - m + 1)
+        rows = torch.where(valid, ends // m, self.entries.shape[1] - 1)
+        self.entries[slots[:, None], rows] = entry
+        keep = seq_pos[:, -R:]
+        self.ring_kv[slots[:, None], keep % R] = seq_a[:, -R:]
+        self.ring_sc[slots[:, None], keep % R] = seq_z[:, -R:]
+
+    def _take(self, seq: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
+        """Gather rows win [B, E·R] of seq [B, L(, C)] -> [B, E, R(, C)]."""
+        idx = win if seq.dim() == 2 else win[..., None].expand(-1, -1, seq.shape[-1])
+        return seq.gather(1, idx).unflatten(1, (-1, self.span))
+
+    def _pool(self, a: torch.Tensor, z: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """Softmax over the window's tokens, per channel; tokens before position 0 get weight 0."""
+        before = (p < 0)[..., None]
+        a, z = a.masked_fill(before, 0.0), z.masked_fill(before, float("-inf"))
+        if self.overlap:  # previous block's first half | own block's second half
+            m, hd = self.ratio, self.head_dim
+            a = torch.cat([a[:, :, :m, :hd], a[:, :, m:, hd:]], dim=2)
+            z = torch.cat([z[:, :, :m, :hd], z[:, :, m:, hd:]], dim=2)
+        return (a * z.softmax(dim=2)).sum(dim=2)
+
+
+class Indexer(nn.Module):
+    """Lightning indexer (CSA): scores compressed entries per query, keeps the top `index_topk`.
+
+    The official code rotates q and k by the same Hadamard matrix and simulates FP4; both cancel or
+    vanish in float, so this reference (like transformers) skips them.
+    """
+
+    def __init__(self, args: ModelArgs, ratio: int, rope: Rope):
+        super().__init__()
+        self.n_heads, self.head_dim, self.topk = args.index_n_heads, args.index_head_dim, args.index_topk
+        self.wq_b = _linear(args.q_lora_rank, self.n_heads * self.head_dim)
+        self.weights_proj = _linear(args.dim, self.n_heads)
+        self.compressor = Compressor(args, ratio, self.head_dim, rope)
+        self.scale = self.head_dim ** -0.5 * self.n_heads ** -0.5
+
+    def forward(self, x, qr, pos, slots, visible: torch.Tensor) -> torch.Tensor:
+        """-> bool [B,T,N]: the entries each query attends to (a subset of `visible`)."""
+        self.compressor(x, pos, slots)
+        qi = self.compressor.rope(self.wq_b(qr).unflatten(-1, (self.n_heads, self.head_dim)), pos)
+        keys = self.compressor.entries[slots, : visible.shape[-1]]
+        w = self.weights_proj(x).float() * self.scale
+        return get("indexer_topk")(qi, keys, w, visible, self.topk)
+
+
+class Attention(CachedModule):
+    """Shared K=V MQA over [sliding window | compressed entries] with a per-head sink (§2.4).
+
+    ratio 0: window only (SWA); ratio 4: + indexer-selected CSA entries; ratio 128: + all HCA entries.
+    V carries RoPE too, so the output's rope part is rotated back by the query position.
+    """
+
+    def __init__(self, layer_id: int, args: ModelArgs):
+        super().__init__()
+        self.n_heads, self.head_dim, self.window = args.n_heads, args.head_dim, args.window_size
+        self.o_groups, self.o_lora_rank, self.eps = args.o_groups, args.o_lora_rank, args.norm_eps
+        self.ratio = args.compress_ratios[layer_id]
+        self.scale = self.head_dim ** -0.5  # no YaRN mscale (§2.4)
+        self.wq_a = _linear(args.dim, args.q_lora_rank)
+        self.q_norm = RMSNorm(args.q_lora_rank, args.norm_eps)
+        self.wq_b = _linear(args.q_lora_rank, self.n_heads * self.head_dim)
+        self.wkv = _linear(args.dim, self.head_dim)
+        self.kv_norm = RMSNorm(self.head_dim, args.norm_eps)
+        self.wo_a = _linear(self.n_heads * self.head_dim // self.o_groups, self.o_groups * self.o_lora_rank)
+        self.wo_b = _linear(self.o_groups * self.o_lora_rank, args.dim)
+        self.attn_sink = nn.Parameter(torch.zeros(self.n_heads))
+        self.rope = Rope(args, self.ratio)
+        self.compressor = Compressor(args, self.ratio, self.head_dim, self.rope) if self.ratio else None
+        self.indexer = Indexer(args, self.ratio, self.rope) if self.ratio == 4 else None
+
+    def cache_shapes(self, max_seq_len: int):
+        return {"win_kv": ((self.window, self.head_dim), None)}
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        qr = self.q_norm(self.wq_a(x))
+        q = self.wq_b(qr).unflatten(-1, (self.n_heads, self.head_dim))
+        q = self.rope(get("rmsnorm")(q, None, self.eps), pos)
+        kv = self.rope(self.kv_norm(self.wkv(x)), pos)
+        keys, mask = self._window(kv, pos, slots)
+        if self.compressor is not None:
+            self.compressor(x, pos, slots)
+            n = self.compressor.entries.shape[1] - 1
+            visible = _arange(n, x) < ((pos + 1) // self.ratio)[..., None]  # entry j covers [j·m, (j+1)·m)
+            if self.indexer is not None:
+                visible = self.indexer(x, qr, pos, slots, visible)
+            keys = torch.cat([keys, self.compressor.entries[slots, :n]], 1)
+            mask = torch.cat([mask, visible], -1)
+        o = get("sink_attention")(q, keys, mask, self.attn_sink, self.scale)
+        o = self.rope(o, pos, inverse=True)
+        o = o.flatten(2).unflatten(-1, (self.o_groups, -1))  # [B,T,G,H·D/G]
+        wo_a = self.wo_a.weight.view(self.o_groups, self.o_lora_rank, -1)
+        o = torch.einsum("btgi,goi->btgo", o, wo_a)
+        return self.wo_b(o.flatten(2))
+
+    def _window(self, kv: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor):
+        """Keys = ring (positions < start) + this chunk; query t sees positions (t-W, t]."""
+        W, T = self.window, kv.shape[1]
+        last = pos[:, :1] - 1
+        ring_pos = last - (last - _arange(W, kv)) % W  # position each ring row holds (< 0: empty)
+        keys = torch.cat([self.win_kv[slots], kv], 1)
+        kpos = torch.cat([ring_pos, pos], 1)[:, None, :]
+        mask = (kpos >= 0) & (kpos <= pos[..., None]) & (kpos > pos[..., None] - W)
+        n = min(T, W)
+        self.win_kv[slots[:, None], pos[:, -n:] % W] = kv[:, -n:]
+        return keys, mask
+
+
+class Block(nn.Module):
+    """Attention + MoE, each wrapped by mHC (§2.2); h is [B, T, hc_mult, dim]."""
+
+    def __init__(self, layer_id: int, args: ModelArgs):
+        super().__init__()
+        self.attn = Attention(layer_id, args)
+        self.ffn = MoE(args, layer_id)
+        self.attn_norm = RMSNorm(args.dim, args.norm_eps)
+        self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
+        n, mix = args.hc_mult, (2 + args.hc_mult) * args.hc_mult
+        self.hc = HyperConnection(n, args.hc_sinkhorn_iters, args.hc_eps, args.norm_eps)
+        for part in ("attn", "ffn"):
+            setattr(self, f"hc_{part}_fn", nn.Parameter(torch.zeros(mix, n * args.dim)))
+            setattr(self, f"hc_{part}_base", nn.Parameter(torch.zeros(mix)))
+            setattr(self, f"hc_{part}_scale", nn.Parameter(torch.ones(3)))
+
+    def forward(self, h, ids, pos, slots):
+        x, post, comb = self.hc.pre(h, self.hc_attn_fn, self.hc_attn_scale, self.hc_attn_base)
+        h = self.hc.post(self.attn(self.attn_norm(x), pos, slots), h, post, comb)
+        x, post, comb = self.hc.pre(h, self.hc_ffn_fn, self.hc_ffn_scale, self.hc_ffn_base)
+        return self.hc.post(self.ffn(self.ffn_norm(x), ids), h, post, comb)
+
+
+class HeadMixin:
+    """hc_head + final norm + vocab projection, shared by the model and each MTP block."""
+
+    def _hc_head_params(self, args: ModelArgs) -> None:
+        n = args.hc_mult
+        self.hc_head_fn = nn.Parameter(torch.zeros(n, n * args.dim))
+        self.hc_head_base = nn.Parameter(torch.zeros(n))
+        self.hc_head_scale = nn.Parameter(torch.ones(1))
+        self.hc_eps, self.norm_eps = args.hc_eps, args.norm_eps
+
+    def _logits(self, h, norm: RMSNorm, head: nn.Linear, all_positions: bool) -> torch.Tensor:
+        h = h if all_positions else h[:, -1:]
+        y = norm(hc_head(h, self.hc_head_fn, self.hc_head_scale, self.hc_head_base, self.hc_eps, self.norm_eps))
+        logits = F.linear(y.float(), head.weight.float())
+        return logits if all_positions else logits[:, 0]
+
+
+class MTPBlock(HeadMixin, Block):
+    """NextN draft layer (§2.8): mixes the next token's embedding with the main model's final
+    streams, runs one SWA Block, and predicts the token after next through the shared head."""
+
+    def __init__(self, layer_id: int, args: ModelArgs):
+        super().__init__(layer_id, args)
+        self.e_proj, self.h_proj = _linear(args.dim, args.dim), _linear(args.dim, args.dim)
+        self.enorm, self.hnorm = RMSNorm(args.dim, args.norm_eps), RMSNorm(args.dim, args.norm_eps)
+        self.norm = RMSNorm(args.dim, args.norm_eps)
+        self._hc_head_params(args)
+
+    def forward(self, emb, h_main, ids, pos, slots):
+        x = self.e_proj(self.enorm(emb)).unsqueeze(2) + self.h_proj(self.hnorm(h_main))
+        return super().forward(x, ids, pos, slots)
+
+
+class Transformer(HeadMixin, nn.Module):
+    """V4 causal LM over per-slot decoding state (see the module docstring for the cache layout)."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.embed = nn.Embedding(args.vocab_size, args.dim)
+        self.layers = nn.ModuleList(Block(i, args) for i in range(args.n_layers))
+        self.norm = RMSNorm(args.dim, args.norm_eps)
+        self.head = _linear(args.dim, args.vocab_size)
+        self._hc_head_params(args)
+        self.mtp = nn.ModuleList(MTPBlock(args.n_layers + i, args) for i in range(args.n_mtp_layers))
+        self.num_slots = self.max_seq_len = 0
+
+    def _cached(self):
+        return [m for m in self.modules() if isinstance(m, CachedModule)]
+
+    def cache_bytes_per_slot(self, max_seq_len: int) -> int:
+        """Bytes of decoding state per slot (window rings, entries, indexer keys, compressor state)."""
+        size = self.embed.weight.element_size()
+        total = 0
+        for mod in self._cached():
+            for shape, dt in mod.cache_shapes(max_seq_len).values():
+                total += torch.Size(shape).numel() * (torch.empty(0, dtype=dt).element_size() if dt else size)
+        return total
+
+    def allocate_cache(self, num_slots: int, max_seq_len: int) -> None:
+        """(Re)allocate static per-slot buffers; all state is zero, i.e. every slot is empty."""
+        w = self.embed.weight
+        for mod in self._cached():
+            mod.allocate(num_slots, max_seq_len, w.device, w.dtype)
+        self.num_slots, self.max_seq_len = num_slots, max_seq_len
+
+    def _positions(self, input_ids, start_pos):
+        if self.num_slots == 0:
+            raise RuntimeError("call allocate_cache(num_slots, max_seq_len) before forward")
+        return start_pos.to(input_ids.device)[:, None] + _arange(input_ids.shape[1], input_ids)
+
+    @torch.no_grad()
+    def forward(self, input_ids: torch.Tensor, start_pos: torch.Tensor, slots: torch.Tensor,
+                return_all_logits: bool = False, return_hidden: bool = False):
+        """input_ids [B,T] continuing each slot at start_pos [B] (0 resets the slot).
+
+        Returns fp32 logits [B,V] for the last position ([B,T,V] with return_all_logits); with
+        return_hidden also the final residual streams [B,T,hc_mult,dim] that `mtp_forward` takes.
+        """
+        pos = self._positions(input_ids, start_pos)
+        h = self.embed(input_ids).unsqueeze(2).repeat(1, 1, self.args.hc_mult, 1)
+        for layer in self.layers:
+            h = layer(h, input_ids, pos, slots)
+        logits = self._logits(h, self.norm, self.head, return_all_logits)
+        return (logits, h) if return_hidden else logits
+
+    @torch.no_grad()
+    def mtp_forward(self, input_ids: torch.Tensor, hidden: torch.Tensor, start_pos: torch.Tensor,
+                    slots: torch.Tensor, return_all_logits: bool = False, depth: int = 0) -> torch.Tensor:
+        """MTP draft head.
+
+        input_ids [B,T]: the tokens at positions start_pos+1 .. start_pos+T (shifted by one);
+        hidden [B,T,hc_mult,dim]: the main model's final streams at positions start_pos .. +T-1
+        (`forward(..., return_hidden=True)`); start_pos [B], slots [B] as in `forward` (the MTP layer
+        keeps its own window cache per slot). Returns logits for the token after each input token.
+        """
+        if not self.mtp:
+            raise RuntimeError("this checkpoint has no MTP layer (num_nextn_predict_layers = 0)")
+        pos = self._positions(input_ids, start_pos)
+        block = self.mtp[depth]
+        h = block(self.embed(input_ids), hidden, input_ids, pos, slots)
+        return block._logits(h, block.norm, self.head, return_all_logits)

@@ -1,0 +1,1 @@
+"""OpenAI-compatible HTTP server: schemas (protocol), routes (app), chat glue (chat), metrics."""

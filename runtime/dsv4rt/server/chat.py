@@ -1,0 +1,99 @@
+"""Chat completions through deepseek-recipe: request conversion and validation, V4 prompt encoding
+(reasoning modes: non-think / think high / think max), and the stream processor that turns sampled
+tokens into OpenAI chunks with reasoning_content and DSML tool calls. Nothing here re-implements
+what the recipe does; this module only bridges it to the engine's Sequence/StepOutput."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import deepseek_recipe as dr
+
+from dsv4rt.engine.engine import StepOutput
+from dsv4rt.engine.sequence import FinishReason, SamplingError, SamplingParams, Sequence
+from dsv4rt.server.protocol import APIError, SamplingExtras, now
+
+_FINISH = {FinishReason.STOP: dr.InferenceFinishReason.Stop, FinishReason.LENGTH: dr.InferenceFinishReason.Length}
+
+
+@dataclass
+class ChatJob:
+    request: dr.ConversationRequest
+    prompt_ids: list[int]
+    params: SamplingParams
+    stream: bool
+
+
+def conversion_error(e: Exception) -> APIError:
+    """The recipe's ConversionError carries an OpenAI error body; other errors are plain 400s."""
+    body = getattr(e, "body", None)
+    if body:
+        err = json.loads(body).get("error", {})
+        return APIError(getattr(e, "status_code", 400), err.get("message", str(e)), err.get("type", "invalid_request_error"),
+                        err.get("param"), err.get("code"))
+    return APIError(400, str(e))
+
+
+class ChatFrontend:
+    def __init__(self, tokenizer_json: str, served_model_name: str, context_length: int):
+        self.tokenizer = dr.Tokenizer.from_file(tokenizer_json)
+        self.encoding = dr.DeepseekV4Encoding().with_tokenizer(self.tokenizer)
+        # only our served name is accepted; the recipe then rejects any other model with a 400
+        self.options = dr.ConversionOptions().with_model_versions_by_name(
+            {served_model_name: dr.ModelVersion.DeepseekV4Pro})
+        self.model, self.context_length = served_model_name, context_length
+
+    def prepare(self, body: dict) -> ChatJob:
+        extras = SamplingExtras.model_validate(body)
+        try:
+            req = dr.ChatCompletionRequest(body).convert(self.options)
+            prompt = self.encoding.encode(req.conversation)
+            max_tokens = req.resolve_max_tokens(len(prompt), self.context_length)
+        except (dr.ConversionError, ValueError) as e:
+            raise conversion_error(e) from None
+        io = req.inference_options
+        try:
+            params = SamplingParams(
+                max_tokens=max_tokens, temperature=io.temperature if io.temperature is not None else 1.0,
+                top_p=io.top_p or 1.0, top_k=max(extras.top_k, 0), seed=io.seed,
+                stop=tuple(req.parsing_options.stop_sequences), stop_token_ids=tuple(extras.stop_token_ids or ()),
+                ignore_eos=extras.ignore_eos, logprobs=io.logprobs, top_logprobs=io.top_logprobs or 0)
+        except SamplingError as e:
+            raise APIError(400, str(e), param=e.param) from None
+        return ChatJob(req, prompt, params, req.stream)
+
+
+class ChatResponder:
+    """Feeds StepOutputs to the recipe's StreamProcessor; keeps the accumulated response too."""
+
+    def __init__(self, front: ChatFrontend, job: ChatJob, rid: str):
+        gen = dr.ChatCompletionRequest.chunk_generator(job.request, rid, front.model)
+        self.proc = dr.StreamProcessor(gen, job.request.parsing_options, front.tokenizer)
+        self.rid, self.model, self.logprobs = rid, front.model, job.params.logprobs
+        self.response_obj: dr.ChatCompletionResponse | None = None
+
+    def _start(self, seq: Sequence) -> list:
+        usage = dr.PromptUsage(prompt_tokens=len(seq.prompt_ids), prompt_cache_hit_tokens=seq.num_cached)
+        self.response_obj = dr.ChatCompletionResponse(self.rid, self.model, now(), len(seq.prompt_ids), seq.num_cached)
+        return self.proc.push(dr.InferenceChunk.ready(prompt_usage=usage))
+
+    def on_output(self, seq: Sequence, out: StepOutput) -> list[str]:
+        chunks = self._start(seq) if self.response_obj is None else []
+        if out.token_id is not None:
+            lps = [out.logprob] if self.logprobs else None
+            chunks += self.proc.push(dr.InferenceChunk.tokens([out.token_id], lps))
+        if out.finished:
+            chunks += self.proc.push(dr.InferenceChunk.finish(_FINISH[out.finish_reason]))
+            chunks += self.proc.finish()
+        jsons = [c.to_json() for c in chunks]  # NOTE: accumulate consumes a chunk, so serialize first
+        for c in chunks:
+            self.response_obj.accumulate(c)
+        return jsons
+
+    def close(self) -> None:
+        if not self.proc.finished:
+            self.proc.close()
+
+    def response(self) -> str:
+        return self.response_obj.to_json()

@@ -1,0 +1,201 @@
+"""Every rule: one plan that triggers it and a near-identical one that does not. A rule added to the
+registry without a row here fails `test_every_rule_has_cases`."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsv4ctl.validate import RULES, run_rules
+from test_rules_factory import FP8X, M112, M314, MNNVL, dd, dpa, mk, mmt, pd_plan
+
+H200_BAL = dict(hw="h200", quant="fp8", recipe="balanced", gpn=4)
+
+CASES = {
+    # recipes §4.1 / §7 #1: 256 running / DPA4 = 64 per rank × 4 drafts = 256 > 128
+    "DEEPEP-DISPATCH-OVERFLOW": (
+        mk(**H200_BAL, env={**FP8X, **dd(128)}, **dpa(4), **M314, max_running_requests=256),
+        mk(**H200_BAL, env={**FP8X, **dd(256)}, **dpa(4), **M314, max_running_requests=256)),
+    "DEEPEP-LL-LIMIT": (
+        mk(**H200_BAL, env={**FP8X, **dd(2048)}, **dpa(4)),
+        mk(**H200_BAL, env={**FP8X, **dd(1024)}, **dpa(4))),
+    "DEEPEP-QP-DEPTH": (
+        mk("gb200", "pro", recipe="balanced", nodes=2, env={**MNNVL, **dd(1024)}, **dpa(8)),
+        mk("gb200", "pro", recipe="balanced", nodes=2, env={**MNNVL, **dd(1024), "NVSHMEM_QP_DEPTH": "4096"},
+           **dpa(8))),
+    "DEEPEP-EP-SIZE": (
+        mk("h200", quant="fp8", recipe="balanced", gpn=6, env=FP8X, tp=6, dp=2, attn_dp=True, moe_a2a="deepep"),
+        mk(**H200_BAL, env=FP8X, **dpa(4))),
+    "MEGAMOE-ARCH": (
+        mk(**H200_BAL, env=FP8X, **dpa(4, "megamoe")),
+        mk("b200", recipe="balanced", gpn=4, **dpa(4, "megamoe"))),
+    "MEGAMOE-RECIPE": (
+        mk("b200", recipe="low-latency", gpn=4, **dpa(4, "megamoe")),
+        mk("b200", recipe="max-throughput", gpn=4, **dpa(4, "megamoe"))),
+    "MEGAMOE-CHUNKED-PREFILL": (
+        mk("b200", recipe="max-throughput", gpn=4, **dpa(4, "megamoe"), chunked_prefill_size=-1),
+        mk("b200", recipe="max-throughput", gpn=4, **dpa(4, "megamoe"), chunked_prefill_size=8192)),
+    # recipes §4.6: 65536 / DP8 = 8192 > 4096
+    "MEGAMOE-TOKENS": (
+        mk("b200", "pro", recipe="max-throughput", env=mmt(4096), **dpa(8, "megamoe"), chunked_prefill_size=65536),
+        mk("b200", "pro", recipe="max-throughput", env=mmt(8320), **dpa(8, "megamoe"), chunked_prefill_size=65536)),
+    "MEGAMOE-W4A4-SM90": (
+        mk(**H200_BAL, env=FP8X, **dpa(4), megamoe="w4a4"),
+        mk(**H200_BAL, env=FP8X, **dpa(4), megamoe="off")),
+    "MEGAMOE-RUNNER": (
+        mk("b200", recipe="max-throughput", gpn=4, **dpa(4, "megamoe"), moe_runner="flashinfer_mxfp4"),
+        mk("b200", recipe="max-throughput", gpn=4, **dpa(4, "megamoe"))),
+    "MEGAMOE-PD": (
+        pd_plan("b200", quant="fp4", ib_device="mlx5_7", **dpa(8, "megamoe")),
+        pd_plan("b200", quant="fp4", ib_device="mlx5_7", **dpa(8))),
+    "FP4-HOPPER-TP-ONLY": (
+        mk("h200", recipe="balanced", gpn=4, **dpa(4)),
+        mk("h200", recipe="balanced", tp=4, gpn=4, moe_runner="flashinfer_mxfp4")),
+    "FP4-HOPPER-RUNNER": (
+        mk("h200", tp=4, gpn=4, moe_runner="flashinfer_trtllm_routed"),
+        mk("h200", tp=4, gpn=4, moe_runner="marlin")),
+    "FP8-REPACK-ENV": (
+        mk("h200", quant="fp8", tp=4, gpn=4),
+        mk("h200", quant="fp8", tp=4, gpn=4, env=FP8X)),
+    "QUANT-UNSUPPORTED": (
+        mk("h200", quant="nvfp4", tp=4, gpn=4),
+        mk("b200", quant="nvfp4", tp=4, gpn=4)),
+    "SPEC-EAGLE-TOPK": (
+        mk(tp=4, gpn=4, **{**M314, "spec_topk": 2}),
+        mk(tp=4, gpn=4, **M314)),
+    "SPEC-DRAFT-TOKENS": (
+        mk(tp=4, gpn=4, **{**M314, "spec_draft_tokens": 8}),
+        mk(tp=4, gpn=4, **M314)),
+    "SPEC-DSPARK-CHECKPOINT": (
+        mk(tp=4, gpn=4, spec_algorithm="DSPARK", model_path="deepseek-ai/DeepSeek-V4-Flash"),
+        mk(tp=4, gpn=4, spec_algorithm="DSPARK", model_path="deepseek-ai/DeepSeek-V4-Flash-0731")),
+    "SPEC-EAGLE-OFFICIAL": (
+        mk(tp=4, gpn=4, model_path="deepseek-ai/DeepSeek-V4-Flash-0731", **M314),
+        mk(tp=4, gpn=4, model_path="deepseek-ai/DeepSeek-V4-Flash", **M314)),
+    "SPEC-DSPARK-DP": (
+        mk(recipe="balanced", gpn=4, spec_algorithm="DSPARK", model_path="x/DeepSeek-V4-Flash-0731", **dpa(4)),
+        mk(tp=4, gpn=4, spec_algorithm="DSPARK", model_path="x/DeepSeek-V4-Flash-0731")),
+    "SPEC-V2-DISABLED": (
+        mk(tp=4, gpn=4, env={"SGLANG_ENABLE_SPEC_V2": "0"}, **M314),
+        mk(tp=4, gpn=4, env={"SGLANG_ENABLE_SPEC_V2": "1"}, **M314)),
+    "SPEC-MAX-THROUGHPUT": (
+        mk(recipe="max-throughput", gpn=4, **dpa(4), env=dd(1024), **M112),
+        mk(recipe="max-throughput", gpn=4, **dpa(4), env=dd(1024))),
+    "TP-NODES-MISMATCH": (
+        mk("h100", "pro", nodes=1, tp=16, gpn=8),
+        mk("h100", "pro", nodes=2, tp=16)),
+    "GPUS-PER-NODE": (
+        mk("gb300", "pro", gpn=8, tp=8),
+        mk("gb300", "pro", gpn=4, nodes=2, env=MNNVL, tp=8)),
+    "DP-ATTN-DIVIDES-TP": (
+        mk(recipe="balanced", gpn=4, tp=4, dp=3, attn_dp=True),
+        mk(recipe="balanced", gpn=4, tp=4, dp=2, attn_dp=True)),
+    "SHARDING-DIVIDES": (
+        mk("b200", "flash", tp=16, nodes=2),
+        mk("b200", "pro", tp=16, nodes=2)),
+    "CP-MULTI-NODE": (
+        mk("b200", "pro", "fp4", "cp", nodes=2, tp=16, prefill_cp=True, moe_a2a="deepep"),
+        mk("b200", "pro", "fp4", "cp", nodes=1, tp=8, prefill_cp=True, moe_a2a="deepep")),
+    "CP-DP-ATTN": (
+        mk("b200", "pro", "fp4", "cp", prefill_cp=True, moe_a2a="deepep", dp=8, attn_dp=True),
+        mk("b200", "pro", "fp4", "cp", prefill_cp=True, moe_a2a="deepep")),
+    "CP-ZIGZAG-CUDA": (
+        mk("b200", "pro", "fp4", "cp", prefill_cp=True, cp_strategy="zigzag"),
+        mk("b200", "pro", "fp4", "cp", prefill_cp=True, cp_strategy="interleave")),
+    "PD-PP": (
+        pd_plan(env=FP8X, ib_device="mlx5_0", tp=4, pp=2),
+        pd_plan(env=FP8X, ib_device="mlx5_0", tp=8)),
+    # recipes §7 #7: mooncake without IB exposure silently uses TCP
+    "PD-MOONCAKE-IB": (
+        pd_plan(env=FP8X),
+        pd_plan(env=FP8X, ib_device="mlx5_0")),
+    "PD-MNNVL": (
+        pd_plan("gb300", "pro", "fp4", tp=4, env=MNNVL),
+        pd_plan("gb300", "pro", "fp4", tp=4, env={**MNNVL, "MC_FORCE_MNNVL": "1"})),
+    "MNNVL-FLAGS": (
+        mk("gb200", "pro", nodes=2, tp=8, env=dd(256)),
+        mk("gb200", "pro", nodes=2, tp=8, env={**MNNVL, **dd(256)})),
+    "CUDA-GRAPH-BS": (
+        mk(tp=4, gpn=4, cuda_graph_max_bs=512, max_running_requests=256),
+        mk(tp=4, gpn=4, cuda_graph_max_bs=128, max_running_requests=256)),
+    "PARSER-INVALID": (
+        mk(tp=4, gpn=4, tool_call_parser="deepseek-v4"),
+        mk(tp=4, gpn=4, tool_call_parser="deepseekv4", reasoning_parser="deepseek-v4")),
+    "PARSER-NOT-V4": (
+        mk(tp=4, gpn=4, reasoning_parser="deepseek-r1"),
+        mk(tp=4, gpn=4, reasoning_parser="deepseek-v4")),
+    "ENGINE-RENDER": (
+        mk(tp=4, gpn=4, engine_version="0.4.0"),
+        mk(tp=4, gpn=4)),
+    "HARDWARE-UNKNOWN": (mk("h300", tp=4, gpn=4), mk("h200", tp=4, gpn=4)),
+    "VARIANT-UNKNOWN": (mk(variant="ultra", tp=4, gpn=4), mk(variant="flash", tp=4, gpn=4)),
+    # v4-architecture §4.2: Pro FP8 at TP8 is ≈192 GiB per GPU
+    "WEIGHTS-EXCEED-HBM": (
+        mk("h200", "pro", "fp8", env=FP8X, tp=8),
+        mk("h200", "pro", "fp8", nodes=2, env=FP8X, tp=16, mem_fraction_static=0.93)),
+    # recipes §7 #4 / #2
+    "KV-NO-ROOM": (
+        mk("gb300", "pro", "fp4", "cp", tp=4, mem_fraction_static=0.78),
+        mk("gb300", "pro", "fp4", "cp", tp=4, mem_fraction_static=0.88)),
+    "KV-CAPACITY": (
+        mk("h200", "pro", tp=8, **M314, mem_fraction_static=0.88, context_length=131072, max_running_requests=64),
+        mk("h200", "pro", tp=8, **M314, mem_fraction_static=0.88, context_length=131072, max_running_requests=4)),
+    "CONTEXT-EXCEEDS-MODEL": (
+        mk(tp=4, gpn=4, context_length=2_000_000),
+        mk(tp=4, gpn=4, context_length=1_048_576)),
+    "GRAPH-MEMORY": (
+        mk(tp=4, gpn=4, mem_fraction_static=0.995),
+        mk(tp=4, gpn=4, mem_fraction_static=0.9)),
+}
+
+# rules whose trigger needs the renderer (flags of the rendered argv)
+NEEDS_VERSIONS = {"ENGINE-FLAG-UNKNOWN", "ENGINE-VERSION-UNCHECKED"}  # tested in test_rules_flags.py
+
+
+def test_every_rule_has_cases():
+    assert set(RULES) - set(CASES) - NEEDS_VERSIONS == set()
+
+
+@pytest.mark.parametrize("rule_id", sorted(CASES))
+def test_rule_triggers(rule_id):
+    bad, _ = CASES[rule_id]
+    ids = [f.rule for f in run_rules(bad)]
+    assert rule_id in ids
+    finding = next(f for f in run_rules(bad) if f.rule == rule_id)
+    assert finding.severity == RULES[rule_id].severity
+    assert "{" not in finding.fix, finding.fix  # the template was filled
+
+
+@pytest.mark.parametrize("rule_id", sorted(CASES))
+def test_rule_stays_quiet(rule_id):
+    _, good = CASES[rule_id]
+    assert rule_id not in [f.rule for f in run_rules(good)]
+
+
+def test_dispatch_fix_names_numbers():
+    bad, _ = CASES["DEEPEP-DISPATCH-OVERFLOW"]
+    f = next(f for f in run_rules(bad) if f.rule == "DEEPEP-DISPATCH-OVERFLOW")
+    assert f.values["need"] == 256 and f.values["dispatch_tokens_per_rank"] == 128
+    assert "≥ 256" in f.fix and "--max-running-requests to 128" in f.fix
+
+
+def test_megamoe_required_tokens_match_reference():
+    """recipes §4.6: B200 Pro HT 65536/8 = 8192 ≤ 8320 and BAL 32768/8 = 4096 ≤ 4096."""
+    from dsv4ctl.validate.context import Ctx
+    from dsv4ctl.validate.megamoe import prefill_tokens_required
+
+    ht = mk("b200", "pro", recipe="max-throughput", **dpa(8, "megamoe"), chunked_prefill_size=65536)
+    bal = mk("b200", "pro", recipe="balanced", **dpa(8, "megamoe"), chunked_prefill_size=32768)
+    assert prefill_tokens_required(Ctx(ht)) == 8192
+    assert prefill_tokens_required(Ctx(bal)) == 4096
+    assert prefill_tokens_required(Ctx(mk("b200", "pro", tp=8, moe_a2a="megamoe", chunked_prefill_size=8190))) == 8192
+
+
+def test_kv_no_room_reports_minimum_fraction():
+    """recipes §7 #4: H200 Pro FP8 at 0.88 fails; the minimum is ≈0.9113 (0.9335 with MTP)."""
+    from test_rules_factory import REFERENCE_CELLS
+
+    cells = {name: plan for name, plan, _ in REFERENCE_CELLS}
+    ht = next(f for f in run_rules(cells["h200 pro fp8 HT"]) if f.rule == "KV-NO-ROOM")
+    ll = next(f for f in run_rules(cells["h200 pro fp8 LL"]) if f.rule == "KV-NO-ROOM")
+    assert ht.values["min_fraction"] == pytest.approx(0.9113, abs=0.01)
+    assert ll.values["min_fraction"] == pytest.approx(0.9335, abs=0.015)

@@ -1,0 +1,112 @@
+"""`dsv4ctl serve --engine sglang` without GPUs: a stub stands in for `sglang` and the router,
+records its argv and env, and serves /health and /v1/completions. Checks that exactly the plan's
+commands ran, in order, and that every failure is reported and leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from stub_sglang import STUB, assert_groups_gone, kill_groups, records, run_cli, stub_env, wait_for
+
+from dsv4ctl.launch.ports import free_port
+from dsv4ctl.render.sglang import render_commands
+from dsv4ctl.resolve import resolve_plan
+from dsv4ctl.schema import dump_plan, load_plan
+
+
+def with_ports(plan, ports: dict[str, int]):
+    """The plan with each role on a free port (a role's own keys carry its port too)."""
+    roles = [r.model_copy(update={"port": ports[r.name], "keys": {**r.keys, "port": ports[r.name]}
+                                  if r.name != "router" else r.keys}) for r in plan.roles]
+    keys = plan.keys.model_copy(update={"host": "127.0.0.1", "port": ports.get("single", plan.keys.port)})
+    return plan.model_copy(update={"roles": roles, "keys": keys})
+
+
+@pytest.fixture
+def single_plan(tmp_path):
+    plan = resolve_plan("h200", "flash", "balanced")
+    path = tmp_path / "plan.yaml"
+    dump_plan(with_ports(plan, {"single": free_port()}), path)
+    return path
+
+
+@pytest.fixture
+def pd_plan(tmp_path):
+    plan = resolve_plan("h200", "flash", "pd-disagg")
+    path = tmp_path / "pd.yaml"
+    dump_plan(with_ports(plan, {r.name: free_port() for r in plan.roles}), path)
+    return path
+
+
+def serve_args(plan_path, tmp_path, *extra):
+    return ["serve", "--plan", str(plan_path), "--engine", "sglang", "--force", "--run-dir",
+            str(tmp_path / "runs"), "--timeout", "20", "--grace", "3", *extra]
+
+
+def expected_argv(plan_path) -> dict[str, list[str]]:
+    """What the stub should have received: the plan's argv minus the program name."""
+    return {c.role: c.argv[3:] if c.role == "router" else c.argv[1:] for c in render_commands(load_plan(plan_path))}
+
+
+def pgids_of(recs) -> list[int]:
+    return [r["pgid"] for r in recs.values()]
+
+
+def test_single_plan_runs_exactly_the_plan_command(single_plan, tmp_path):
+    rec_dir = tmp_path / "rec"
+    rec_dir.mkdir()
+    env = stub_env(rec_dir)
+    res = run_cli(serve_args(single_plan, tmp_path, "--detach"), env)
+    recs = records(rec_dir)
+    try:
+        assert res.returncode == 0, res.stderr
+        assert set(recs) == {"single"}
+        assert recs["single"]["argv"][0] == str(STUB)
+        assert recs["single"]["argv"][1:] == expected_argv(single_plan)["single"]
+        plan = load_plan(single_plan)
+        assert {k: recs["single"]["env"].get(k) for k in plan.env} == plan.env
+        run = next((tmp_path / "runs").iterdir())
+        assert load_plan(run / "plan.yaml") == plan
+        assert json.loads((run / "command.json").read_text())["single"][0] == sys.executable
+        assert json.loads((run / "env.json").read_text())["single"] == plan.env
+        assert "fired up" in (run / "logs" / "single.log").read_text()
+        manifest = json.loads((run / "manifest.json").read_text())
+        assert manifest["model"] == plan.keys.model_path and manifest["gpus"] == 4
+        assert manifest["base_url"] == f"http://127.0.0.1:{plan.keys.port}"
+        status = run_cli(["status", "--run-dir", str(tmp_path / "runs"), "--format", "json"], env)
+        row = json.loads(status.stdout)[0]
+        assert row["status"] == "running" and row["healthy"]
+        stop = run_cli(["stop", "latest", "--run-dir", str(tmp_path / "runs")], env)
+        assert stop.returncode == 0 and "stopped" in stop.stdout
+    finally:
+        kill_groups(pgids_of(recs))
+    assert_groups_gone(pgids_of(recs))
+
+
+def test_pd_plan_starts_prefill_decode_then_router(pd_plan, tmp_path):
+    rec_dir = tmp_path / "rec"
+    rec_dir.mkdir()
+    res = run_cli(serve_args(pd_plan, tmp_path, "--detach"), stub_env(rec_dir))
+    recs = records(rec_dir)
+    try:
+        assert res.returncode == 0, res.stderr
+        assert set(recs) == {"prefill", "decode", "router"}
+        expected = expected_argv(pd_plan)
+        for role, rec in recs.items():
+            assert rec["argv"][1:] == expected[role], role
+        assert recs["router"]["t"] >= max(recs["prefill"]["t"], recs["decode"]["t"])
+        assert any("--disaggregation-transfer-backend" in a for a in recs["prefill"]["argv"])
+        run = next((tmp_path / "runs").iterdir())
+        assert {p.name for p in (run / "logs").iterdir()} == {"prefill.log", "decode.log", "router.log"}
+        manifest = json.loads((run / "manifest.json").read_text())
+        assert manifest["base_url"].endswith(f":{load_plan(pd_plan).role('router').port}")
+    finally:
+        run_cli(["stop", "latest", "--run-dir", str(tmp_path / "runs")], stub_env(rec_dir))
+        kill_groups(pgids_of(recs))
+    assert_groups_gone(pgids_of(recs))
