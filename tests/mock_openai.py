@@ -96,7 +96,10 @@ class MockServer:
             return self.reply(tr, 500, {"error": {"message": "injected failure"}})
         if cfg.hang_every and n % cfg.hang_every == 0:
             return await asyncio.sleep(3600)
-        tokens = self.tokens(body)
+        try:
+            tokens = self.tokens(body)
+        except Exception as exc:  # a broken answer function must fail the request, not hang it
+            return self.reply(tr, 500, {"error": {"message": repr(exc)}})
         chat = "chat" in path
         if not body.get("stream"):
             return self.reply(tr, 200, self.full(body, tokens, chat))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from pathlib import Path
 
@@ -31,8 +30,9 @@ def run(srv, tmp_path, n=24, conc=4, out_len=12, timeout=30.0, max_err=0.05, api
     return metrics.summarize_load(records.read_records(tmp_path))
 
 
-@pytest.mark.parametrize("api", ["chat", "completions"])
-def test_injected_latencies_come_back(mock, tmp_path, api):
+@pytest.mark.parametrize("api,raw_ts", [("chat", "1"), ("completions", "1"), ("chat", "0")])
+def test_injected_latencies_come_back(mock, tmp_path, api, raw_ts, monkeypatch):
+    monkeypatch.setenv("DSV4CTL_BENCH_RAW_TIMESTAMPS", raw_ts)  # socket-level stamps, and plain reads
     s = run(mock, tmp_path, api=api)
     assert s.completed == 24 and s.error_rate == 0
     assert 80 <= s.ttft_ms.median <= 80 * 1.3
@@ -88,3 +88,21 @@ def test_goodput_and_percentiles():
     assert s.model_extra["mean_ttft_ms"] == s.ttft_ms.mean  # sglang.bench_serving key names
     assert s.ttft_ms.model_extra["p95"] == pytest.approx(0.95 * 3 * 0 + 400 - 0.15 * 370, rel=1e-6)
     assert s.output_throughput_per_gpu == pytest.approx(s.output_throughput / 4)
+
+
+def test_send_delay_is_reported_apart_from_ttft(mock, tmp_path):
+    s = run(mock, tmp_path, n=8)
+    assert s.send_delay_ms.count == 8 and 0 <= s.send_delay_ms.median < 50
+
+
+def test_stream_parser_skips_a_malformed_event_and_times_by_chunk():
+    from dsv4ctl.bench.client import parse_stream
+
+    ev = lambda text: b'data: {"model": "m", "choices": [{"index": 0, "text": "%s"}]}\n\n' % text.encode()
+    chunks = [(1.0, ev("a")), (1.5, b"data: {broken\n\n" + ev("b")[:10]), (1.7, ev("b")[10:] + ev("c")),
+              (2.0, b'data: {"choices": [{"index": 0, "text": "", "finish_reason": "stop"}],'
+                    b' "usage": {"prompt_tokens": 3, "completion_tokens": 3}}\n\ndata: [DONE]\n\n')]
+    res = parse_stream(0.5, chunks)
+    assert res.ok and res.text == "abc" and res.completion_tokens == 3 and res.tokens_from_usage
+    assert res.ttft_ms == pytest.approx(500) and res.itl_ms == pytest.approx([700, 0])
+    assert not parse_stream(0.5, chunks[:2]).ok  # no finish_reason, no [DONE]: dropped

@@ -1,7 +1,6 @@
 """LLMEngine on the FakeModel: batching, chunking and prefix reuse never change greedy output."""
 
 import pytest
-import torch
 
 from dsv4rt.engine.config import EngineConfig
 from dsv4rt.engine.engine import build_engine
@@ -14,7 +13,7 @@ PROMPTS = [[3, 4, 5], [9] * 11, [1, 2], list(range(20, 37)), [5, 6, 7, 8, 9]]
 
 def make_engine(**kw):
     cfg = EngineConfig(model_path="-", **{"chunked_prefill_size": 8, "kv_budget_bytes": 1 << 20, **kw})
-    return build_engine(cfg, FakeModel(), eos_token_ids=(), max_seq_len=64)
+    return build_engine(cfg, FakeModel(), max_seq_len=64)
 
 
 def run_all(engine, seqs):
@@ -72,7 +71,6 @@ def test_stop_string_cuts_text_and_ends_request():
 def test_eos_stops_unless_ignored_and_logprobs_are_reported():
     ref = greedy_reference(FakeModel(), [3, 4, 5], 6)
     engine = make_engine()
-    engine.eos_token_ids = (ref[2],)
     a, b = greedy([[3, 4, 5]] * 2, logprobs=True, top_logprobs=2)
     a.eos_token_ids = (ref[2],)
     b.eos_token_ids, b.params = (ref[2],), SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)

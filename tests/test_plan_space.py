@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from dsv4ctl.errors import UserError
 from dsv4ctl.validate import RULES
 from dsv4ctl.validate.context import Ctx
+from dsv4ctl.validate.engine_flags import choices_by_dest
 from dsv4ctl.validate.megamoe import prefill_tokens_required
 from dsv4ctl.validate.space import Point, axes, evaluate
 
@@ -44,12 +45,19 @@ def _set(key: str, value) -> str:
 sets_strategy = st.dictionaries(st.sampled_from(sorted(SET_KEYS)), st.none(), max_size=4).flatmap(
     lambda d: st.tuples(*(SET_KEYS[k].map(lambda v, k=k: _set(k, v)) for k in sorted(d))))
 
+extra_toggles = st.fixed_dictionaries({}, optional={
+    "hicache": st.sampled_from(["off", "l2"]), "context_length": st.sampled_from([8192, 393216, 1048576, 4000000]),
+    "reasoning_parser": st.sampled_from(["deepseek-v4", "deepseek-r1", "bogus"]),
+    "tool_call_parser": st.sampled_from(["deepseekv4", "deepseek-v4"]),
+    "engine_version": st.sampled_from(["0.5.23", "0.5.18", "0.5.12", "0.9.0"]),
+})
+
 uniform_points = st.builds(
-    lambda hw, variant, recipe, quant, mtp, mm, nodes, sets: Point(
-        hw, variant, recipe, {"quant": quant, "mtp": mtp, "megamoe": mm, "nodes": nodes}, sets),
+    lambda hw, variant, recipe, quant, mtp, mm, nodes, sets, extra: Point(
+        hw, variant, recipe, {"quant": quant, "mtp": mtp, "megamoe": mm, "nodes": nodes, **extra}, sets),
     st.sampled_from(AX["hw"]), st.sampled_from(AX["variant"]), st.sampled_from(AX["recipe"]),
     st.sampled_from(AX["quant"]), st.sampled_from(AX["mtp"]), st.sampled_from(AX["megamoe"]),
-    st.sampled_from(AX["nodes"]), sets_strategy)
+    st.sampled_from(AX["nodes"]), sets_strategy, extra_toggles)
 
 
 @st.composite
@@ -61,7 +69,7 @@ def supported_points(draw):
     hw = draw(st.sampled_from([h for h in AX["hw"] if h != "cpu"]))
     quant = draw(st.sampled_from(hardware_profile(hw).quants))
     toggles = {"quant": quant, "mtp": draw(st.sampled_from(AX["mtp"] + (None,))),
-               "megamoe": draw(st.sampled_from(AX["megamoe"] + (None,)))}
+               "megamoe": draw(st.sampled_from(AX["megamoe"] + (None,))), **draw(extra_toggles)}
     return Point(hw, draw(st.sampled_from(["flash", "pro"])), draw(st.sampled_from(AX["recipe"])), toggles,
                  draw(sets_strategy))
 
@@ -93,6 +101,10 @@ def check_invariants(plan) -> None:
             assert k.pp == 1
         if k.context_length is not None:
             assert k.context_length <= ctx.arch.max_pos
+        choices = choices_by_dest(plan.engine, plan.engine_version)
+        for dest in ("reasoning_parser", "tool_call_parser"):
+            value = getattr(k, dest)
+            assert value is None or dest not in choices or value in choices[dest]
         assert b.weights_gib + b.buffers_gib < b.hbm_gib and b.kv_pool_gib > 0
 
 
@@ -130,3 +142,45 @@ def test_every_point_without_overrides():
 def test_ctx_of_resolved_plan_has_budget():
     plan, _ = evaluate(Point("b200", "flash", "low-latency", {}))
     assert Ctx(plan).budget.weights_gib > 0
+
+
+# Hand-edited plans skip the resolver: any schema-valid plan must validate without a traceback.
+hand_keys = st.fixed_dictionaries({}, optional={
+    "tp": st.integers(1, 64), "dp": st.integers(1, 64), "attn_dp": st.booleans(), "ep": st.integers(1, 512),
+    "pp": st.integers(1, 4), "prefill_cp": st.booleans(), "cp_size": st.integers(1, 16),
+    "cp_strategy": st.sampled_from(["round-robin-split", "interleave", "zigzag"]),
+    "moe_a2a": st.sampled_from(["none", "deepep", "megamoe"]), "megamoe": st.sampled_from(["off", "w4a8", "w4a4"]),
+    "moe_runner": st.sampled_from(["marlin", "flashinfer_mxfp4", "deep_gemm", "auto"]),
+    "spec_algorithm": st.sampled_from(["EAGLE", "DSPARK"]), "spec_steps": st.integers(1, 8),
+    "spec_topk": st.integers(1, 8), "spec_draft_tokens": st.integers(1, 16),
+    "cuda_graph_max_bs": st.integers(1, 4096), "max_running_requests": st.integers(1, 100000),
+    "chunked_prefill_size": st.integers(-1, 1 << 20), "mem_fraction_static": st.floats(0.01, 0.999),
+    "context_length": st.integers(1, 1 << 22), "kv_cache_dtype": st.sampled_from(["auto", "fp8_e4m3", "bf16"]),
+    "deepep_num_sms": st.integers(2, 256), "deepep_dispatch_tokens_per_rank": st.integers(0, 1 << 16),
+    "megamoe_tokens_per_rank": st.integers(0, 1 << 16), "fp4_experts": st.booleans(),
+    "reasoning_parser": st.sampled_from(["deepseek-v4", "deepseek-r1", "nonsense"]),
+    "disagg_mode": st.sampled_from(["prefill", "decode"]), "ib_device": st.sampled_from(["mlx5_0"]),
+})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hw=st.sampled_from(AX["hw"] + ("h300",)), variant=st.sampled_from(AX["variant"] + ("ultra",)),
+       quant=st.sampled_from(AX["quant"]), recipe=st.sampled_from(AX["recipe"] + ("custom",)),
+       nodes=st.integers(1, 4), gpn=st.integers(1, 8), keys=hand_keys,
+       env=st.dictionaries(st.sampled_from(["SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK", "NVSHMEM_QP_DEPTH",
+                                            "SGLANG_OPT_DEEPGEMM_MEGA_MOE_NUM_MAX_TOKENS_PER_RANK",
+                                            "SGLANG_DSV4_FP4_EXPERTS", "SGLANG_ENABLE_SPEC_V2"]),
+                           st.sampled_from(["0", "1", "128", "4096", "x", ""])),
+       pd=st.booleans(), version=st.sampled_from(["0.5.23", "0.5.18", "0.5.12", "1.0"]))
+def test_hand_edited_plans_never_crash(hw, variant, quant, recipe, nodes, gpn, keys, env, pd, version):
+    from dsv4ctl.schema import EngineKeys, LaunchPlan, Role
+    from dsv4ctl.validate import run_rules
+    from dsv4ctl.validate.report import plan_sizing
+
+    roles = ([Role(name="prefill", nodes=nodes), Role(name="decode", nodes=nodes, keys={"cuda_graph_max_bs": 8}),
+              Role(name="router", nodes=0)] if pd else [Role(name="single", nodes=nodes)])
+    plan = LaunchPlan(hardware=hw, variant=variant, recipe=recipe, quant=quant, engine_version=version,
+                      nodes=nodes, gpus_per_node=gpn, keys=EngineKeys(**keys), env=env, roles=roles)
+    findings = run_rules(plan)
+    assert all(f.rule in RULES for f in findings)
+    plan_sizing(plan)

@@ -59,6 +59,9 @@ CASES = {
     "QUANT-UNSUPPORTED": (
         mk("h200", quant="nvfp4", tp=4, gpn=4),
         mk("b200", quant="nvfp4", tp=4, gpn=4)),
+    "NVFP4-ENGINE-VERSION": (
+        mk(quant="nvfp4", tp=4, gpn=4, engine_version="0.5.18"),
+        mk(quant="nvfp4", tp=4, gpn=4, engine_version="0.5.23")),
     "SPEC-EAGLE-TOPK": (
         mk(tp=4, gpn=4, **{**M314, "spec_topk": 2}),
         mk(tp=4, gpn=4, **M314)),
@@ -139,6 +142,9 @@ CASES = {
     "KV-CAPACITY": (
         mk("h200", "pro", tp=8, **M314, mem_fraction_static=0.88, context_length=131072, max_running_requests=64),
         mk("h200", "pro", tp=8, **M314, mem_fraction_static=0.88, context_length=131072, max_running_requests=4)),
+    "KV-CONCURRENCY-LOW": (
+        mk("h200", "pro", tp=8, mem_fraction_static=0.83, max_running_requests=64),
+        mk("h200", "pro", tp=8, mem_fraction_static=0.83, max_running_requests=8)),
     "CONTEXT-EXCEEDS-MODEL": (
         mk(tp=4, gpn=4, context_length=2_000_000),
         mk(tp=4, gpn=4, context_length=1_048_576)),
@@ -199,3 +205,47 @@ def test_kv_no_room_reports_minimum_fraction():
     ll = next(f for f in run_rules(cells["h200 pro fp8 LL"]) if f.rule == "KV-NO-ROOM")
     assert ht.values["min_fraction"] == pytest.approx(0.9113, abs=0.01)
     assert ll.values["min_fraction"] == pytest.approx(0.9335, abs=0.015)
+
+
+# sglang-v4-recipes.md §4 constraints and §7 failures that a plan can express → the rule that catches
+# them. Each id's trigger plan above is the failing deployment in miniature; the extra plans below
+# reproduce the documented cells themselves.
+DOCUMENTED = {
+    "§4.1 / §7#1 DeepEP dispatch assert": "DEEPEP-DISPATCH-OVERFLOW",
+    "§4.1 LL dispatch ≤ 1024": "DEEPEP-LL-LIMIT",
+    "§4.2 MTP needs spec-v2": "SPEC-V2-DISABLED",
+    "§4.3 EAGLE topk 1 only": "SPEC-EAGLE-TOPK",
+    "§4.6 MegaMoE chunked prefill": "MEGAMOE-CHUNKED-PREFILL",
+    "§4.6 MegaMoE tokens per rank": "MEGAMOE-TOKENS",
+    "§4.7 MegaMoE Blackwell only": "MEGAMOE-ARCH",
+    "§4.7 MegaMoE not LL/cp": "MEGAMOE-RECIPE",
+    "§4.7 W4A4 not on SM90": "MEGAMOE-W4A4-SM90",
+    "§4.8 / §7#6 FP4 on Hopper TP-only": "FP4-HOPPER-TP-ONLY",
+    "§4.9 CP single machine": "CP-MULTI-NODE",
+    "§4.9 CP without DP-attention": "CP-DP-ATTN",
+    "§4.10 PD pp=1": "PD-PP",
+    "§4.10 / §7#7 mooncake TCP fallback": "PD-MOONCAKE-IB",
+    "§4.10 DSpark not with PD / DP-attention": "SPEC-DSPARK-DP",
+    "§4.12 TP16 needs 2 nodes": "TP-NODES-MISMATCH",
+    "§4.13 / §7#2 GB300 Pro cp at 0.78": "KV-NO-ROOM",
+    "§4.13 / §7#4 H200 Pro FP8 at 0.88": "KV-NO-ROOM",
+    "§4.13 H200 Pro FP4 capacity-bound": "KV-CAPACITY",
+    "§7#3 GB300 PD decode cg 512 / mrr 256": "CUDA-GRAPH-BS",
+    "§7#8 GB300 PD MNNVL": "PD-MNNVL",
+    "§7#11 NVFP4 on v0.5.18": "NVFP4-ENGINE-VERSION",
+    "§7#14 EAGLE on official checkpoints": "SPEC-EAGLE-OFFICIAL",
+    "FP8 repack needs SGLANG_DSV4_FP4_EXPERTS=0": "FP8-REPACK-ENV",
+}
+
+
+@pytest.mark.parametrize("what", sorted(DOCUMENTED))
+def test_documented_failure_has_a_triggering_plan(what):
+    rule_id = DOCUMENTED[what]
+    assert rule_id in [f.rule for f in run_rules(CASES[rule_id][0])]
+
+
+def test_gb300_pd_decode_defaults_of_section_7_3():
+    """GB300 Pro PD decode with the defaults that OOMed (cg 512, mrr 256)."""
+    plan = pd_plan("gb300", "pro", "fp4", tp=4, env={**MNNVL, "MC_FORCE_MNNVL": "1"},
+                   cuda_graph_max_bs=512, max_running_requests=256)
+    assert "CUDA-GRAPH-BS" in [f.rule for f in run_rules(plan)]

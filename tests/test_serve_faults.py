@@ -12,10 +12,15 @@ import subprocess
 import sys
 
 import pytest
-from stub_sglang import assert_groups_gone, kill_groups, records, run_cli, stub_env, wait_for
-from test_serve_sglang_stub import serve_args, single_plan  # noqa: F401 - fixture
+from stub_sglang import (assert_groups_gone, kill_groups, plan_file, records, run_cli, serve_args, stub_env,
+                         wait_for)
 
 from dsv4ctl.schema import dump_plan, load_plan
+
+
+@pytest.fixture
+def single_plan(tmp_path):
+    return plan_file(tmp_path / "plan.yaml", "h200", "flash", "balanced")
 
 
 @pytest.fixture
@@ -116,3 +121,18 @@ def test_dry_run_prints_the_commands_and_starts_nothing(single_plan, tmp_path, r
     assert "serve --trust-remote-code" in res.stdout and load_plan(single_plan).keys.model_path in res.stdout
     assert "sk-secret" not in res.stdout and "--api-key '***'" in res.stdout
     assert records(rec_dir) == {} and not (tmp_path / "runs").exists()
+
+
+def test_stop_from_another_shell_is_a_clean_exit(single_plan, tmp_path, rec_dir):
+    env = stub_env(rec_dir)
+    proc = start_serve(serve_args(single_plan, tmp_path), env)
+    try:
+        wait_for(lambda: manifest_of(tmp_path).get("status") == "running", 20, "the server to be ready")
+        stop = run_cli(["stop", "latest", "--run-dir", str(tmp_path / "runs")], env)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        kill_groups(r["pgid"] for r in records(rec_dir).values())
+    assert stop.returncode == 0 and proc.returncode == 0, stderr
+    assert manifest_of(tmp_path)["status"] == "stopped"
+    assert_groups_gone(r["pgid"] for r in records(rec_dir).values())

@@ -5,48 +5,23 @@ commands ran, in order, and that every failure is reported and leaves no process
 from __future__ import annotations
 
 import json
-import signal
-import socket
-import subprocess
 import sys
-import time
 
 import pytest
-from stub_sglang import STUB, assert_groups_gone, kill_groups, records, run_cli, stub_env, wait_for
+from stub_sglang import STUB, assert_groups_gone, kill_groups, plan_file, records, run_cli, serve_args, stub_env
 
-from dsv4ctl.launch.ports import free_port
 from dsv4ctl.render.sglang import render_commands
-from dsv4ctl.resolve import resolve_plan
-from dsv4ctl.schema import dump_plan, load_plan
-
-
-def with_ports(plan, ports: dict[str, int]):
-    """The plan with each role on a free port (a role's own keys carry its port too)."""
-    roles = [r.model_copy(update={"port": ports[r.name], "keys": {**r.keys, "port": ports[r.name]}
-                                  if r.name != "router" else r.keys}) for r in plan.roles]
-    keys = plan.keys.model_copy(update={"host": "127.0.0.1", "port": ports.get("single", plan.keys.port)})
-    return plan.model_copy(update={"roles": roles, "keys": keys})
+from dsv4ctl.schema import load_plan
 
 
 @pytest.fixture
 def single_plan(tmp_path):
-    plan = resolve_plan("h200", "flash", "balanced")
-    path = tmp_path / "plan.yaml"
-    dump_plan(with_ports(plan, {"single": free_port()}), path)
-    return path
+    return plan_file(tmp_path / "plan.yaml", "h200", "flash", "balanced")
 
 
 @pytest.fixture
 def pd_plan(tmp_path):
-    plan = resolve_plan("h200", "flash", "pd-disagg")
-    path = tmp_path / "pd.yaml"
-    dump_plan(with_ports(plan, {r.name: free_port() for r in plan.roles}), path)
-    return path
-
-
-def serve_args(plan_path, tmp_path, *extra):
-    return ["serve", "--plan", str(plan_path), "--engine", "sglang", "--force", "--run-dir",
-            str(tmp_path / "runs"), "--timeout", "20", "--grace", "3", *extra]
+    return plan_file(tmp_path / "pd.yaml", "h200", "flash", "pd-disagg")
 
 
 def expected_argv(plan_path) -> dict[str, list[str]]:
@@ -106,6 +81,25 @@ def test_pd_plan_starts_prefill_decode_then_router(pd_plan, tmp_path):
         assert {p.name for p in (run / "logs").iterdir()} == {"prefill.log", "decode.log", "router.log"}
         manifest = json.loads((run / "manifest.json").read_text())
         assert manifest["base_url"].endswith(f":{load_plan(pd_plan).role('router').port}")
+    finally:
+        run_cli(["stop", "latest", "--run-dir", str(tmp_path / "runs")], stub_env(rec_dir))
+        kill_groups(pgids_of(recs))
+    assert_groups_gone(pgids_of(recs))
+
+
+def test_worker_rank_of_a_multi_node_plan_runs_its_own_command(tmp_path):
+    path = plan_file(tmp_path / "mn.yaml", "h100", "pro", "low-latency")  # TP16 over 2 nodes
+    rec_dir = tmp_path / "rec"
+    rec_dir.mkdir()
+    # node 0 is "here": readiness of a worker rank is judged by node 0's endpoint
+    args = serve_args(path, tmp_path, "--detach", "--node-rank", "1", "--node0-addr", "127.0.0.1")
+    res = run_cli(args, stub_env(rec_dir))
+    recs = records(rec_dir)
+    try:
+        assert res.returncode == 0, res.stderr
+        rank1 = [c for c in render_commands(load_plan(path), node0_addr="127.0.0.1") if c.node_rank == 1]
+        assert [r["argv"][1:] for r in recs.values()] == [rank1[0].argv[1:]]
+        assert "127.0.0.1:20000" in recs["single"]["argv"]
     finally:
         run_cli(["stop", "latest", "--run-dir", str(tmp_path / "runs")], stub_env(rec_dir))
         kill_groups(pgids_of(recs))

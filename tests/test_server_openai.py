@@ -1,12 +1,15 @@
 """The server driven by the official openai client on the tiny CPU checkpoint: completions and chat,
 streaming and not, reasoning and DSML tool calls, greedy parity with the model core, errors."""
 
-import json
+import atexit
+import functools
+import shutil
 import socket
+import tempfile
 import threading
 import time
+from pathlib import Path
 
-import httpx
 import openai
 import pytest
 
@@ -22,11 +25,19 @@ API_KEY = "sk-test"
 PROMPT = [0, 72, 101, 108, 108, 111]
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
+@functools.lru_cache(maxsize=1)
+def _tiny_checkpoint() -> Path:
+    """Written once per test process, shared by every server test module that imports `tiny_dir`."""
     from dsv4rt.checkpoint.make import write_checkpoint
 
-    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", "tiny")
+    root = Path(tempfile.mkdtemp(prefix="dsv4rt-tiny-"))
+    atexit.register(shutil.rmtree, root, True)
+    return write_checkpoint(root / "tiny", "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir():
+    return _tiny_checkpoint()
 
 
 def free_port() -> int:
@@ -64,14 +75,14 @@ class LiveServer:
 
 
 def start_server(tiny_dir, api_key=API_KEY, **cfg_kw) -> LiveServer:
-    cfg = EngineConfig(model_path=str(tiny_dir), context_length=256, **cfg_kw)
+    cfg = EngineConfig(model_path=str(tiny_dir), **{"context_length": 1024, **cfg_kw})
     model, args = load_model(cfg)
     return LiveServer(build_state(cfg, MODEL, api_key, model=model, args=args))
 
 
 @pytest.fixture(scope="module")
 def server(tiny_dir):
-    with start_server(tiny_dir, max_running_requests=8, chunked_prefill_size=64) as srv:
+    with start_server(tiny_dir, max_running_requests=8, chunked_prefill_size=256) as srv:
         yield srv
 
 
@@ -130,10 +141,24 @@ def test_chat_non_think_greedy_equals_model_core(server, core_greedy):
 def test_chat_streaming_think_mode_has_reasoning_channel(server):
     stream = server.client().chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True,
-        stream_options={"include_usage": True}, extra_body={"ignore_eos": True, "reasoning_effort": "max"})
+        stream_options={"include_usage": True}, seed=5,
+        extra_body={"ignore_eos": True, "reasoning_effort": "max"})
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
     assert any(ch.choices and ch.choices[0].finish_reason == "length" for ch in chunks)
     assert chunks[-1].usage.completion_tokens == 4
     # think mode starts in the reasoning channel: the random model's text lands in reasoning_content
     assert all(not ch.choices or not ch.choices[0].delta.content for ch in chunks)
+
+
+def test_prefix_reuse_continues_a_finished_conversation(server, core_greedy):
+    c = server.client()
+    first = c.completions.create(model=MODEL, prompt=PROMPT + [33], max_tokens=4, temperature=0,
+                                 extra_body={"ignore_eos": True})
+    out = core_greedy(PROMPT + [33], 4)  # == the server's tokens (test_greedy_completion_equals_model_core)
+    assert first.choices[0].text == server.state.tokenizer.decode(out, skip_special_tokens=True)
+    turn2 = PROMPT + [33] + out + [10, 66]
+    second = c.completions.create(model=MODEL, prompt=turn2, max_tokens=4, temperature=0,
+                                  extra_body={"ignore_eos": True})
+    assert second.usage.prompt_tokens_details.cached_tokens == len(PROMPT) + 1 + len(out) - 1
+    assert second.choices[0].text == server.state.tokenizer.decode(core_greedy(turn2, 4), skip_special_tokens=True)

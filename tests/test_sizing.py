@@ -108,3 +108,13 @@ def test_capacity_is_consistent():
     assert b.max_requests_at_context * b.seq_gib_at_context <= b.kv_pool_gib
     assert (b.max_requests_at_context + 1) * b.seq_gib_at_context > b.kv_pool_gib
     assert 0 < b.max_context_at_running <= arch_for("pro").max_pos
+
+
+def test_plan_budget_public_entry():
+    """`plan_budget(plan, hw_profile)`: the call `dsv4ctl plan` can make; same numbers as the rules."""
+    from dsv4ctl.sizing import plan_budget
+    from dsv4ctl.validate.context import hardware_profile
+
+    plan = mk("h200", "pro", "fp8", env={"SGLANG_DSV4_FP4_EXPERTS": "0"}, tp=8)
+    b = plan_budget(plan, hardware_profile("h200"))
+    assert b.weights_gib == pytest.approx(192.5, rel=REL) and b == Ctx(plan).budget

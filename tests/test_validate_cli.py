@@ -64,7 +64,7 @@ def test_json_format(tmp_path):
     data = json.loads(res.output)
     assert res.exit_code == 2
     assert "WEIGHTS-EXCEED-HBM" in [f["rule"] for f in data["findings"]]
-    assert data["memory"]["weights_gib"] == pytest.approx(192.5, rel=0.03)
+    assert data["memory"]["single"]["weights_gib"] == pytest.approx(192.5, rel=0.03)
 
 
 def test_bad_format_is_user_error(tmp_path):

@@ -7,7 +7,9 @@ happen after the stream ends, so a busy event loop delays parsing, not the times
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +70,7 @@ class Result:
     tokens_from_usage: bool = False
     model: str | None = None
     spec_accept: float | None = None
+    send_delay_ms: float | None = None  # client-side: asked to send → body written to the socket
 
 
 async def send(session, ep: Endpoint, body: bytes) -> Result:
@@ -75,22 +78,53 @@ async def send(session, ep: Endpoint, body: bytes) -> Result:
     import aiohttp
 
     chunks: list[tuple[float, bytes]] = []
+    payload = _timed_body(body)
     t0 = time.perf_counter()
     try:
-        async with session.post(ep.url, data=body, headers=ep.headers(),
+        async with session.post(ep.url, data=payload, headers=ep.headers(),
                                 timeout=aiohttp.ClientTimeout(total=ep.timeout_s)) as resp:
+            proto = resp.connection.protocol if resp.connection else None
             if resp.status >= 400:
                 text = (await resp.text())[:200]
+                if getattr(proto, "tap", None) is not None:
+                    proto.tap = []
                 return Result(False, f"HTTP {resp.status}: {text}", resp.status, e2e_ms=_ms(t0))
-            async for data in resp.content.iter_any():
-                chunks.append((time.perf_counter(), data))
+            if getattr(proto, "tap", None) is not None:
+                chunks = await _read_tapped(resp, proto)
+            else:
+                async for data in resp.content.iter_any():
+                    chunks.append((time.perf_counter(), data))
     except asyncio.TimeoutError:
         return Result(False, f"timeout after {ep.timeout_s:g}s", e2e_ms=_ms(t0))
     except aiohttp.ClientPayloadError as exc:  # the connection closed mid-stream
         return Result(False, f"stream ended early (dropped): {exc}"[:200], e2e_ms=_ms(t0))
     except aiohttp.ClientError as exc:
         return Result(False, f"{type(exc).__name__}: {exc}"[:200], e2e_ms=_ms(t0))
-    return parse_stream(t0, chunks)
+    res = parse_stream(payload.sent_at or t0, chunks)
+    res.send_delay_ms = ((payload.sent_at or t0) - t0) * 1000.0
+    return res
+
+
+def _timed_body(body: bytes):
+    """The request body as an aiohttp payload that stamps when it is written to the socket.
+
+    Latencies are measured from that moment, not from when the coroutine asked to send: on Python
+    3.11 aiohttp writes the body in a task of its own, one event-loop turn later, and at high
+    concurrency that turn waits behind every ready callback. The wait is reported as send_delay_ms."""
+    from aiohttp.payload import BytesPayload
+
+    class TimedBody(BytesPayload):
+        sent_at: float | None = None
+
+        async def write(self, writer) -> None:
+            self.sent_at = time.perf_counter()
+            await super().write(writer)
+
+        async def write_with_length(self, writer, content_length) -> None:
+            self.sent_at = time.perf_counter()
+            await super().write_with_length(writer, content_length)
+
+    return TimedBody(body, content_type="application/json")
 
 
 def _ms(t0: float) -> float:
@@ -119,16 +153,35 @@ def _delta_text(choice: dict[str, Any]) -> str:
     return choice.get("text") or ""
 
 
-def parse_stream(t0: float, chunks: list[tuple[float, bytes]]) -> Result:
-    """Turn timed raw chunks into a Result: TTFT, ITLs, text, usage; an unfinished stream fails."""
-    times, parts, res, finished = [], [], Result(True), False
+def decode_events(chunks: list[tuple[float, bytes]]) -> tuple[list[tuple[float, Any]], bool]:
+    """(time, JSON object) per event and whether [DONE] came. One json.loads for the whole stream
+    (a JSON array of the payloads): per-call overhead, not decoding, was the cost per token."""
+    timed, done = [], False
     for t, payload in sse_events(chunks):
         if payload == b"[DONE]":
-            finished = True
-            continue
-        try:
-            obj = json.loads(payload)
-        except json.JSONDecodeError:
+            done = True
+        else:
+            timed.append((t, payload))
+    try:
+        objs = json.loads(b"[" + b",".join(p for _, p in timed) + b"]")
+        return [(t, o) for (t, _), o in zip(timed, objs)], done
+    except json.JSONDecodeError:  # a malformed event: decode one by one and skip it
+        return [(t, o) for t, p in timed if (o := _loads(p)) is not None], done
+
+
+def _loads(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except json.JSONDecodeError:
+        return None
+
+
+def parse_stream(t0: float, chunks: list[tuple[float, bytes]]) -> Result:
+    """Turn timed raw chunks into a Result: TTFT, ITLs, text, usage; an unfinished stream fails."""
+    times, parts, res = [], [], Result(True)
+    events, finished = decode_events(chunks)
+    for t, obj in events:
+        if not isinstance(obj, dict):
             continue
         if "error" in obj:
             return Result(False, f"server error: {str(obj['error'])[:200]}", e2e_ms=_ms(t0))
@@ -165,13 +218,66 @@ def _take_usage(res: Result, usage: dict[str, Any] | None) -> None:
             res.spec_accept = float(value)
 
 
-def make_session(limit: int):
-    """One aiohttp session for a whole run: pooled keep-alive connections, no per-request DNS."""
+async def _read_tapped(resp, proto) -> list[tuple[float, bytes]]:
+    """Wait once for the end of the body (no wake-up per chunk), then time each SSE event by the
+    raw socket read that carried its terminating blank line (k-th raw "\\n\\n" = k-th event)."""
+    await resp.content.wait_eof()
+    body = _drain(resp.content)
+    raw, proto.tap = proto.tap, []  # the connection's next response starts a fresh tap
+    ends, carry = [], b""
+    for t, data in raw:
+        n = (carry + data).count(b"\n\n") - carry.count(b"\n\n")
+        ends += [t] * n
+        carry = data[-1:]
+    pieces = body.split(b"\n\n")
+    if len(pieces) - 1 != len(ends):  # unexpected framing: fall back to one arrival for the body
+        return [(raw[-1][0] if raw else time.perf_counter(), body)]
+    return [(t, p + b"\n\n") for t, p in zip(ends, pieces)]
+
+
+def _drain(content) -> bytes:
+    """All buffered body bytes at once. read_nowait() pops chunk by chunk (≈6 µs each, a third of
+    the client's per-token cost at c=256); the private buffer is joined when it looks as expected."""
+    buf = getattr(content, "_buffer", None)
+    if isinstance(buf, collections.deque) and isinstance(getattr(content, "_size", None), int):
+        body = b"".join(buf)
+        buf.clear()
+        content._size = 0  # at_eof() is then true, so the connection goes back to the pool
+        return body
+    return content.read_nowait(-1)
+
+
+def _timed_connector(limit: int):
+    """A TCPConnector whose protocol stamps each raw socket read with perf_counter() inside
+    data_received, before aiohttp parses it: timestamps do not wait for the task to be scheduled."""
+    import functools
+
     import aiohttp
+    from aiohttp.client_proto import ResponseHandler
+
+    class TimedHandler(ResponseHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.tap: list[tuple[float, bytes]] = []
+
+        def data_received(self, data: bytes) -> None:
+            self.tap.append((time.perf_counter(), data))
+            super().data_received(data)
 
     conn = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, ttl_dns_cache=300, force_close=False)
-    return aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=None),
-                                 read_bufsize=2**16, auto_decompress=False)
+    timed = os.environ.get("DSV4CTL_BENCH_RAW_TIMESTAMPS", "1") != "0"  # 0: plain iter_any reads
+    if timed and isinstance(getattr(conn, "_factory", None), functools.partial):  # private in aiohttp 3.x
+        conn._factory = functools.partial(TimedHandler, loop=conn._factory.keywords.get("loop"))
+    return conn
+
+
+def make_session(limit: int):
+    """One aiohttp session for a whole run: pooled keep-alive connections, no per-request DNS.
+    A large read buffer because the timed path reads the body once, at its end."""
+    import aiohttp
+
+    return aiohttp.ClientSession(connector=_timed_connector(limit), timeout=aiohttp.ClientTimeout(total=None),
+                                 read_bufsize=2**23, auto_decompress=False)
 
 
 def install_fast_loop() -> bool:

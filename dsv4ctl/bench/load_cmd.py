@@ -67,7 +67,7 @@ def _drive(ep, prompts, lp, out, progress: bool, setup: dict[str, Any]) -> None:
         bar, cb = service.live_progress(len(prompts))
         with bar:
             info = service.run_async(run_points(ep, prompts, lp, out, cb))
-    setup["served_model"] = info["served_model"]
+    setup["served_model"], setup["server"] = info["served_model"], info["server"]
 
 
 def setup_of(a: dict[str, Any], ep, gpus, plan_ref) -> dict[str, Any]:

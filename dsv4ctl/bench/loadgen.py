@@ -11,10 +11,11 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from dsv4ctl.bench import records as rec_io
 from dsv4ctl.bench.client import Endpoint, Result, make_session, send
+from dsv4ctl.bench.discover import server_info
 from dsv4ctl.bench.workloads import Prompt
 from dsv4ctl.errors import UserError
 
@@ -38,8 +39,6 @@ class LoadPlan:
     skip: set = field(default_factory=set)  # (concurrency, index) already recorded (resume)
 
 
-OnDone = Callable[[dict[str, Any]], None]
-
 
 def to_record(res: Result, prompt: Prompt, start: float, plan: LoadPlan, conc: int | None,
               phase: str = "measure") -> dict[str, Any]:
@@ -48,7 +47,7 @@ def to_record(res: Result, prompt: Prompt, start: float, plan: LoadPlan, conc: i
             "itl_ms": res.itl_ms, "prompt_tokens": res.prompt_tokens,
             "completion_tokens": res.completion_tokens, "tokens_from_usage": res.tokens_from_usage,
             "model": res.model, "spec_accept": res.spec_accept, "phase": phase, "concurrency": conc,
-            "extra": {"asked_output_len": prompt.output_len, **prompt.meta}}
+            "send_delay_ms": res.send_delay_ms, "extra": {"asked_output_len": prompt.output_len, **prompt.meta}}
 
 
 async def preflight(session, ep: Endpoint) -> Result:
@@ -110,10 +109,11 @@ async def run_points(ep: Endpoint, prompts: list[Prompt], plan: LoadPlan, run_di
     with rec_io.RecordWriter(run_dir) as writer:
         async with make_session(limit) as session:
             probe = await preflight(session, ep)
+            server = await server_info(session, ep.base_url)  # engine + versions when exposed
             for conc in plan.concurrencies:
                 todo = [p for p in prompts if (conc, p.index) not in plan.skip]
                 await _point(session, ep, todo, plan, conc, writer, progress)
-    return {"served_model": probe.model}
+    return {"served_model": probe.model, "server": server}
 
 
 async def _point(session, ep, prompts, plan, conc, writer, progress) -> None:

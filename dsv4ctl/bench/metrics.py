@@ -105,6 +105,7 @@ def summarize_load(records: Iterable[dict[str, Any]], *, gpus: int | None = None
         concurrency=sum(r["e2e_ms"] for r in ok) / 1000.0 / dur,
         goodput=good / dur if slo else None, slo_attainment=good / len(recs) if slo and recs else None,
         accept_length=sum(accept) / len(accept) if accept else None,
+        send_delay_ms=stats((r.get("send_delay_ms") for r in recs), percentiles),
         setup=setup or {}, **blocks)
     summary.__pydantic_extra__.update(flat_keys(summary))
     return summary

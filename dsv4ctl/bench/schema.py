@@ -24,6 +24,7 @@ class RequestRecord(BaseModel):
     tokens_from_usage: bool = False  # False: counted from stream chunks because the server sent no usage
     model: str | None = None
     spec_accept: float | None = None
+    send_delay_ms: float | None = None  # client lag before the request left (not in TTFT/E2E)
     phase: str = "measure"  # "warmup" records are written but never summarised
     concurrency: int | None = None  # the sweep point this record belongs to
     extra: dict[str, Any] = Field(default_factory=dict)
@@ -67,6 +68,7 @@ class LoadSummary(BaseModel):
     itl_ms: Stats
     tpot_ms: Stats
     e2e_ms: Stats
+    send_delay_ms: Stats = Field(default_factory=Stats)
     setup: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -24,12 +24,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(bench, name="bench")
 
 
-def _default_out(kind: str) -> Path:
-    import time
-
-    return Path("runs") / "bench" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 @bench.command("load")
 def load(
     base_url: Optional[str] = BASE, model: Optional[str] = MODEL, plan: Optional[Path] = PLAN,

@@ -35,11 +35,9 @@ def validate_cmd(
 
 def _emit_json(plan, findings) -> None:
     from dsv4ctl.console import emit_data
-    from dsv4ctl.validate.report import budget_dict, plan_budget_or_none
+    from dsv4ctl.validate.report import plan_sizing
 
-    budget = plan_budget_or_none(plan)
-    emit_data({"findings": [f.model_dump(mode="json") for f in findings],
-               "memory": budget_dict(budget) if budget else None}, "json")
+    emit_data({"findings": [f.model_dump(mode="json") for f in findings], "memory": plan_sizing(plan)}, "json")
 
 
 def rules_cmd(

@@ -74,7 +74,10 @@ def _print_plan(result, fmt: str, host, node0_addr, quiet: bool) -> None:
 
 def _commands(result, host, node0_addr):
     if result.engine != "sglang":
-        return []  # the builtin runtime renders its own argv (serve --engine builtin)
+        from dsv4ctl.console import err
+
+        err.print(f"[dim]engine '{result.engine}': no sglang commands; run it with `dsv4ctl serve`[/]")
+        return []
     from dsv4ctl.render.sglang import render_commands
 
     return render_commands(result, host=host, node0_addr=node0_addr)

@@ -8,7 +8,7 @@ from dsv4ctl.launch import procs
 from dsv4ctl.launch.health import health_ok
 from dsv4ctl.launch.rundir import RunDir
 
-LIVE_STATES = ("starting", "running")
+LIVE_STATES = ("starting", "running", "stopping")
 
 
 def live_roles(manifest: dict) -> list[str]:
@@ -37,6 +37,7 @@ def stop_run(run: RunDir, grace_s: float = 10.0) -> tuple[list[str], list[str]]:
     live = {role: g for role, g in pgids.items() if procs.group_alive(g)}
     # Router first: it fronts the servers, so stopping it first stops traffic before KV transfer breaks.
     order = sorted(live, key=lambda role: role != "router")
+    run.update_manifest(status="stopping")  # tells a still-running controller this exit is wanted
     killed_groups = procs.stop_groups([live[r] for r in order], grace_s)
     killed = [r for r in order if live[r] in killed_groups]
     run.update_manifest(status="stopped", stopped_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

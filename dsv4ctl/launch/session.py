@@ -99,10 +99,9 @@ def start_and_wait_ready(sup: Supervisor, launch: Launch) -> str:
                 sup.start(spec)
             sup.run.update_manifest(pids=sup.pids(), pgids=sup.pids())  # `stop` works even mid-startup
             for spec in wave:
-                if spec.http:
-                    wait_health(spec.base_url, deadline, display.tick)
-        status.update("ready: sending one test request")
+                wait_health(spec.base_url, deadline, display.tick)
         ep = launch.endpoint
+        status.update("ready: sending one test request")
         return check_completion(ep.base_url, launch.model, launch.api_key, timeout_s=wait_until(deadline))
 
 
@@ -137,6 +136,9 @@ def _supervise(sup: Supervisor, run: RunDir, launch: Launch, detach: bool) -> in
             sup.wait()
         return 0
     except ChildDied as exc:
+        if run.read_manifest().get("status") in ("stopping", "stopped"):  # `dsv4ctl stop` from another shell
+            err.print(f"stopped by `dsv4ctl stop` ({exc.role} exited)")
+            return 0
         _report_failure(run, f"{exc.role} exited with code {exc.returncode}", {exc.role: exc.tail})
     except NotReady as exc:
         _report_failure(run, f"not ready: {exc}", _tails(sup))
@@ -179,6 +181,6 @@ def _finish(run: RunDir, sup: Supervisor) -> None:
     status = run.read_manifest().get("status")
     fields = {"stopped_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "exit_codes": {c.spec.role: c.proc.returncode for c in sup.children}}
-    if status in ("starting", "running"):
+    if status in ("starting", "running", "stopping"):
         fields["status"] = "stopped"
     run.update_manifest(**fields)

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -30,10 +31,13 @@ class ChildSpec:
     port: int | None = None
     host: str = "127.0.0.1"
     http: bool = True  # False for non-zero ranks of a multi-node role: they serve no HTTP
+    # Where readiness is judged: this server, or for a worker rank its node 0 (the group answers
+    # /health only once every rank has joined).
+    api_host: str | None = None
 
     @property
     def base_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = self.api_host or ("127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host)
         return f"http://{host}:{self.port}"
 
 
@@ -95,21 +99,37 @@ class Supervisor:
         live = [c for c in reversed(self.children)]
         with ignore_signals():  # a second Ctrl-C must not abandon the cleanup half way
             killed = procs.stop_groups([c.pgid for c in live], self.grace_s, self._reap)
-        self._reap()
+        self._collect(live)
         return [c.spec.role for c in live if c.pgid in killed]
 
     def _reap(self) -> None:
         for child in self.children:
             child.proc.poll()
 
+    @staticmethod
+    def _collect(children: list[Child]) -> None:
+        # /proc can show a leader as a zombie a moment before waitpid() may collect it.
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(timeout=2.0)
+
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
     raise KeyboardInterrupt
 
 
+def _main_thread() -> bool:
+    # Signal handlers can only be installed from the main thread (e.g. not when a test or a tool
+    # drives a launch from a worker thread); there the caller's own handling applies.
+    return threading.current_thread() is threading.main_thread()
+
+
 @contextlib.contextmanager
 def interrupts_raise() -> Iterator[None]:
     """SIGTERM behaves like Ctrl-C (KeyboardInterrupt), so one `finally` path stops the children."""
+    if not _main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         yield
@@ -119,6 +139,9 @@ def interrupts_raise() -> Iterator[None]:
 
 @contextlib.contextmanager
 def ignore_signals() -> Iterator[None]:
+    if not _main_thread():
+        yield
+        return
     saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield

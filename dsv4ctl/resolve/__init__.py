@@ -162,11 +162,10 @@ def _check_topology(keys: EngineKeys, nodes: int, gpn: int, where: str) -> None:
                         fix="set dp to a divisor of tp")
 
 
-def _make_role(inp: Inputs, name: str, base: Layered, plan_keys: EngineKeys, prov: dict[str, str],
+def _make_role(inp: Inputs, name: str, layered: Layered | None, plan_keys: EngineKeys, prov: dict[str, str],
                env: dict[str, str]) -> Role:
-    if name == "router":
+    if layered is None:  # the router: no engine keys of its own
         return Role(name="router", nodes=0, port=inp.recipe.ports.get("router", 8000))
-    layered = build_layers(inp, name)
     keys = _keys(layered, name)
     nodes = max(1, math.ceil(keys.tp * keys.pp / inp.hw.gpus_per_node))
     _check_topology(keys, _role_nodes(inp, name) if name == "single" else nodes, inp.hw.gpus_per_node,
@@ -205,14 +204,15 @@ def resolve_with_layers(hw: str, variant: str, recipe: str, toggles: Toggles | N
     prov = {**base.provenance, "quant": inp.quant_layer, "engine_version": _version_layer(inp)}
     for field in EngineKeys.model_fields:  # every key says where it came from, defaults included
         prov.setdefault(field, "default (unset: engine default)" if getattr(keys, field) is None else "default")
-    roles = [_make_role(inp, n, base, keys, prov, base.env) for n in _role_names(inp)]
+    layers: dict[str | None, Layered] = {None: base}
+    layers.update({n: build_layers(inp, n) for n in _role_names(inp) if n != "router"})
+    roles = [_make_role(inp, n, layers.get(n), keys, prov, base.env) for n in _role_names(inp)]
     keys_of = {r.name: keys.model_copy(update=r.keys) for r in roles}
     plan = LaunchPlan(
         hardware=inp.hw.name, variant=inp.variant.name, recipe=inp.recipe.name, quant=inp.quant,
         engine=inp.hw.engine, engine_version=inp.version, recipe_source=inp.recipe.source,
         nodes=_plan_nodes(roles, keys_of, inp.hw.gpus_per_node), gpus_per_node=inp.hw.gpus_per_node,
         keys=keys, env=dict(base.env), provenance=prov, roles=roles)
-    layers = {None: base, **{r.name: build_layers(inp, r.name) for r in roles if r.name != "router"}}
     return plan, layers
 
 

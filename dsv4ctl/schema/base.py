@@ -6,6 +6,9 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Strict(BaseModel):
-    """extra=forbid so a misspelt YAML key fails loudly with the file and field named."""
+    """extra=forbid so a misspelt YAML key fails loudly with the file and field named.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+    defer_build: a model's validator is built on first use, so `dsv4ctl plan` pays only for the models it
+    touches (cold start is a product goal)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)

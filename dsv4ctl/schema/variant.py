@@ -13,7 +13,8 @@ class Checkpoint(Strict):
     repo: str
     expert_format: Literal["fp4", "fp8", "nvfp4", "bf16"]
     # False for the sgl-project FP8 repack: SGLang must be told the experts are no longer FP4.
-    fp4_experts: bool
+    # None where the question does not arise (runtime-only bf16 checkpoints).
+    fp4_experts: bool | None
     notes: str = ""
 
 

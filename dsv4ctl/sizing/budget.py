@@ -31,6 +31,7 @@ def usable_gib(profile_hbm: float) -> float:
 class MemoryBudget:
     hbm_gib: float
     mem_fraction: float
+    mem_fraction_is_default: bool  # unset in the plan: SGLang picks it, the model assumes 0.874
     weights_gib: float
     buffers_gib: float
     kv_pool_gib: float
@@ -99,7 +100,7 @@ def memory_budget(a: ArchFacts, lay: Layout, hbm_gib: float) -> MemoryBudget:
     context = min(lay.context_length or REFERENCE_CONTEXT, a.max_pos)
     seq = kv_bytes_per_seq(a, context, lay.kv_dtype, lay.spec)
     return MemoryBudget(
-        hbm_gib=hbm_gib, mem_fraction=lay.mem_fraction,
+        hbm_gib=hbm_gib, mem_fraction=lay.mem_fraction, mem_fraction_is_default=not lay.mem_fraction_set,
         weights_gib=weights / GIB, buffers_gib=buffers / GIB, kv_pool_gib=pool / GIB,
         activations_gib=acts / GIB, cuda_graphs_gib=graphs / GIB,
         free_gib=(hbm * (1 - lay.mem_fraction) - acts - graphs) / GIB,

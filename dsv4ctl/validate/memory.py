@@ -103,3 +103,20 @@ def graph_memory(ctx):
     return Hit(f"activations {b.activations_gib:.1f} + graphs {b.cuda_graphs_gib:.1f} GiB > "
                f"{(1 - b.mem_fraction) * b.hbm_gib:.1f} GiB left by --mem-fraction-static {b.mem_fraction}",
                {"mfs_ok": mfs_ok, "activations_gib": round(b.activations_gib, 2), **ctx.where()})
+
+
+@rule("KV-CONCURRENCY-LOW", "info", "fewer 8k/1k requests fit than the plan runs",
+      fix="expect at most {fits} concurrent 9K-token requests; raise --mem-fraction-static or shard wider for more")
+def kv_concurrency(ctx):
+    """Without --context-length the engine admits requests until the pool is full; at the
+    cookbook's 8k-in/1k-out benchmark shape the pool may hold fewer requests than
+    --max-running-requests (the H200 Pro FP4 TP8 cell 'fits only ~15 concurrent requests'), so the
+    batch never reaches the configured size."""
+    b = ctx.budget
+    if b is None or ctx.lay.context_length is not None or b.kv_pool_gib <= 0:
+        return None
+    if b.max_requests_at_context >= b.running_per_rank:
+        return None
+    return Hit(f"{b.max_requests_at_context} requests of {b.context} tokens fit per rank, plan runs "
+               f"{b.running_per_rank}", {"fits": b.max_requests_at_context * ctx.lay.attn_dp_size,
+               "running_per_rank": b.running_per_rank, **ctx.where()})

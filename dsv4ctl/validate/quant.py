@@ -63,3 +63,25 @@ def quant_unsupported(ctx):
         return None
     return Hit(f"{ctx.plan.quant} is not offered on {ctx.plan.hardware}",
                {"quant": ctx.plan.quant, "supported": " or ".join(ctx.hw.quants)})
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in str(text).split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+NVFP4_FIXED_AFTER = (0, 5, 18)  # #36275 (2026-08-26) landed after the v0.5.18 images
+
+
+@rule("NVFP4-ENGINE-VERSION", "error", "NVFP4 checkpoint on an SGLang release that crashes loading it",
+      fix="target a release newer than 0.5.18 (or the lmsysorg/sglang:dev image)")
+def nvfp4_version(ctx):
+    """'NVFP4 checkpoints crash at weight load on v0.5.18': the MXFP4-packed MTP layer's FP8
+    delegate needs the #36275 guard (merged 2026-08-26), so the cookbook routes every NVFP4 cell
+    to the dev image."""
+    if ctx.plan.quant != "nvfp4" or _version_tuple(ctx.plan.engine_version) > NVFP4_FIXED_AFTER:
+        return None
+    return Hit(f"NVFP4 weights on SGLang {ctx.plan.engine_version}", {"engine_version": ctx.plan.engine_version})

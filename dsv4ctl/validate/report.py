@@ -14,15 +14,18 @@ _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 def findings_table(findings: list[Finding]) -> Table:
     t = Table(title="Findings", show_lines=False, expand=False)
-    for col in ("severity", "rule", "message", "fix"):
-        t.add_column(col, overflow="fold")
+    t.add_column("severity", no_wrap=True)
+    t.add_column("rule", no_wrap=True)  # ids are what users grep for and pass to `dsv4ctl rules`
+    t.add_column("message", overflow="fold")
+    t.add_column("fix", overflow="fold")
     for f in findings:
         t.add_row(f"[{_STYLE[f.severity]}]{f.severity}[/]", f.rule, f.message, f.fix)
     return t
 
 
 def memory_table(b: MemoryBudget, title: str = "Memory per GPU") -> Table:
-    t = Table(title=f"{title} ({b.hbm_gib:.0f} GiB HBM, --mem-fraction-static {b.mem_fraction})")
+    mfs = f"{b.mem_fraction}" + (" assumed: unset" if b.mem_fraction_is_default else "")
+    t = Table(title=f"{title} ({b.hbm_gib:.0f} GiB usable, --mem-fraction-static {mfs})")
     t.add_column("item")
     t.add_column("GiB", justify="right")
     t.add_column("share", justify="right")
@@ -41,30 +44,33 @@ def capacity_lines(b: MemoryBudget) -> list[str]:
     ]
 
 
-def plan_budget_or_none(plan: Any) -> MemoryBudget | None:
-    """The plan's memory budget, or None when its hardware or variant is unknown."""
-    from dsv4ctl.validate.context import Ctx
+def budgets(plan: Any) -> dict[str, MemoryBudget]:
+    """Memory budget per serving role ("single" for one server; "prefill"/"decode" for PD), empty
+    when the hardware or the variant is unknown."""
+    from dsv4ctl.validate.context import views
 
-    return Ctx(plan).budget
+    out = {ctx.role or "single": ctx.budget for ctx in views(plan)}
+    return {role: b for role, b in out.items() if b is not None}
 
 
-def print_memory(plan: Any, console=None) -> MemoryBudget | None:
-    """The per-GPU memory table and the KV capacity lines (nothing when hardware/variant unknown)."""
+def print_memory(plan: Any, console=None) -> dict[str, MemoryBudget]:
+    """The per-GPU memory table and KV capacity lines of each serving role."""
     from dsv4ctl.console import out
 
     console = console or out
-    budget = plan_budget_or_none(plan)
-    if budget is not None:
-        console.print(memory_table(budget))
+    found = budgets(plan)
+    for role, budget in found.items():
+        title = "Memory per GPU" + ("" if role == "single" else f" ({role})")
+        console.print(memory_table(budget, title))
         for line in capacity_lines(budget):
             console.print(f"  {line}", highlight=False)
-    return budget
+    return found
 
 
 def plan_sizing(plan: Any) -> dict[str, Any] | None:
-    """Numbers for LaunchPlan.sizing: the budget as plain values, or None."""
-    budget = plan_budget_or_none(plan)
-    return budget_dict(budget) if budget is not None else None
+    """Numbers for LaunchPlan.sizing: {role: budget as plain values}, or None."""
+    found = budgets(plan)
+    return {role: budget_dict(b) for role, b in found.items()} or None
 
 
 def print_report(plan: Any, findings: list[Finding] | None = None, console=None) -> list[Finding]:

@@ -34,8 +34,8 @@ PLAN_NEUTRAL = {
     "two_batch_overlap": (False,), "spec_steps": (None,), "spec_topk": (None,), "spec_draft_tokens": (None,),
     "cuda_graph_bs": (None,), "swa_full_tokens_ratio": (None,), "kv_cache_dtype": (None, "auto"),
     "attention_backend": (None,), "page_size": (None,), "hicache": ("off",), "enable_prefill_delayer": (False,),
-    "prefill_delayer_max_delay_ms": (None,), "mnnvl": (None, False), "disagg_mode": (None,), "transfer_backend": (None,),
-    "ib_device": (None,), "dist_init_addr": (None,), "mooncake_custom_mem_pool": (False,),
+    "prefill_delayer_max_delay_ms": (None,), "mnnvl": (None, False), "disagg_mode": (None,),
+    "transfer_backend": (None,), "ib_device": (None,), "dist_init_addr": (None,), "mooncake_custom_mem_pool": (False,),
 }
 # serve options accepted for plan/renderer compatibility but implemented only at these values
 OPTION_NEUTRAL = {"tp_size": (None, 1), "cuda_graph_max_bs_decode": (None, 0), "speculative_algorithm": (None,)}

@@ -304,7 +304,8 @@ class Transformer(HeadMixin, nn.Module):
         return total
 
     def allocate_cache(self, num_slots: int, max_seq_len: int) -> None:
-        """(Re)allocate static per-slot buffers; all state is zero, i.e. every slot is empty."""
+        """(Re)allocate static per-slot buffers; all state is zero, i.e. every slot is empty.
+        Positions fed to `forward` must stay below max_seq_len (not checked: that would be a host sync)."""
         w = self.embed.weight
         for mod in self._cached():
             mod.allocate(num_slots, max_seq_len, w.device, w.dtype)

@@ -62,3 +62,29 @@ def kill_groups(pgids) -> None:
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 60.0, cwd: Path | None = None):
     return subprocess.run([sys.executable, "-m", "dsv4ctl", *args], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def with_ports(plan, ports: dict[str, int]):
+    """The plan with each role on the given port (an engine role's own keys carry its port too)."""
+    roles = [r.model_copy(update={"port": ports[r.name], "keys": {**r.keys, "port": ports[r.name]}
+                                  if r.name != "router" else r.keys}) for r in plan.roles]
+    keys = plan.keys.model_copy(update={"host": "127.0.0.1", "port": ports.get("single", plan.keys.port)})
+    return plan.model_copy(update={"roles": roles, "keys": keys})
+
+
+def plan_file(path: Path, hw: str, variant: str, recipe: str) -> Path:
+    """A resolved plan, every role on a free port, written to `path`."""
+    from dsv4ctl.launch.ports import free_port
+    from dsv4ctl.resolve import resolve_plan
+    from dsv4ctl.schema import dump_plan
+
+    plan = resolve_plan(hw, variant, recipe)
+    dump_plan(with_ports(plan, {r.name: free_port() for r in plan.roles}), path)
+    return path
+
+
+def serve_args(plan_path: Path, tmp_path: Path, *extra: str) -> list[str]:
+    """`serve` with the stub-friendly defaults: forced (the planner's findings are not under test
+    here), runs under tmp_path, short timeout and grace."""
+    return ["serve", "--plan", str(plan_path), "--engine", "sglang", "--force", "--run-dir",
+            str(tmp_path / "runs"), "--timeout", "20", "--grace", "3", *extra]

@@ -31,7 +31,6 @@ class LLMEngine:
     def __init__(self, runner, scheduler: Scheduler, decode: Callable[[list[int]], str] | None = None):
         self.runner, self.scheduler, self.decode = runner, scheduler, decode
         self.context_length = runner.context_length
-        self.eos_token_ids: tuple[int, ...] = ()  # stamped on each Sequence by the caller
         self.prompt_tokens_total = 0
         self.generated_tokens_total = 0
 
@@ -105,6 +104,10 @@ class AsyncEngine:
     @property
     def scheduler(self) -> Scheduler:
         return self.engine.scheduler
+
+    @property
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
 
     def start(self) -> None:
         self._thread.start()
@@ -190,7 +193,7 @@ class AsyncEngine:
                     pass
 
 
-def build_engine(cfg, model, eos_token_ids: tuple[int, ...], max_seq_len: int, decode=None) -> LLMEngine:
+def build_engine(cfg, model, max_seq_len: int, decode=None) -> LLMEngine:
     """Size the slot pool from the byte budget and wire slots -> scheduler -> runner -> engine."""
     import torch
 
@@ -204,6 +207,4 @@ def build_engine(cfg, model, eos_token_ids: tuple[int, ...], max_seq_len: int, d
     runner = ModelRunner(model, num_slots, ctx, device)
     slots = SlotManager(num_slots, cfg.enable_prefix_reuse)
     sched = Scheduler(slots, cfg.max_running_requests, cfg.max_queue, cfg.chunked_prefill_size)
-    engine = LLMEngine(runner, sched, decode)
-    engine.eos_token_ids = eos_token_ids
-    return engine
+    return LLMEngine(runner, sched, decode)

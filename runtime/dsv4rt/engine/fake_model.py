@@ -7,15 +7,18 @@ milliseconds without loading a checkpoint.
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 _MOD = 2**31 - 1
 
 
 class FakeModel(torch.nn.Module):
-    def __init__(self, vocab_size: int = 64, bytes_per_token: int = 16):
+    def __init__(self, vocab_size: int = 64, bytes_per_token: int = 16, step_delay_s: float = 0.0):
         super().__init__()
         self.vocab_size, self.bytes_per_token = vocab_size, bytes_per_token
+        self.step_delay_s = step_delay_s  # makes requests pile up in queue / disconnect tests
         self.calls: list[tuple[int, int]] = []  # (B, T) per forward, for batching assertions
 
     def cache_bytes_per_slot(self, max_seq_len: int) -> int:
@@ -43,6 +46,7 @@ class FakeModel(torch.nn.Module):
 
     def forward(self, input_ids, start_pos, slots, return_all_logits: bool = False) -> torch.Tensor:
         self.calls.append(tuple(input_ids.shape))
+        time.sleep(self.step_delay_s)
         rows = [
             self._row(input_ids[b].tolist(), int(start_pos[b]), int(slots[b]), return_all_logits)
             for b in range(input_ids.shape[0])
@@ -62,3 +66,29 @@ def greedy_reference(model, prompt: list[int], max_tokens: int, eos: tuple[int, 
             return out
         pos = torch.tensor([len(prompt) + len(out) - 1])
         logits = model.forward(torch.tensor([[out[-1]]]), pos, slot)
+
+
+class ScriptedModel(FakeModel):
+    """Answers every request with a fixed token script, then `end_id` (EOS) forever.
+
+    The script position is the number of tokens fed since the last `marker_id` (the
+    `<｜Assistant｜>` token that opens the reply) minus `skip` (the `<think>` / `</think>` opener),
+    so chat-path tests get exact reasoning / DSML tool-call text from the real tokenizer.
+    """
+
+    def __init__(self, script: list[int], marker_id: int, end_id: int, vocab_size: int, skip: int = 1):
+        super().__init__(vocab_size)
+        self.script, self.marker_id, self.end_id, self.skip = script, marker_id, end_id, skip
+
+    def allocate_cache(self, num_slots: int, max_seq_len: int) -> None:
+        super().allocate_cache(num_slots, max_seq_len)
+        self.fed: list[list[int]] = [[] for _ in range(num_slots)]
+
+    def _row(self, ids, start, slot, all_logits):
+        self.fed[slot] = self.fed[slot][:start] + ids
+        hist = self.fed[slot]
+        k = len(hist) - 1 - max((i for i, t in enumerate(hist) if t == self.marker_id), default=0) - self.skip
+        nxt = self.script[k] if 0 <= k < len(self.script) else self.end_id
+        logits = torch.zeros(self.vocab_size)
+        logits[nxt] = 30.0
+        return logits.expand(len(ids), -1) if all_logits else logits

@@ -35,6 +35,7 @@ class ServerState:
     context_length: int
     eos_token_ids: tuple[int, ...]
     metrics: Metrics
+    vocab_size: int
     api_key: str | None = None
 
 
@@ -104,6 +105,8 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.get("/health")
     async def health() -> dict:
+        if not state.engine.is_alive:
+            raise APIError(503, "engine loop is not running", "server_error", code="engine_down")
         return {"status": "ok"}
 
     @app.get("/version", dependencies=auth)
@@ -133,6 +136,8 @@ async def complete(state: ServerState, body: dict) -> Response:
     except ValidationError as e:
         raise pydantic_error(e) from None
     ids = prompt_ids(req, lambda s: state.tokenizer.encode(s, add_special_tokens=False).ids)
+    if not all(0 <= t < state.vocab_size for t in ids):
+        raise APIError(400, f"prompt token ids must be in [0, {state.vocab_size})", param="prompt")
     room = state.context_length - len(ids)
     max_tokens = req.max_tokens if req.max_tokens is not None else room
     if room < 1 or max_tokens > room:

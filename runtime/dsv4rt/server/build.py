@@ -44,12 +44,12 @@ def build_state(cfg: EngineConfig, served_model_name: str, api_key: str | None =
         raise FileNotFoundError(f"{tok_path}: the checkpoint has no tokenizer.json")
     tokenizer = Tokenizer.from_file(str(tok_path))
     eos = eos_token_ids(model_dir, args.eos_token_id)
-    engine = build_engine(cfg, model, eos, args.max_seq_len,
+    engine = build_engine(cfg, model, args.max_seq_len,
                           decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
     ctx = engine.context_length
     state = ServerState(engine=None, chat=ChatFrontend(str(tok_path), served_model_name, ctx), tokenizer=tokenizer,
                         model_name=served_model_name, context_length=ctx, eos_token_ids=eos,
-                        metrics=None, api_key=api_key)
+                        metrics=None, vocab_size=args.vocab_size, api_key=api_key)
     state.metrics = Metrics(lambda: gauges(state))
     state.engine = AsyncEngine(engine, on_step=state.metrics.on_step)
     return state

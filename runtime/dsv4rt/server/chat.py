@@ -30,8 +30,8 @@ def conversion_error(e: Exception) -> APIError:
     body = getattr(e, "body", None)
     if body:
         err = json.loads(body).get("error", {})
-        return APIError(getattr(e, "status_code", 400), err.get("message", str(e)), err.get("type", "invalid_request_error"),
-                        err.get("param"), err.get("code"))
+        return APIError(getattr(e, "status_code", 400), err.get("message", str(e)),
+                        err.get("type", "invalid_request_error"), err.get("param"), err.get("code"))
     return APIError(400, str(e))
 
 

@@ -27,7 +27,8 @@ def sampling_params(req: CompletionRequest, max_tokens: int) -> SamplingParams:
                    "frequency_penalty": req.frequency_penalty != 0}
     for param, bad in unsupported.items():
         if bad:
-            raise APIError(400, f"{param}={getattr(req, param)!r} is not supported (only n=1, no echo, no penalties)", param=param)
+            msg = f"{param}={getattr(req, param)!r} is not supported (only n=1, no echo, no penalties)"
+            raise APIError(400, msg, param=param)
     stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
     try:
         return SamplingParams(
@@ -63,19 +64,22 @@ class CompletionResponder:
         lp = self._logprobs(out) if out.token_id is not None else None
         end = len(out.text) if out.finished else safe_text_end(out.text, self.params.stop)
         delta, self.sent = out.text[self.sent : end], max(self.sent, end)
-        reason = out.finish_reason.value if out.finished else None
-        self.finish_reason = reason
-        chunks = [completion_object(self.rid, self.model, [completion_choice(delta, reason, lp)], None)]
+        self.finish_reason = out.finish_reason.value if out.finished else None
+        chunks = []
+        if delta or lp or out.finished:  # a held-back token with nothing to report sends nothing
+            choice = completion_choice(delta, self.finish_reason, lp)
+            chunks.append(completion_object(self.rid, self.model, [choice], None))
         if out.finished and self.include_usage:
             chunks.append(completion_object(self.rid, self.model, [], self._usage()))
-        return [json.dumps(c) for c in chunks if c["choices"] == [] or delta or reason or lp]
+        return [json.dumps(c) for c in chunks]
 
     def _usage(self) -> dict:
         return usage(len(self.seq.prompt_ids), len(self.seq.output_ids), self.seq.num_cached)
 
     def response(self) -> str:
         lp = self.lp if self.params.logprobs else None
-        return json.dumps(completion_object(self.rid, self.model, [completion_choice(self.text, self.finish_reason, lp)], self._usage()))
+        choice = completion_choice(self.text, self.finish_reason, lp)
+        return json.dumps(completion_object(self.rid, self.model, [choice], self._usage()))
 
     def close(self) -> None:
         pass

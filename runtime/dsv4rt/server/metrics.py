@@ -15,6 +15,11 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 PREFIX = "dsv4rt"
 
 
+def _sample(name: str, kind: str, help_: str, value: float) -> list[str]:
+    n = f"{PREFIX}_{name}"
+    return [f"# HELP {n} {help_}", f"# TYPE {n} {kind}", f"{n} {value}"]
+
+
 class Histogram:
     def __init__(self, name: str, help_: str, buckets=_LATENCY_BUCKETS):
         self.name, self.help, self.buckets = name, help_, buckets
@@ -75,12 +80,13 @@ class Metrics:
 
     def render(self) -> str:
         lines: list[str] = []
-        gauges = {**self._gauges(), "generation_tokens_per_second": (self.tokens_per_second(), "Generated tokens/s over the last 10 s.")}
+        tps = (self.tokens_per_second(), "Generated tokens/s over the last 10 s.")
+        gauges = {**self._gauges(), "generation_tokens_per_second": tps}
         for name, (value, help_) in gauges.items():
-            lines += [f"# HELP {PREFIX}_{name} {help_}", f"# TYPE {PREFIX}_{name} gauge", f"{PREFIX}_{name} {value}"]
+            lines += _sample(name, "gauge", help_, value)
         with self._lock:
             for name, (value, help_) in self.counters.items():
-                lines += [f"# HELP {PREFIX}_{name} {help_}", f"# TYPE {PREFIX}_{name} counter", f"{PREFIX}_{name} {value}"]
+                lines += _sample(name, "counter", help_, value)
             for h in (self.ttft, self.itl, self.e2e):
                 lines += h.render()
         return "\n".join(lines) + "\n"
