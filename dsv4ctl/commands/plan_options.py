@@ -50,14 +50,8 @@ def build_plan(hw: str, variant: str, recipe: str, *, sets: list[str] | None = N
 
 
 def add_findings(plan):
-    """Run the validation rules when that package is present; the plan is returned either way."""
-    try:
-        from dsv4ctl.validate import run_rules
-    except ImportError:  # validation ships separately; planning must not depend on it
-        return plan
-    result = run_rules(plan)
-    if result is None:
-        return plan
-    if isinstance(result, list):
-        return plan.model_copy(update={"findings": result})
-    return result
+    """Attach the validation findings and the per-GPU memory budget of each serving role."""
+    from dsv4ctl.validate import run_rules
+    from dsv4ctl.validate.report import plan_sizing
+
+    return plan.model_copy(update={"findings": run_rules(plan), "sizing": plan_sizing(plan)})

@@ -43,6 +43,9 @@ def show_plan(plan, commands) -> None:
             for name, value in r.env.items():
                 env.add_row(f"{r.name}: {name}", escape(value), escape(plan.provenance.get(f"role.{r.name}.env.{name}", "")))
         out.print(env)
+    from dsv4ctl.validate.report import print_memory
+
+    print_memory(plan, out)
     show_findings(plan.findings)
     for cmd in commands:
         out.print(f"[bold]{cmd.role}[/] node {cmd.node_rank}: " + escape(" ".join(cmd.argv)), highlight=False)

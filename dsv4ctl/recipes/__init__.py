@@ -22,15 +22,9 @@ def recipe_names() -> list[str]:
 
 @lru_cache(maxsize=None)
 def _load(path: Path) -> Recipe:
-    from dsv4ctl.schema.io import load_model
+    from dsv4ctl.schema.io import load_named
 
-    recipe = load_model(Recipe, path)
-    if recipe.name != path.stem:
-        from dsv4ctl.errors import UserError
-
-        raise UserError(f"name '{recipe.name}' differs from the file name", where=f"{path}: field 'name'",
-                        fix=f"set name: {path.stem}")
-    return recipe
+    return load_named(Recipe, path)
 
 
 def get_recipe(name: str) -> Recipe:

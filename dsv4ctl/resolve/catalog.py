@@ -17,14 +17,9 @@ def profile_names() -> list[str]:
 
 @lru_cache(maxsize=None)
 def _load_profile(path: Path) -> HardwareProfile:
-    from dsv4ctl.errors import UserError
-    from dsv4ctl.schema.io import load_model
+    from dsv4ctl.schema.io import load_named
 
-    profile = load_model(HardwareProfile, path)
-    if profile.name != path.stem:
-        raise UserError(f"name '{profile.name}' differs from the file name", where=f"{path}: field 'name'",
-                        fix=f"set name: {path.stem}")
-    return profile
+    return load_named(HardwareProfile, path)
 
 
 def get_profile(name: str) -> HardwareProfile:

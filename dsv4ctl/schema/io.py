@@ -39,7 +39,7 @@ def load_yaml(path: Path) -> Any:
 def validate(model: type[M], data: Any, source: str) -> M:
     """Validate `data` against `model`; the first error becomes a one-line UserError."""
     if not isinstance(data, dict):
-        raise UserError("expected a mapping at the top level", where=source, fix="write `key: value` pairs")
+        raise UserError("the file must be a mapping at the top level", where=source, fix="write `key: value` pairs")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -51,3 +51,13 @@ def load_model(model: type[M], path: Path, **extra: Any) -> M:
     if isinstance(data, dict):
         data = {**extra, **data}
     return validate(model, data, str(path))
+
+
+def load_named(model: type[M], path: Path) -> M:
+    """A data file whose `name` field must equal its file name (profiles, recipes): the file name is
+    what users type after --hw / --recipe."""
+    obj = load_model(model, path)
+    if obj.name != path.stem:
+        raise UserError(f"name '{obj.name}' differs from the file name", where=f"{path}: field 'name'",
+                        fix=f"set name: {path.stem}")
+    return obj

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from dsv4ctl.errors import UserError, pydantic_one_line
 from dsv4ctl.schema.base import Strict
 from dsv4ctl.schema.finding import Finding
 from dsv4ctl.schema.keys import EngineKeys
@@ -70,22 +69,6 @@ def dump_plan(plan: LaunchPlan, path: str | Path) -> None:
 
 def load_plan(path: str | Path) -> LaunchPlan:
     """Read a plan file back; bad YAML or a bad field is a UserError naming the file and field."""
-    import yaml
+    from dsv4ctl.schema.io import load_yaml, validate
 
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot read plan file ({exc.strerror})", where=source, fix="check the path") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        raise UserError("malformed YAML", where=where, fix="fix the YAML syntax") from None
-    if not isinstance(data, dict):
-        raise UserError("a plan file must be a mapping", where=source, fix="write it with `dsv4ctl plan -o`")
-    try:
-        return LaunchPlan.model_validate(data)
-    except ValidationError as exc:
-        raise pydantic_one_line(exc, source) from None
+    return validate(LaunchPlan, load_yaml(Path(path)), str(path))
