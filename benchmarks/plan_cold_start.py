@@ -4,7 +4,11 @@
 
 The baseline is `python -c "import typer, rich, pydantic, yaml"`: the floor any Typer+Rich+pydantic CLI pays.
 Goal: ratio ≤ 1.5. Runs alternate between the two commands so machine noise hits both alike; medians are
-reported. Each run is a fresh interpreter (a cold start in the sense that matters: no warm process)."""
+reported. Each run is a fresh interpreter (a cold start in the sense that matters: no warm process).
+
+A third command, the "Typer floor", parses the very same `plan` options into a function that does nothing:
+Typer ≥ 0.2x builds a pydantic adapter per option, a cost the import-only baseline does not pay. The
+floor's ratio says how much of the gap is the CLI framework and how much is our own work."""
 
 from __future__ import annotations
 
@@ -18,6 +22,21 @@ import time
 BASELINE = [sys.executable, "-c", "import typer, rich, pydantic, yaml"]
 PLAN = [sys.executable, "-m", "dsv4ctl", "plan", "--hw", "b200", "--variant", "pro", "--recipe", "balanced",
         "--format", "json"]
+# The same Typer app shape as `dsv4ctl plan` (the real option signature), with a body that does nothing.
+FLOOR_APP = """
+import inspect, typing, typer
+from dsv4ctl.commands.planning import plan
+def noop(**_): print("{}")
+hints = typing.get_type_hints(plan, include_extras=True)
+sig = inspect.signature(plan)
+noop.__signature__ = sig.replace(parameters=[p.replace(annotation=hints[p.name]) for p in sig.parameters.values()])
+noop.__annotations__ = hints
+app = typer.Typer(add_completion=False)
+app.command("plan")(noop)
+app.command("other")(lambda: None)
+app()
+"""
+FLOOR = [sys.executable, "-c", FLOOR_APP, *PLAN[3:]]
 GOAL = 1.5
 
 
@@ -28,13 +47,16 @@ def _time(cmd: list[str]) -> float:
 
 
 def measure(runs: int) -> dict[str, float]:
-    _time(BASELINE), _time(PLAN)  # warm the OS file cache for both; not counted
-    base, plan = [], []
+    cmds = {"baseline": BASELINE, "floor": FLOOR, "plan": PLAN}
+    times: dict[str, list[float]] = {name: [] for name in cmds}
+    for cmd in cmds.values():
+        _time(cmd)  # warm the OS file cache; not counted
     for _ in range(runs):
-        base.append(_time(BASELINE))
-        plan.append(_time(PLAN))
-    b, p = statistics.median(base), statistics.median(plan)
-    return {"runs": runs, "baseline_s": round(b, 4), "plan_s": round(p, 4), "ratio": round(p / b, 3), "goal": GOAL}
+        for name, cmd in cmds.items():
+            times[name].append(_time(cmd))
+    b, f, p = (statistics.median(times[name]) for name in cmds)
+    return {"runs": runs, "baseline_s": round(b, 4), "floor_s": round(f, 4), "plan_s": round(p, 4),
+            "floor_ratio": round(f / b, 3), "ratio": round(p / b, 3), "goal": GOAL}
 
 
 def main() -> None:
@@ -48,6 +70,8 @@ def main() -> None:
         return
     verdict = "meets" if result["ratio"] <= GOAL else "misses"
     print(f"baseline (import typer, rich, pydantic, yaml): {result['baseline_s'] * 1000:.0f} ms (median of {args.runs})")
+    print(f"Typer floor (the plan options parsed, no work): {result['floor_s'] * 1000:.0f} ms "
+          f"(ratio {result['floor_ratio']:.2f}x)")
     print(f"dsv4ctl plan --hw b200 --variant pro --recipe balanced: {result['plan_s'] * 1000:.0f} ms")
     print(f"ratio {result['ratio']:.2f}x ({verdict} the ≤{GOAL}x goal)")
 

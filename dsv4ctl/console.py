@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
-from rich.console import Console
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+@lru_cache(maxsize=None)
+def _console(stderr: bool):
+    # rich.console costs ~25 ms to import; `plan --format json|shell|env` never needs it.
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=True)
+
+
+def __getattr__(name: str):
+    """`out` (results, stdout) and `err` (messages, stderr), created on first use."""
+    if name in ("out", "err"):
+        return _console(stderr=name == "err")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def emit_data(data: Any, fmt: str) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from dsv4ctl.console import err
+from dsv4ctl import console
 from dsv4ctl.errors import UserError
 
 runtime_app = typer.Typer(help="The included V4 runtime: random checkpoints, greedy generation.",
@@ -41,7 +41,7 @@ def make_checkpoint(
     if preset not in PRESETS:
         raise UserError(f"unknown preset '{preset}'", where="--preset", fix=f"use one of: {', '.join(PRESETS)}")
     write_checkpoint(out, preset, seed)
-    err.print(f"wrote {preset} checkpoint to {out}")
+    console.err.print(f"wrote {preset} checkpoint to {out}")
 
 
 @runtime_app.command("generate")

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from dsv4ctl.schema.finding import Finding
 from dsv4ctl.sizing import MemoryBudget
+
+if TYPE_CHECKING:  # rich.table is imported on use: `plan --format json` only needs the numbers
+    from rich.table import Table
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def findings_table(findings: list[Finding]) -> Table:
+    from rich.table import Table
+
     t = Table(title="Findings", show_lines=False, expand=False)
     t.add_column("severity", no_wrap=True)
     t.add_column("rule", no_wrap=True)  # ids are what users grep for and pass to `dsv4ctl rules`
@@ -24,6 +27,8 @@ def findings_table(findings: list[Finding]) -> Table:
 
 
 def memory_table(b: MemoryBudget, title: str = "Memory per GPU") -> Table:
+    from rich.table import Table
+
     mfs = f"{b.mem_fraction}" + (" assumed: unset" if b.mem_fraction_is_default else "")
     t = Table(title=f"{title} ({b.hbm_gib:.0f} GiB usable, --mem-fraction-static {mfs})")
     t.add_column("item")
