@@ -47,8 +47,15 @@ def test_plan_and_run_dir_discovery(tmp_path):
     plan.write_text("keys:\n  host: 0.0.0.0\n  port: 31000\n  served_model_name: dsv4\nnodes: 2\ngpus_per_node: 8\n")
     assert from_source(plan) == {"base_url": "http://127.0.0.1:31000", "model": "dsv4", "gpus": 16, "plan": str(plan)}
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "manifest.json").write_text(json.dumps({"base_url": "http://h:1", "model": "m", "gpus": 4}))
-    assert from_source(tmp_path / "run")["gpus"] == 4
+    manifest = {"base_url": "http://h:1", "model": "m", "gpus": 4, "engine": "builtin", "hardware": "cpu",
+                "versions": {"torch": "2.13.0"}}
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "run" / "plan.yaml").write_text("hardware: cpu\n")
+    found = from_source(tmp_path / "run")
+    assert found["gpus"] == 4 and found["model"] == "m"
+    # the result records which deployment it measured: the run's plan file, engine and versions
+    assert found["plan"]["file"] == str(tmp_path / "run" / "plan.yaml")
+    assert found["plan"]["engine"] == "builtin" and found["plan"]["versions"] == {"torch": "2.13.0"}
 
 
 def test_range_ratio_styles():

@@ -24,10 +24,17 @@ def from_source(source: Path) -> dict[str, Any]:
             raise UserError("no manifest.json in this run directory", where=str(source),
                             fix="pass the directory `dsv4ctl serve` printed, or a plan file")
         data = json.loads(manifest.read_text())
-        return {k: data.get(k) for k in ("base_url", "model", "gpus")} | {"plan": data.get("plan")}
+        return {k: data.get(k) for k in ("base_url", "model", "gpus")} | {"plan": _deployment(source, data)}
     if not source.is_file():
         raise UserError("plan file not found", where=str(source), fix="pass an existing plan YAML")
     return from_plan(source)
+
+
+def _deployment(run: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """What a result records about a deployment `serve` started: its plan file, engine, versions."""
+    plan = run / "plan.yaml"
+    keys = ("engine", "hardware", "variant", "recipe", "nodes", "versions", "started_at")
+    return {"run": str(run), "file": str(plan) if plan.is_file() else None} | {k: manifest.get(k) for k in keys}
 
 
 def from_plan(path: Path) -> dict[str, Any]:
