@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("deepseek_recipe")
 
-from test_server_openai import MODEL, LiveServer, tiny_dir  # noqa: E402,F401  (fixture re-export)
+from runtime_server import MODEL, LiveServer  # noqa: E402
 
 from dsv4rt.config import ModelArgs  # noqa: E402
 from dsv4rt.engine.config import EngineConfig  # noqa: E402
@@ -23,7 +23,7 @@ MESSAGES = [{"role": "user", "content": "Weather in Paris?"}]
 
 
 @pytest.fixture(scope="module")
-def server(tiny_dir):  # noqa: F811
+def server(tiny_dir):
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tiny_dir / "tokenizer.json"))

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from dsv4rt.cli import UsageError, build_parser, engine_config, plan_options, resolve_options
-from test_server_openai import free_port, tiny_dir  # noqa: F401  (shared checkpoint fixture)
+from runtime_server import free_port
 
 
 def write_plan(tmp_path, keys=None, roles=None):
@@ -70,7 +70,7 @@ def test_cli_fails_fast_naming_the_flags():
 
 
 @pytest.mark.slow
-def test_entry_point_serves_tiny_checkpoint(tiny_dir):  # noqa: F811
+def test_entry_point_serves_tiny_checkpoint(tiny_dir):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "dsv4rt", "serve", "--model", str(tiny_dir), "--port", str(port),
                              "--api-key", "k", "--context-length", "128", "--log-level", "warning"])

@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 pytest.importorskip("deepseek_recipe")
 
 from test_server_errors import wait_idle  # noqa: E402
-from test_server_openai import API_KEY, MODEL, start_server, tiny_dir  # noqa: E402,F401
+from runtime_server import API_KEY, MODEL, start_server  # noqa: E402
 
 N_REQUESTS = 200
 PROMPTS = [[0, 72, 105], [0, 66, 121, 101], [0, 79, 75], [0, 87, 104, 121, 33]]
@@ -39,7 +39,7 @@ async def burst(url: str) -> tuple[list, float]:
 
 
 @pytest.mark.slow
-def test_200_concurrent_streams(tiny_dir):  # noqa: F811
+def test_200_concurrent_streams(tiny_dir):
     with start_server(tiny_dir, context_length=64, max_running_requests=32, max_queue=96,
                       chunked_prefill_size=512) as srv:
         c = srv.client()

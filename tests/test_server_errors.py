@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("deepseek_recipe")
 
-from test_server_openai import API_KEY, MODEL, LiveServer, tiny_dir  # noqa: E402,F401
+from runtime_server import API_KEY, MODEL, LiveServer  # noqa: E402
 
 from dsv4rt.config import ModelArgs  # noqa: E402
 from dsv4rt.engine.config import EngineConfig  # noqa: E402
@@ -23,7 +23,7 @@ CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_to
 COMPLETION = {"model": MODEL, "prompt": "hi", "max_tokens": 2}
 
 
-def fake_server(tiny_dir, delay=0.0, **kw):  # noqa: F811
+def fake_server(tiny_dir, delay=0.0, **kw):
     args = ModelArgs.from_pretrained_dir(tiny_dir)
     cfg = EngineConfig(model_path=str(tiny_dir), **{"context_length": 1024, **kw})
     model = FakeModel(args.vocab_size, step_delay_s=delay)
@@ -31,7 +31,7 @@ def fake_server(tiny_dir, delay=0.0, **kw):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def server(tiny_dir):  # noqa: F811
+def server(tiny_dir):
     with fake_server(tiny_dir) as srv:
         yield srv
 
@@ -102,7 +102,7 @@ async def _burst(url, n):
         return await asyncio.gather(*[c.post(f"{url}/v1/completions", json=body, headers=AUTH) for _ in range(n)])
 
 
-def test_full_queue_gets_503_with_retry_after(tiny_dir):  # noqa: F811
+def test_full_queue_gets_503_with_retry_after(tiny_dir):
     with fake_server(tiny_dir, delay=0.05, max_running_requests=1, max_queue=2) as srv:
         rs = asyncio.run(_burst(srv.url, 8))
         busy = [r for r in rs if r.status_code == 503]
@@ -122,7 +122,7 @@ def wait_idle(srv, timeout=5.0):
     assert sch.slots.num_available == sch.slots.num_slots
 
 
-def test_disconnect_mid_stream_frees_slot_at_once(tiny_dir):  # noqa: F811
+def test_disconnect_mid_stream_frees_slot_at_once(tiny_dir):
     with fake_server(tiny_dir, delay=0.05, max_running_requests=2) as srv:
         body = {**COMPLETION, "max_tokens": 500, "stream": True, "extra": 1}
         with httpx.stream("POST", f"{srv.url}/v1/completions", json=body, headers=AUTH, timeout=30) as r:

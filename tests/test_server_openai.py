@@ -1,83 +1,17 @@
 """The server driven by the official openai client on the tiny CPU checkpoint: completions and chat,
 streaming and not, reasoning and DSML tool calls, greedy parity with the model core, errors."""
 
-import atexit
-import functools
-import shutil
-import socket
-import tempfile
-import threading
-import time
-from pathlib import Path
-
-import openai
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("deepseek_recipe")
 
 from dsv4rt.engine.config import EngineConfig  # noqa: E402
-from dsv4rt.server.app import create_app  # noqa: E402
-from dsv4rt.server.build import build_state, load_model  # noqa: E402
+from dsv4rt.server.build import load_model  # noqa: E402
 
-MODEL = "dsv4-tiny"
-API_KEY = "sk-test"
+from runtime_server import MODEL, start_server  # noqa: E402
+
 PROMPT = [0, 72, 101, 108, 108, 111]
-
-
-@functools.lru_cache(maxsize=1)
-def _tiny_checkpoint() -> Path:
-    """Written once per test process, shared by every server test module that imports `tiny_dir`."""
-    from dsv4rt.checkpoint.make import write_checkpoint
-
-    root = Path(tempfile.mkdtemp(prefix="dsv4rt-tiny-"))
-    atexit.register(shutil.rmtree, root, True)
-    return write_checkpoint(root / "tiny", "tiny")
-
-
-@pytest.fixture(scope="session")
-def tiny_dir():
-    return _tiny_checkpoint()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    """uvicorn in a background thread on a free 127.0.0.1 port."""
-
-    def __init__(self, state):
-        import uvicorn
-
-        self.state, self.port = state, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cfg = uvicorn.Config(create_app(state), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(cfg)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.time() + 60
-        while not self.server.started:
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-    def client(self, **kw) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=API_KEY, max_retries=0, **kw)
-
-
-def start_server(tiny_dir, api_key=API_KEY, **cfg_kw) -> LiveServer:
-    cfg = EngineConfig(model_path=str(tiny_dir), **{"context_length": 1024, **cfg_kw})
-    model, args = load_model(cfg)
-    return LiveServer(build_state(cfg, MODEL, api_key, model=model, args=args))
 
 
 @pytest.fixture(scope="module")
