@@ -210,7 +210,7 @@ def resolve_with_layers(hw: str, variant: str, recipe: str, toggles: Toggles | N
     keys_of = {r.name: keys.model_copy(update=r.keys) for r in roles}
     plan = LaunchPlan(
         hardware=inp.hw.name, variant=inp.variant.name, recipe=inp.recipe.name, quant=inp.quant,
-        engine=inp.hw.engine, engine_version=inp.version, recipe_source=inp.recipe.source,
+        engine=inp.variant.engine or inp.hw.engine, engine_version=inp.version, recipe_source=inp.recipe.source,
         nodes=_plan_nodes(roles, keys_of, inp.hw.gpus_per_node), gpus_per_node=inp.hw.gpus_per_node,
         keys=keys, env=dict(base.env), provenance=prov, roles=roles)
     return plan, layers

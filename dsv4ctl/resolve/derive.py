@@ -55,6 +55,8 @@ def _per_rank_requests(v: Layered) -> int:
 
 def derive_batches(v: Layered) -> None:
     """CUDA-graph max batch (per DP rank) and the captured batch-size list (plan-only estimates)."""
+    if v.get("disable_cuda_graph"):
+        return
     if v.get("cuda_graph_max_bs") is None:
         v.set("cuda_graph_max_bs", _per_rank_requests(v),
               "derived: max_running_requests per DP rank (engine default 256 when unset)")

@@ -45,6 +45,7 @@ class EngineKeys(Strict):
     # batching / memory
     cuda_graph_max_bs: int | None = Field(default=None, ge=1)
     cuda_graph_bs: list[int] | None = None
+    disable_cuda_graph: bool = False  # no device to capture on (CPU), or debugging a capture failure
     max_running_requests: int | None = Field(default=None, ge=1)
     chunked_prefill_size: int | None = None
     mem_fraction_static: float | None = Field(default=None, gt=0, lt=1)

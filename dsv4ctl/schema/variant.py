@@ -22,6 +22,9 @@ class Variant(Strict):
     name: str
     summary: str
     hf_repo: str | None = None
+    # The engine this variant is bound to, whatever the hardware: tiny/mini exist only for the included
+    # runtime. None: the hardware profile's engine.
+    engine: Literal["sglang", "builtin"] | None = None
     num_hidden_layers: int = Field(ge=1)
     hidden_size: int
     num_attention_heads: int
