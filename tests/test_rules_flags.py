@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dsv4ctl.validate import engine_flags, flags, run_rules
-from test_rules_factory import REFERENCE_CELLS, mk
+from rule_plans import REFERENCE_CELLS, mk
 
 
 def test_flag_unknown_on_renamed_flag(monkeypatch):

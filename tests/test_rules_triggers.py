@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dsv4ctl.validate import RULES, run_rules
-from test_rules_factory import FP8X, M112, M314, MNNVL, dd, dpa, mk, mmt, pd_plan
+from rule_plans import FP8X, M112, M314, MNNVL, dd, dpa, mk, mmt, pd_plan
 
 H200_BAL = dict(hw="h200", quant="fp8", recipe="balanced", gpn=4)
 
@@ -198,7 +198,7 @@ def test_megamoe_required_tokens_match_reference():
 
 def test_kv_no_room_reports_minimum_fraction():
     """recipes §7 #4: H200 Pro FP8 at 0.88 fails; the minimum is ≈0.9113 (0.9335 with MTP)."""
-    from test_rules_factory import REFERENCE_CELLS
+    from rule_plans import REFERENCE_CELLS
 
     cells = {name: plan for name, plan, _ in REFERENCE_CELLS}
     ht = next(f for f in run_rules(cells["h200 pro fp8 HT"]) if f.rule == "KV-NO-ROOM")

@@ -10,7 +10,7 @@ from dsv4ctl.sizing.buffers import deepep_low_latency_bytes, deepep_normal_bytes
 from dsv4ctl.sizing.kv import bytes_per_token, compressor_state_bytes, kv_bytes_per_seq, window_bytes
 from dsv4ctl.sizing.weights import inventory
 from dsv4ctl.validate.context import Ctx
-from test_rules_factory import M314, mk
+from rule_plans import M314, mk
 
 REL = 0.03
 GB = 1e9

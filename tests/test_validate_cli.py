@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from dsv4ctl.cli import app
 from dsv4ctl.errors import UserError
 from dsv4ctl.schema import HardwareProfile, TunedOverlay, dump_plan, load_model, load_plan
-from test_rules_factory import FP8X, M314, dd, dpa, mk
+from rule_plans import FP8X, M314, dd, dpa, mk
 
 CORPUS = Path(__file__).with_name("malformed")
 runner = CliRunner()
