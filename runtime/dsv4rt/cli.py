@@ -20,7 +20,7 @@ PLAN_TO_OPTION = {
     "tp": "tp_size", "max_running_requests": "max_running_requests",
     "chunked_prefill_size": "chunked_prefill_size", "mem_fraction_static": "mem_fraction_static",
     "context_length": "context_length", "spec_algorithm": "speculative_algorithm",
-    "cuda_graph_max_bs": "cuda_graph_max_bs_decode",
+    "cuda_graph_max_bs": "cuda_graph_max_bs_decode", "disable_cuda_graph": "disable_cuda_graph",
 }
 # keys with no effect here: parsers are always deepseek-recipe's, the tokenizer runs in-process
 PLAN_IGNORED = {"trust_remote_code", "reasoning_parser", "tool_call_parser", "tokenizer_worker_num",
@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument(f"--{f.name.replace('_', '-')}", type=typ, help=f"default {f.default}")
     s.add_argument("--disable-prefix-reuse", action="store_true", default=None)
     s.add_argument("--tp-size", type=int, help="only 1 is implemented")
-    s.add_argument("--cuda-graph-max-bs-decode", type=int, help="CUDA graphs are not implemented (0 only)")
+    s.add_argument("--disable-cuda-graph", action="store_true", default=None, help="decode without CUDA graphs")
+    s.add_argument("--cuda-graph-max-bs-decode", type=int,
+                   help="0 only: graphs are captured up to --max-running-requests")
     s.add_argument("--speculative-algorithm", help="speculative decoding is not implemented")
     s.add_argument("--log-level", default="info")
     return p
@@ -101,9 +103,10 @@ def resolve_options(ns: argparse.Namespace) -> dict:
 
 
 def engine_config(opts: dict) -> EngineConfig:
-    names = {f.name for f in fields(EngineConfig)} - {"model_path", "enable_prefix_reuse"}
+    names = {f.name for f in fields(EngineConfig)} - {"model_path", "enable_prefix_reuse", "cuda_graphs"}
     kw = {k: v for k, v in opts.items() if k in names}
-    return EngineConfig(model_path=opts["model"], enable_prefix_reuse=not opts.get("disable_prefix_reuse"), **kw)
+    return EngineConfig(model_path=opts["model"], enable_prefix_reuse=not opts.get("disable_prefix_reuse"),
+                        cuda_graphs=not opts.get("disable_cuda_graph"), **kw)
 
 
 def serve(opts: dict) -> None:

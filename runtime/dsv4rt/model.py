@@ -15,7 +15,6 @@ Cache per attention layer, per slot (W = window, m = ratio, N = max_seq_len // m
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dsv4rt.config import ModelArgs
@@ -257,7 +256,7 @@ class HeadMixin:
     def _logits(self, h, norm: RMSNorm, head: nn.Linear, all_positions: bool) -> torch.Tensor:
         h = h if all_positions else h[:, -1:]
         y = norm(hc_head(h, self.hc_head_fn, self.hc_head_scale, self.hc_head_base, self.hc_eps, self.norm_eps))
-        logits = F.linear(y.float(), head.weight.float())
+        logits = get("fp32_linear")(y, head.weight)
         return logits if all_positions else logits[:, 0]
 
 

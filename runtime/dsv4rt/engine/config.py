@@ -17,6 +17,7 @@ class EngineConfig:
     kv_budget_bytes: int | None = None  # KV/state pool bytes; None: mem fraction (GPU) / 2 GiB (CPU)
     mem_fraction_static: float | None = None  # GPU only: weights + KV pool share of HBM
     enable_prefix_reuse: bool = True
+    cuda_graphs: bool = True  # CUDA only: replay captured decode graphs (padded to a captured size)
 
     def __post_init__(self) -> None:
         for name in ("max_running_requests", "max_queue", "chunked_prefill_size"):

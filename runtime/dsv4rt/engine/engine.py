@@ -204,7 +204,7 @@ def build_engine(cfg, model, max_seq_len: int, decode=None) -> LLMEngine:
     ctx = min(cfg.context_length or max_seq_len, max_seq_len)
     budget = kv_budget_bytes(device, cfg.mem_fraction_static, cfg.kv_budget_bytes)
     num_slots = size_slots(model.cache_bytes_per_slot(ctx), budget, cfg.max_running_requests, ctx)
-    runner = ModelRunner(model, num_slots, ctx, device)
+    runner = ModelRunner(model, num_slots, ctx, device, cfg.cuda_graphs)
     slots = SlotManager(num_slots, cfg.enable_prefix_reuse)
     sched = Scheduler(slots, cfg.max_running_requests, cfg.max_queue, cfg.chunked_prefill_size)
     return LLMEngine(runner, sched, decode)

@@ -50,14 +50,29 @@ def size_slots(bytes_per_slot: int, budget: int, max_running: int, context_lengt
 
 
 class ModelRunner:
-    def __init__(self, model, num_slots: int, context_length: int, device: torch.device):
+    def __init__(self, model, num_slots: int, context_length: int, device: torch.device,
+                 cuda_graphs: bool = True):
         self.model, self.device = model, device
         self.num_slots, self.context_length = num_slots, context_length
-        model.allocate_cache(num_slots, context_length)
+        use_graphs = cuda_graphs and torch.device(device).type == "cuda"
+        model.allocate_cache(num_slots + int(use_graphs), context_length)
         self.sample_fn = registry.get("sampling")
         self._generators: dict[int, torch.Generator | None] = {}
         log.info("KV/state pool: %d slots x %d tokens (%d B each)", num_slots, context_length,
                  model.cache_bytes_per_slot(context_length))
+        self.graphs = self._capture(num_slots) if use_graphs else None
+
+    def _capture(self, num_slots: int):
+        """Graphs for decode batches up to num_slots; any failure leaves decode eager (logged)."""
+        from dsv4rt.engine.cuda_graphs import DecodeGraphs
+
+        try:
+            graphs = DecodeGraphs(self.model, num_slots, pad_slot=num_slots)
+            graphs.capture()
+            return graphs
+        except Exception:  # noqa: BLE001 - a capture failure costs speed, never correctness
+            log.exception("CUDA graph capture failed; decoding without graphs")
+            return None
 
     def _tensor(self, data) -> torch.Tensor:
         return torch.tensor(data, dtype=torch.long, device=self.device)
@@ -80,8 +95,11 @@ class ModelRunner:
     def _decode(self, seqs: list[Sequence]) -> list[tuple[Sequence, torch.Tensor]]:
         if not seqs:
             return []
-        logits = self._forward([[s.output_ids[-1]] for s in seqs], [s.num_computed for s in seqs],
-                               [s.slot for s in seqs])
+        args = ([[s.output_ids[-1]] for s in seqs], [s.num_computed for s in seqs], [s.slot for s in seqs])
+        if self.graphs is not None and self.graphs.size_for(len(seqs)):
+            logits = self.graphs.run(*(self._tensor(a) for a in args))
+        else:
+            logits = self._forward(*args)
         return list(zip(seqs, logits))
 
     @torch.inference_mode()

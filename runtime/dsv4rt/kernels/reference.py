@@ -54,3 +54,34 @@ def indexer_topk(qi, ki, w, visible, k: int) -> torch.Tensor:
     idx = score.topk(min(k, score.shape[-1]), dim=-1).indices
     picked = torch.zeros_like(visible).scatter_(-1, idx, True)
     return picked & visible
+
+
+def swiglu(x: torch.Tensor, w1: torch.Tensor, w3: torch.Tensor, w2: torch.Tensor, limit: float) -> torch.Tensor:
+    """w2(silu(clamp(x·w1ᵀ)) · clamp(x·w3ᵀ)); limit 0 = no clamp (the shared expert)."""
+    g, u = x @ w1.t(), x @ w3.t()
+    if limit > 0:
+        g, u = g.clamp(max=limit), u.clamp(-limit, limit)
+    return (torch.nn.functional.silu(g) * u) @ w2.t()
+
+
+@register("moe_experts")
+def moe_experts(x, w13, w2, weights, idx, limit: float) -> torch.Tensor:
+    """Routed experts, one matmul per used expert: x [N,D]; w13 [E,2I,D] (w1 rows, then w3 rows);
+    w2 [E,D,I]; weights/idx [N,top_k] -> fp32 [N,D]. The host loop (and its bincount sync) is the
+    reference; backends registered for the GPU replace it with grouped GEMMs."""
+    inter = w2.shape[2]
+    y = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+    counts = torch.bincount(idx.flatten(), minlength=w13.shape[0]).tolist()
+    for e, n in enumerate(counts):
+        if n == 0:
+            continue
+        tok, slot = torch.where(idx == e)
+        out = swiglu(x[tok], w13[e, :inter], w13[e, inter:], w2[e], limit)
+        y.index_add_(0, tok, out.float() * weights[tok, slot, None])
+    return y
+
+
+@register("fp32_linear")
+def fp32_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x·wᵀ in float32 (router scores, vocab logits)."""
+    return x.float() @ w.float().t()

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dsv4rt.config import ModelArgs
+from dsv4rt.kernels import get
+from dsv4rt.kernels.reference import swiglu
 
 _SCORE_FUNCS = {
     "sqrtsoftplus": lambda x: F.softplus(x).sqrt(),
@@ -33,7 +35,7 @@ class Gate(nn.Module):
 
     def forward(self, x: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [N, d], ids [N] -> (weights [N, k] fp32, expert indices [N, k])."""
-        scores = self.score(x.float() @ self.weight.float().t())
+        scores = self.score(get("fp32_linear")(x, self.weight))
         if self.hashed:
             idx = self.tid2eid[ids].long()
         else:
@@ -54,34 +56,44 @@ class Expert(nn.Module):
         self.limit = limit
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g, u = self.w1(x), self.w3(x)
-        if self.limit > 0:
-            g, u = g.clamp(max=self.limit), u.clamp(-self.limit, self.limit)
-        return self.w2(F.silu(g) * u)
+        return swiglu(x, self.w1.weight, self.w3.weight, self.w2.weight, self.limit)
 
 
 class MoE(nn.Module):
-    """Routed experts (clamped SwiGLU) + one shared expert (unclamped, as in the official code)."""
+    """Routed experts (clamped SwiGLU) + one shared expert (unclamped, as in the official code).
+
+    The routed experts run through the `moe_experts` op on stacked weights: w13 [E, 2I, D] and
+    w2 [E, D, I]. Each expert's parameters become views into them, so stacking costs no memory and
+    the checkpoint names stay the same.
+    """
 
     def __init__(self, args: ModelArgs, layer_id: int):
         super().__init__()
-        self.n_experts = args.n_routed_experts
+        self.n_experts, self.limit = args.n_routed_experts, args.swiglu_limit
         self.gate = Gate(args, hashed=layer_id < args.n_hash_layers)
         self.experts = nn.ModuleList(
             Expert(args.dim, args.moe_inter_dim, args.swiglu_limit) for _ in range(args.n_routed_experts)
         )
         self.shared_experts = Expert(args.dim, args.moe_inter_dim)
+        self._stacked: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def stacked_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(w13, w2), built on first use and again if the expert parameters were replaced."""
+        first = self.experts[0].w1.weight
+        if self._stacked is None or first.data_ptr() != self._stacked[0].data_ptr():
+            w13 = torch.stack([torch.cat([e.w1.weight.data, e.w3.weight.data]) for e in self.experts])
+            w2 = torch.stack([e.w2.weight.data for e in self.experts])
+            inter = w13.shape[1] // 2
+            for i, e in enumerate(self.experts):
+                e.w1.weight.data, e.w3.weight.data = w13[i, :inter], w13[i, inter:]
+                e.w2.weight.data = w2[i]
+            self._stacked = (w13, w2)
+        return self._stacked
 
     def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, shape[-1])
         weights, idx = self.gate(x, ids.reshape(-1))
-        y = torch.zeros_like(x, dtype=torch.float32)
-        # NOTE: a host sync (bincount) per layer; the grouped-GEMM kernel of a later issue removes it
-        counts = torch.bincount(idx.flatten(), minlength=self.n_experts).tolist()
-        for e, n in enumerate(counts):
-            if n == 0:
-                continue
-            tok, slot = torch.where(idx == e)
-            y.index_add_(0, tok, self.experts[e](x[tok]).float() * weights[tok, slot, None])
+        w13, w2 = self.stacked_weights()
+        y = get("moe_experts")(x, w13, w2, weights, idx, self.limit)
         return (y + self.shared_experts(x).float()).to(x.dtype).view(shape)

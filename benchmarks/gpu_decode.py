@@ -1,0 +1,215 @@
+"""dsv4rt decode/prefill speed on one GPU against the HBM roofline and transformers, in one run.
+
+    PYTHONPATH=runtime python benchmarks/gpu_decode.py --model /tmp/mini [--make] [--json out.json]
+
+(1) HBM copy bandwidth (device-to-device copy, bytes read + written); (2) bytes one decode step must
+read (benchmarks/decode_bytes.py, distinct experts measured from the router) -> roofline tok/s;
+(3) our decode (CUDA graphs, greedy tokens fed back on the device) at each batch size, median over
+repeats after warm-up; (4) transformers' `generate` at batch 1 and 8; (5) one table. Correctness in
+the same run: greedy tokens of the GPU paths against the CPU float32 path. Method: docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from decode_bytes import RouterProbe, step_bytes
+from gpu_checks import correctness, engine_check, profile_step
+from dsv4rt.checkpoint.load import load_model
+from dsv4rt.engine.cuda_graphs import DecodeGraphs
+
+
+def hbm_bandwidth(gib: float = 2.0, reps: int = 20) -> float:
+    """Device-to-device copy, bytes read + written per second (median of reps)."""
+    n = int(gib * (1 << 30)) // 4
+    src, dst = torch.randn(n, device="cuda"), torch.empty(n, device="cuda")
+    times = []
+    for _ in range(reps + 2):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        dst.copy_(src)
+        e1.record()
+        torch.cuda.synchronize()
+        times.append(e0.elapsed_time(e1) / 1e3)
+    del src, dst
+    return 2 * n * 4 / statistics.median(times[2:])
+
+
+def _cuda_time(fn, repeats: int) -> float:
+    """Median seconds of fn() over repeats, after one warm-up call."""
+    times = []
+    for _ in range(repeats + 1):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        fn()
+        e1.record()
+        torch.cuda.synchronize()
+        times.append(e0.elapsed_time(e1) / 1e3)
+    return statistics.median(times[1:])
+
+
+def prefill_tok_s(model, n: int, repeats: int = 3) -> float:
+    model.allocate_cache(1, n + 8)
+    ids = torch.randint(2, model.args.vocab_size, (1, n), device="cuda")
+    zero, slot = torch.zeros(1, dtype=torch.long, device="cuda"), torch.zeros(1, dtype=torch.long, device="cuda")
+    return n / _cuda_time(lambda: model(ids, zero, slot), repeats)
+
+
+def _prefill_slots(model, rows: int, prompt_len: int) -> None:
+    g = torch.Generator(device="cuda").manual_seed(0)
+    ids = torch.randint(2, model.args.vocab_size, (rows, prompt_len), device="cuda", generator=g)
+    model(ids, torch.zeros(rows, dtype=torch.long, device="cuda"), torch.arange(rows, device="cuda"))
+
+
+def experts_used(model, bs: int, prompt_len: int) -> list[int]:
+    """Distinct routed experts per layer in one eager decode step of rows 0..bs-1."""
+    probe = RouterProbe(model)
+    ids = torch.randint(2, model.args.vocab_size, (bs, 1), device="cuda")
+    model(ids, torch.full((bs,), prompt_len, device="cuda"), torch.arange(bs, device="cuda"))
+    probe.remove()
+    return probe.used
+
+
+def graph_step_seconds(graphs: DecodeGraphs, bs: int, start: int, steps: int, repeats: int) -> float:
+    """Per-step time of `steps` graph replays with the argmax fed back on the device."""
+    graphs.slots[:bs].copy_(torch.arange(bs, device="cuda"))
+    graphs.ids[:bs].random_(2, graphs.model.args.vocab_size)
+    g, logits = graphs.graphs[bs], graphs.logits[bs]
+
+    def run():
+        graphs.pos[:bs].fill_(start)
+        for _ in range(steps):
+            g.replay()
+            graphs.ids[:bs, 0].copy_(logits.argmax(-1))
+            graphs.pos[:bs].add_(1)
+
+    return _cuda_time(run, repeats) / steps
+
+
+def eager_step_seconds(model, bs: int, start: int, steps: int = 4) -> float:
+    ids = torch.randint(2, model.args.vocab_size, (bs, 1), device="cuda")
+    pos, slots = torch.full((bs,), start, device="cuda"), torch.arange(bs, device="cuda")
+    return _cuda_time(lambda: [model(ids, pos, slots) for _ in range(steps)], 2) / steps
+
+
+def decode_section(model, batches: list[int], a, bw: float, log) -> list[dict]:
+    """Byte count, roofline and graph-replay timing per batch size (plus eager at 1 and max)."""
+    rows = max(batches)
+    model.allocate_cache(rows + 1, a.prompt_len + a.steps + 8)
+    _prefill_slots(model, rows, a.prompt_len)
+    used = {bs: experts_used(model, bs, a.prompt_len) for bs in batches}
+    eager = {bs: eager_step_seconds(model, bs, a.prompt_len) for bs in (batches[0], batches[-1])}
+    graphs = DecodeGraphs(model, rows, pad_slot=rows, sizes=tuple(batches))
+    t0 = time.perf_counter()
+    graphs.capture()
+    log(f"captured graphs at {graphs.sizes} in {time.perf_counter() - t0:.1f} s")
+    out = []
+    for bs in batches:
+        sec = graph_step_seconds(graphs, bs, a.prompt_len, a.steps, a.repeats)
+        nbytes = step_bytes(model, bs, a.prompt_len + a.steps // 2, used[bs])
+        roof = bw / nbytes["total"] * bs
+        row = {"batch": bs, "step_ms": sec * 1e3, "tok_s": bs / sec, "roofline_tok_s": roof,
+               "pct_roofline": 100 * bs / sec / roof, "step_gb": nbytes["total"] / 1e9,
+               "experts_per_layer": used[bs], "eager_step_ms": eager[bs] * 1e3 if bs in eager else None}
+        log(json.dumps(row))
+        out.append(row)
+    return out
+
+
+def hf_section(model, ckpt: Path, a, log) -> dict:
+    import hf_baseline
+
+    path = hf_baseline.export_for_transformers(model, ckpt, Path(a.hf_dir))
+    ref = hf_baseline.load(path)
+    res = {bs: hf_baseline.decode_tok_s(ref, bs, a.prompt_len, a.hf_steps) for bs in (1, 8)}
+    log(f"transformers tok/s: {res}")
+    del ref
+    torch.cuda.empty_cache()
+    return res
+
+
+def table(res: dict) -> str:
+    hf = res.get("transformers_tok_s", {})
+    lines = [f"HBM copy bandwidth: {res['hbm_bytes_s'] / 1e12:.2f} TB/s   prefill ({res['prefill_len']} tokens):"
+             f" {res['prefill_tok_s']:,.0f} tok/s",
+             f"{'batch':>5} {'GB/step':>8} {'roofline':>9} {'tok/s':>9} {'%roof':>6} {'ms/step':>8} "
+             f"{'eager ms':>8} {'x transformers':>14}"]
+    for r in res["decode"]:
+        x = f"{r['tok_s'] / hf[r['batch']]:.1f}" if r["batch"] in hf else "-"
+        eager = f"{r['eager_step_ms']:.2f}" if r["eager_step_ms"] else "-"
+        lines.append(f"{r['batch']:>5} {r['step_gb']:>8.3f} {r['roofline_tok_s']:>9,.0f} {r['tok_s']:>9,.0f} "
+                     f"{r['pct_roofline']:>5.1f}% {r['step_ms']:>8.3f} {eager:>8} {x:>14}")
+    for bs, v in hf.items():
+        lines.append(f"transformers generate, batch {bs}: {v:,.1f} tok/s")
+    return "\n".join(lines)
+
+
+def _section(res: dict, name: str, fn, log) -> None:
+    """Run one part; a failure is logged and recorded so the other parts still report."""
+    try:
+        res[name] = fn()
+    except Exception as e:  # noqa: BLE001 - one broken part must not lose a whole GPU run
+        import traceback
+
+        traceback.print_exc()
+        res[f"{name}_error"] = repr(e)
+        log(f"{name} failed: {e!r}")
+
+
+def _args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--make", action="store_true", help="write the mini checkpoint first if missing")
+    p.add_argument("--json", default=None)
+    p.add_argument("--batches", default="1,8,32,64,128")
+    p.add_argument("--prompt-len", type=int, default=128)
+    p.add_argument("--prefill-len", type=int, default=4096)
+    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--hf-steps", type=int, default=16)
+    p.add_argument("--hf-dir", default="/tmp/dsv4rt_hf_export")
+    p.add_argument("--skip", default="", help="comma list of: cpu,transformers,engine,profile")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    a = _args(argv)
+    skip, ckpt = set(filter(None, a.skip.split(","))), Path(a.model)
+    log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)  # noqa: E731
+    if a.make and not (ckpt / "config.json").is_file():
+        from dsv4rt.checkpoint.make import write_checkpoint
+
+        t0 = time.perf_counter()
+        write_checkpoint(ckpt, "mini")
+        log(f"made mini checkpoint in {time.perf_counter() - t0:.0f} s")
+    res: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+    res["hbm_bytes_s"] = hbm_bandwidth()
+    log(f"HBM copy {res['hbm_bytes_s'] / 1e12:.2f} TB/s")
+    model, _ = load_model(ckpt, device="cuda", dtype=torch.bfloat16)
+    res["prefill_len"], res["prefill_tok_s"] = a.prefill_len, prefill_tok_s(model, a.prefill_len)
+    log(f"prefill {res['prefill_tok_s']:,.0f} tok/s")
+    batches = [int(b) for b in a.batches.split(",")]
+    steps = [("profile", lambda: [profile_step(model, log, 1), profile_step(model, log, 64)]),
+             ("correctness", lambda: correctness(ckpt, model, "cpu" not in skip, log)),
+             ("engine", lambda: engine_check(ckpt, model, res["correctness"]["bf16_tokens"], log)),
+             ("decode", lambda: decode_section(model, batches, a, res["hbm_bytes_s"], log)),
+             ("transformers_tok_s", lambda: hf_section(model, ckpt, a, log))]
+    for name, fn in steps:
+        if name.split("_")[0] not in skip:
+            _section(res, name, fn, log)
+    if "decode" in res:
+        print(table(res), flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=2, default=str))
+    return res
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
