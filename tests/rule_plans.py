@@ -36,6 +36,11 @@ def mk(hw: str = "b200", variant: str = "flash", quant: str = "fp4", recipe: str
                       roles=roles or [Role(name="single", nodes=nodes)])
 
 
+def for_runtime(plan: LaunchPlan) -> LaunchPlan:
+    """The same plan served by the included runtime (engine `builtin`)."""
+    return plan.model_copy(update={"engine": "builtin", "engine_version": "dsv4rt"})
+
+
 def pd_plan(hw: str = "h200", variant: str = "flash", quant: str = "fp8", env: dict | None = None,
             role_nodes: int = 1, **keys) -> LaunchPlan:
     roles = [Role(name="prefill", nodes=role_nodes, keys={"disagg_mode": "prefill"}),

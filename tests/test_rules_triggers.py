@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dsv4ctl.validate import RULES, run_rules
-from rule_plans import FP8X, M112, M314, MNNVL, dd, dpa, mk, mmt, pd_plan
+from rule_plans import FP8X, M112, M314, MNNVL, dd, dpa, for_runtime, mk, mmt, pd_plan
 
 H200_BAL = dict(hw="h200", quant="fp8", recipe="balanced", gpn=4)
 
@@ -151,6 +151,13 @@ CASES = {
     "GRAPH-MEMORY": (
         mk(tp=4, gpn=4, mem_fraction_static=0.995),
         mk(tp=4, gpn=4, mem_fraction_static=0.9)),
+    # the included runtime: one process, no parallelism, no speculative decoding
+    "BUILTIN-KEY-UNSUPPORTED": (
+        for_runtime(mk("cpu", "tiny", "bf16", "balanced", gpn=1, **M112)),
+        for_runtime(mk("cpu", "tiny", "bf16", "balanced", gpn=1))),
+    "BUILTIN-MULTI-PROCESS": (
+        for_runtime(pd_plan("cpu", "tiny", "bf16")),
+        for_runtime(mk("cpu", "tiny", "bf16", "balanced", gpn=1))),
 }
 
 # rules whose trigger needs the renderer (flags of the rendered argv)

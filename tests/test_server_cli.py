@@ -60,10 +60,19 @@ def test_unimplemented_plan_keys_are_refused_by_name(tmp_path, keys, roles, name
         options("--model", "/m", "--plan", str(write_plan(tmp_path, keys, roles)))
 
 
+def test_plan_cuda_graph_sizes_reach_the_engine(tmp_path):
+    plan = write_plan(tmp_path, {"cuda_graph_max_bs": 16, "cuda_graph_bs": [1, 2, 4, 8, 16],
+                                 "disable_cuda_graph": False})
+    cfg = engine_config(options("--model", "/m", "--plan", str(plan)))
+    assert cfg.cuda_graph_max_bs == 16 and cfg.cuda_graph_bs == (1, 2, 4, 8, 16) and cfg.cuda_graphs
+    cfg = engine_config(options("--model", "/m", "--cuda-graph-max-bs-decode", "8", "--disable-cuda-graph"))
+    assert cfg.cuda_graph_max_bs == 8 and not cfg.cuda_graphs
+
+
 def test_cli_fails_fast_naming_the_flags():
     res = subprocess.run([sys.executable, "-m", "dsv4rt", "serve", "--model", "/nonexistent", "--tp-size", "2",
-                          "--cuda-graph-max-bs-decode", "8"], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2 and "tp_size=2" in res.stderr and "cuda_graph_max_bs_decode=8" in res.stderr
+                          "--speculative-algorithm", "EAGLE"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "tp_size=2" in res.stderr and "speculative_algorithm='EAGLE'" in res.stderr
     assert "Traceback" not in res.stderr
     res = subprocess.run([sys.executable, "-m", "dsv4rt", "serve"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "--model is required" in res.stderr

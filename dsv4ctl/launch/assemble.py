@@ -32,15 +32,12 @@ class ServeOptions:
 
 
 def embedded_default_plan() -> Any:
-    """What `dsv4ctl serve` runs with no arguments on a machine without GPUs: the included runtime's
-    tiny checkpoint on CPU, one server on localhost. A fixed value rather than a resolved recipe: the
-    recipes describe SGLang deployments, and this plan has nothing to tune."""
-    from dsv4ctl.schema import EngineKeys, LaunchPlan, Role
+    """What `dsv4ctl serve` runs with no arguments on a machine without GPUs: the planner's cpu / tiny /
+    balanced plan (the included runtime on CPU), bound to localhost like the runtime's own default."""
+    from dsv4ctl.resolve import resolve_plan
 
-    return LaunchPlan(hardware="cpu", variant="tiny", recipe="embedded-default", quant="bf16", engine="builtin",
-                      engine_version="dsv4rt", nodes=1, gpus_per_node=1,
-                      keys=EngineKeys(host="127.0.0.1", served_model_name=builtin.TINY_MODEL_NAME),
-                      roles=[Role(name="single")])
+    return resolve_plan("cpu", "tiny", "balanced", None,
+                        ["host=127.0.0.1", f"served_model_name={builtin.TINY_MODEL_NAME}"])
 
 
 def choose_engine(requested: str, plan: Any | None, have_gpus: bool) -> str:

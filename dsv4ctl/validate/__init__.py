@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from dsv4ctl.schema.finding import Finding
-from dsv4ctl.validate import deepep, flags, megamoe, memory, quant, spec, topology  # noqa: F401 (registers)
+from dsv4ctl.validate import builtin, deepep, flags, megamoe, memory, quant, spec, topology  # noqa: F401 (registers)
 from dsv4ctl.validate.catalog import rule_catalog_markdown
 from dsv4ctl.validate.context import Ctx, views
 from dsv4ctl.validate.registry import RULES, Hit, Rule, rule

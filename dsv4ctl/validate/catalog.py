@@ -7,7 +7,7 @@ from dsv4ctl.validate.registry import RULES
 THEMES = {
     "deepep": "DeepEP all-to-all", "megamoe": "MegaMoE", "quant": "Checkpoint formats",
     "spec": "Speculative decoding", "topology": "Topology, context parallelism, PD",
-    "flags": "Engine flags and parsers", "memory": "Memory",
+    "flags": "Engine flags and parsers", "memory": "Memory", "builtin": "The included runtime",
 }
 HEADER = """# Rule catalog
 

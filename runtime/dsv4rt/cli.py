@@ -13,32 +13,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from dsv4rt.engine.config import EngineConfig
+from dsv4rt.plan_keys import OPTION_NEUTRAL, PLAN_TO_OPTION, unsupported
 
-# plan key -> serve option it sets
-PLAN_TO_OPTION = {
-    "model_path": "model", "served_model_name": "served_model_name", "host": "host", "port": "port",
-    "tp": "tp_size", "max_running_requests": "max_running_requests",
-    "chunked_prefill_size": "chunked_prefill_size", "mem_fraction_static": "mem_fraction_static",
-    "context_length": "context_length", "spec_algorithm": "speculative_algorithm",
-    "cuda_graph_max_bs": "cuda_graph_max_bs_decode", "disable_cuda_graph": "disable_cuda_graph",
-}
-# keys with no effect here: parsers are always deepseek-recipe's, the tokenizer runs in-process
-PLAN_IGNORED = {"trust_remote_code", "reasoning_parser", "tool_call_parser", "tokenizer_worker_num",
-                "disable_flashinfer_autotune"}
-# keys we do not implement: accepted only at these neutral values (DESIGN §3 defaults)
-PLAN_NEUTRAL = {
-    "dp": (1,), "attn_dp": (False,), "ep": (None, 1), "pp": (1,), "prefill_cp": (False,), "cp_strategy": (None,),
-    "cp_size": (None, 1), "moe_a2a": ("none",), "moe_runner": (None,), "mxfp4_moe_precision": (None,),
-    "megamoe": ("off",), "fp4_experts": (None,), "deepep_num_sms": (None,), "deepep_dispatch_tokens_per_rank": (None,),
-    "megamoe_tokens_per_rank": (None,), "shared_experts_fusion": ("auto",), "shared_expert_tp1": (False,),
-    "two_batch_overlap": (False,), "spec_steps": (None,), "spec_topk": (None,), "spec_draft_tokens": (None,),
-    "cuda_graph_bs": (None,), "swa_full_tokens_ratio": (None,), "kv_cache_dtype": (None, "auto"),
-    "attention_backend": (None,), "page_size": (None,), "hicache": ("off",), "enable_prefill_delayer": (False,),
-    "prefill_delayer_max_delay_ms": (None,), "mnnvl": (None, False), "disagg_mode": (None,),
-    "transfer_backend": (None,), "ib_device": (None,), "dist_init_addr": (None,), "mooncake_custom_mem_pool": (False,),
-}
-# serve options accepted for plan/renderer compatibility but implemented only at these values
-OPTION_NEUTRAL = {"tp_size": (None, 1), "cuda_graph_max_bs_decode": (None, 0), "speculative_algorithm": (None,)}
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 30000
 
 
@@ -63,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--disable-prefix-reuse", action="store_true", default=None)
     s.add_argument("--tp-size", type=int, help="only 1 is implemented")
     s.add_argument("--disable-cuda-graph", action="store_true", default=None, help="decode without CUDA graphs")
-    s.add_argument("--cuda-graph-max-bs-decode", type=int,
-                   help="0 only: graphs are captured up to --max-running-requests")
+    s.add_argument("--cuda-graph-max-bs-decode", dest="cuda_graph_max_bs", type=int,
+                   help="SGLang's spelling of --cuda-graph-max-bs")
+    s.add_argument("--cuda-graph-bs", "--cuda-graph-bs-decode", dest="cuda_graph_bs", type=int, nargs="+",
+                   help="decode batch sizes to capture (default: a ladder up to the slot count)")
     s.add_argument("--speculative-algorithm", help="speculative decoding is not implemented")
     s.add_argument("--log-level", default="info")
     return p
@@ -83,8 +61,7 @@ def plan_options(path: Path) -> dict:
     if set(roles) - {"single"}:
         raise UsageError(f"{path}: roles {sorted(set(roles) - {'single'})} (disaggregation) are not implemented")
     keys.update((roles.get("single") or {}).get("keys") or {})
-    bad = [f"{k}={v!r}" for k, v in keys.items()
-           if k not in PLAN_TO_OPTION and k not in PLAN_IGNORED and v not in PLAN_NEUTRAL.get(k, (object(),))]
+    bad = [f"{k}={v!r}" for k, v in unsupported(keys).items()]
     if bad:
         raise UsageError(f"{path}: plan keys not implemented by the included runtime: {', '.join(sorted(bad))}")
     return {PLAN_TO_OPTION[k]: v for k, v in keys.items() if k in PLAN_TO_OPTION and v not in (None, "")}
@@ -105,6 +82,8 @@ def resolve_options(ns: argparse.Namespace) -> dict:
 def engine_config(opts: dict) -> EngineConfig:
     names = {f.name for f in fields(EngineConfig)} - {"model_path", "enable_prefix_reuse", "cuda_graphs"}
     kw = {k: v for k, v in opts.items() if k in names}
+    if kw.get("cuda_graph_bs"):
+        kw["cuda_graph_bs"] = tuple(kw["cuda_graph_bs"])
     return EngineConfig(model_path=opts["model"], enable_prefix_reuse=not opts.get("disable_prefix_reuse"),
                         cuda_graphs=not opts.get("disable_cuda_graph"), **kw)
 

@@ -18,6 +18,8 @@ class EngineConfig:
     mem_fraction_static: float | None = None  # GPU only: weights + KV pool share of HBM
     enable_prefix_reuse: bool = True
     cuda_graphs: bool = True  # CUDA only: replay captured decode graphs (padded to a captured size)
+    cuda_graph_max_bs: int | None = None  # largest decode batch replayed from a graph; None: the slot count
+    cuda_graph_bs: tuple[int, ...] | None = None  # the plan's capture sizes; None: the runtime's ladder
 
     def __post_init__(self) -> None:
         for name in ("max_running_requests", "max_queue", "chunked_prefill_size"):

@@ -51,7 +51,7 @@ def size_slots(bytes_per_slot: int, budget: int, max_running: int, context_lengt
 
 class ModelRunner:
     def __init__(self, model, num_slots: int, context_length: int, device: torch.device,
-                 cuda_graphs: bool = True):
+                 cuda_graphs: bool = True, graph_sizes: tuple[int, tuple[int, ...] | None] | None = None):
         self.model, self.device = model, device
         self.num_slots, self.context_length = num_slots, context_length
         use_graphs = cuda_graphs and torch.device(device).type == "cuda"
@@ -60,14 +60,15 @@ class ModelRunner:
         self._generators: dict[int, torch.Generator | None] = {}
         log.info("KV/state pool: %d slots x %d tokens (%d B each)", num_slots, context_length,
                  model.cache_bytes_per_slot(context_length))
-        self.graphs = self._capture(num_slots) if use_graphs else None
+        self.graphs = self._capture(num_slots, *(graph_sizes or (num_slots, None))) if use_graphs else None
 
-    def _capture(self, num_slots: int):
-        """Graphs for decode batches up to num_slots; any failure leaves decode eager (logged)."""
-        from dsv4rt.engine.cuda_graphs import DecodeGraphs
+    def _capture(self, num_slots: int, max_batch: int, sizes: tuple[int, ...] | None):
+        """Graphs for decode batches up to max_batch (the plan's sizes when given); larger batches and
+        any capture failure decode eagerly (logged)."""
+        from dsv4rt.engine.cuda_graphs import DEFAULT_SIZES, DecodeGraphs
 
         try:
-            graphs = DecodeGraphs(self.model, num_slots, pad_slot=num_slots)
+            graphs = DecodeGraphs(self.model, max_batch, pad_slot=num_slots, sizes=sizes or DEFAULT_SIZES)
             graphs.capture()
             return graphs
         except Exception:  # noqa: BLE001 - a capture failure costs speed, never correctness

@@ -1,0 +1,38 @@
+"""Plans for the included runtime (engine `builtin`): what `python -m dsv4rt serve --plan` honours.
+
+The runtime's own table (`dsv4rt.plan_keys`, torch-free) is the one source: the same keys it would
+refuse at start-up are reported here, before anything launches."""
+
+from __future__ import annotations
+
+from dsv4ctl.validate.registry import Hit, rule
+
+
+@rule("BUILTIN-KEY-UNSUPPORTED", "error", "the included runtime cannot honour these plan keys",
+      fix="unset {keys} (e.g. --no-mtp, --set tp=1), or serve the plan with --engine sglang")
+def builtin_keys(ctx):
+    """The included runtime is one process on one device: no tensor/expert/context parallelism, no
+    DeepEP/MegaMoE all-to-all, no speculative decoding. It refuses such keys by name at start-up;
+    catching them here saves the checkpoint load."""
+    if ctx.plan.engine != "builtin":
+        return None
+    from dsv4rt.plan_keys import refused
+
+    bad = refused(ctx.keys.model_dump())
+    if not bad:
+        return None
+    listed = ", ".join(f"{k}={v!r}" for k, v in sorted(bad.items()))
+    return Hit(f"not implemented by the included runtime: {listed}", {"keys": ", ".join(sorted(bad))})
+
+
+@rule("BUILTIN-MULTI-PROCESS", "error", "the included runtime serves one process on one node",
+      fix="use a single-server recipe (low-latency, balanced, max-throughput) on one node")
+def builtin_roles(ctx):
+    """Prefill/decode disaggregation, routers and multi-node plans need several engine processes;
+    the included runtime is a single server."""
+    if ctx.plan.engine != "builtin":
+        return None
+    roles = sorted(r.name for r in ctx.plan.roles if r.name != "single")
+    if not roles and ctx.plan.nodes == 1:
+        return None
+    return Hit(f"roles {roles or ['single']} over {ctx.plan.nodes} node(s)", {"roles": roles})
