@@ -66,10 +66,12 @@ def engine_check(ckpt, model, expect: list[int], log, batch: int = 64) -> dict:
     from dsv4rt.engine.sequence import SamplingParams, Sequence
 
     cfg = EngineConfig(model_path=str(ckpt), device="cuda", dtype="bfloat16", context_length=256,
-                       max_running_requests=batch, chunked_prefill_size=batch * 128)
+                       max_running_requests=batch, chunked_prefill_size=batch * 128,
+                       torch_compile=model.decode_fns is not None)
     t0 = time.perf_counter()
     engine = build_engine(cfg, model, model.args.max_seq_len)
-    res = {"build_s": time.perf_counter() - t0, "graphs": engine.runner.graphs is not None}
+    res = {"build_s": time.perf_counter() - t0, "graphs": engine.runner.graphs is not None,
+           "torch_compile": cfg.torch_compile}
     one = Sequence(list(PROMPT), SamplingParams(max_tokens=NEW, temperature=0, ignore_eos=True))
     _run_engine(engine, [one])
     res["tokens_equal_eager"] = one.output_ids == expect
@@ -107,4 +109,47 @@ def profile_step(model, log, bs: int = 1) -> dict:
     log(f"profile b={bs}: {len(kern)} kernels, {total:.0f} us of kernel time")
     for name, us in top:
         log(f"  {us:9.1f} us  {name}")
+    return res
+
+
+def compile_check(model, log) -> dict:
+    """Install the torch.compile decode regions (kernels/compiled.py) and compare greedy tokens and
+    last logits against the same model's eager bf16 decode; the wall time of the first decode steps
+    (which compile at batch 1) is in `first_generate_s`."""
+    from dsv4rt.kernels.compiled import compile_decode, compile_failures
+
+    model.decode_fns = None
+    model.allocate_cache(1, 128)
+    want, want_logits = greedy_generate(model, PROMPT, NEW)
+    res = {"installed": compile_decode(model)}
+    t0 = time.perf_counter()
+    got, got_logits = greedy_generate(model, PROMPT, NEW)
+    res["first_generate_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    greedy_generate(model, PROMPT, NEW)
+    res.update(warm_generate_s=time.perf_counter() - t0, tokens=got, tokens_equal_eager=got == want,
+               matching_prefix=next((i for i, (x, y) in enumerate(zip(got, want)) if x != y), len(want)),
+               last_logits_rel_err=_rel(got_logits, want_logits), failures=compile_failures(model))
+    log(f"compile check: {res}")
+    return res
+
+
+def compile_f32_check(ckpt, cpu_tokens: list[int] | None, log) -> dict:
+    """The compiled regions in float32 on the GPU against the CPU float32 path (reference ops):
+    bf16's small top-1 margins on random weights cannot hide a numeric error here."""
+    from dsv4rt.kernels.compiled import compile_decode, compile_failures
+
+    m, _ = load_model(ckpt, device="cuda", dtype=torch.float32)
+    m.allocate_cache(1, 128)
+    eager, eager_logits = greedy_generate(m, PROMPT, NEW)
+    compile_decode(m)
+    got, logits = greedy_generate(m, PROMPT, NEW)
+    res = {"tokens_equal_gpu_f32_eager": got == eager, "failures": compile_failures(m)}
+    if got == eager:
+        res["last_logits_rel_err_vs_eager"] = _rel(logits, eager_logits)
+    if cpu_tokens is not None:
+        res["tokens_equal_cpu_f32"] = got == cpu_tokens
+    del m
+    torch.cuda.empty_cache()
+    log(f"compile f32 check: {res}")
     return res

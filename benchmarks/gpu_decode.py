@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from decode_bytes import RouterProbe, step_bytes
-from gpu_checks import correctness, engine_check, profile_step
+from gpu_checks import compile_check, compile_f32_check, correctness, engine_check, profile_step
 from dsv4rt.checkpoint.load import load_model
 from dsv4rt.engine.cuda_graphs import DecodeGraphs
 
@@ -104,12 +104,15 @@ def decode_section(model, batches: list[int], a, bw: float, log) -> list[dict]:
     rows = max(batches)
     model.allocate_cache(rows + 1, a.prompt_len + a.steps + 8)
     _prefill_slots(model, rows, a.prompt_len)
+    fns, model.decode_fns = model.decode_fns, None  # the router hooks only fire in eager code
     used = {bs: experts_used(model, bs, a.prompt_len) for bs in batches}
+    model.decode_fns = fns
     eager = {bs: eager_step_seconds(model, bs, a.prompt_len) for bs in (batches[0], batches[-1])}
     graphs = DecodeGraphs(model, rows, pad_slot=rows, sizes=tuple(batches))
     t0 = time.perf_counter()
-    graphs.capture()
-    log(f"captured graphs at {graphs.sizes} in {time.perf_counter() - t0:.1f} s")
+    graphs.capture()  # with torch.compile on, its warm-up is where every batch size compiles
+    capture_s = time.perf_counter() - t0
+    log(f"captured graphs at {graphs.sizes} in {capture_s:.1f} s")
     out = []
     for bs in batches:
         sec = graph_step_seconds(graphs, bs, a.prompt_len, a.steps, a.repeats)
@@ -117,7 +120,8 @@ def decode_section(model, batches: list[int], a, bw: float, log) -> list[dict]:
         roof = bw / nbytes["total"] * bs
         row = {"batch": bs, "step_ms": sec * 1e3, "tok_s": bs / sec, "roofline_tok_s": roof,
                "pct_roofline": 100 * bs / sec / roof, "step_gb": nbytes["total"] / 1e9,
-               "experts_per_layer": used[bs], "eager_step_ms": eager[bs] * 1e3 if bs in eager else None}
+               "experts_per_layer": used[bs], "eager_step_ms": eager[bs] * 1e3 if bs in eager else None,
+               "capture_s": capture_s}
         log(json.dumps(row))
         out.append(row)
     return out
@@ -175,13 +179,42 @@ def _args(argv):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--hf-steps", type=int, default=16)
     p.add_argument("--hf-dir", default="/tmp/dsv4rt_hf_export")
-    p.add_argument("--skip", default="", help="comma list of: cpu,transformers,engine,profile")
+    p.add_argument("--skip", default="", help="comma list of: cpu,transformers,engine,profile[_eager|_compiled],baseline,compile_f32")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the torch.compile decode regions (the plain-graph table becomes 'baseline')")
     return p.parse_args(argv)
+
+
+def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
+    """(name, fn) of the parts in run order; with --compile the plain-graph decode runs first as
+    'baseline', then the compiled regions are installed and checked, and 'decode' (the table), the
+    profile and the engine use them. The table comes early so a run cut off by time keeps it."""
+    decode = lambda: decode_section(model, batches, a, res["hbm_bytes_s"], log)  # noqa: E731
+    profile = lambda: [profile_step(model, log, 1), profile_step(model, log, 64)]  # noqa: E731
+    cpu = lambda: res.get("correctness", {}).get("cpu_f32_tokens")  # noqa: E731
+    steps = [("profile_eager", profile),
+             ("correctness", lambda: correctness(ckpt, model, "cpu" not in skip_set(a), log))]
+    if a.compile:
+        steps += [("baseline", decode), ("compile", lambda: compile_check(model, log)), ("decode", decode),
+                  ("compile_f32", lambda: compile_f32_check(ckpt, cpu(), log)), ("profile_compiled", profile)]
+    else:
+        steps += [("decode", decode)]
+    return steps + [("engine", lambda: engine_check(ckpt, model, _expected_tokens(res), log)),
+                    ("transformers_tok_s", lambda: hf_section(model, ckpt, a, log))]
+
+
+def _expected_tokens(res: dict) -> list[int]:
+    """Greedy bf16 tokens of the decode path the engine will run (compiled regions or eager)."""
+    return res.get("compile", {}).get("tokens") or res["correctness"]["bf16_tokens"]
+
+
+def skip_set(a) -> set[str]:
+    return set(filter(None, a.skip.split(",")))
 
 
 def main(argv=None) -> dict:
     a = _args(argv)
-    skip, ckpt = set(filter(None, a.skip.split(","))), Path(a.model)
+    skip, ckpt = skip_set(a), Path(a.model)
     log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)  # noqa: E731
     if a.make and not (ckpt / "config.json").is_file():
         from dsv4rt.checkpoint.make import write_checkpoint
@@ -196,14 +229,13 @@ def main(argv=None) -> dict:
     res["prefill_len"], res["prefill_tok_s"] = a.prefill_len, prefill_tok_s(model, a.prefill_len)
     log(f"prefill {res['prefill_tok_s']:,.0f} tok/s")
     batches = [int(b) for b in a.batches.split(",")]
-    steps = [("profile", lambda: [profile_step(model, log, 1), profile_step(model, log, 64)]),
-             ("correctness", lambda: correctness(ckpt, model, "cpu" not in skip, log)),
-             ("engine", lambda: engine_check(ckpt, model, res["correctness"]["bf16_tokens"], log)),
-             ("decode", lambda: decode_section(model, batches, a, res["hbm_bytes_s"], log)),
-             ("transformers_tok_s", lambda: hf_section(model, ckpt, a, log))]
-    for name, fn in steps:
-        if name.split("_")[0] not in skip:
+    for name, fn in _steps(model, ckpt, a, res, batches, log):
+        if name not in skip and name.split("_")[0] not in skip:  # "profile" skips both profiles
             _section(res, name, fn, log)
+            if a.json:  # after every part, so a run cut off by its time limit still leaves results
+                Path(a.json).write_text(json.dumps(res, indent=2, default=str))
+    if "baseline" in res:
+        print("without torch.compile:\n" + table({**res, "decode": res["baseline"]}), flush=True)
     if "decode" in res:
         print(table(res), flush=True)
     if a.json:

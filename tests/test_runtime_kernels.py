@@ -90,8 +90,11 @@ _INTERPRETED = textwrap.dedent("""
     torch.manual_seed(0)
     mix, scale, base = torch.randn(3, 5, 24), torch.rand(3) + 0.5, torch.randn(24) * 0.1
     got = triton_mhc.split_sinkhorn(mix, scale, base, 4, 20, 1e-6)
-    for a, b in zip(got, reference.hc_split_sinkhorn(mix, scale, base, 4, 20, 1e-6)):
-        assert (a - b).abs().max() < 1e-5, (a - b).abs().max()
+    # as a custom op it also traces whole under torch.compile (kernels/compiled.py)
+    traced = torch.compile(lambda m: triton_mhc.split_sinkhorn(m, scale, base, 4, 20, 1e-6),
+                           backend="aot_eager", fullgraph=True)(mix)
+    for a, b, c in zip(got, reference.hc_split_sinkhorn(mix, scale, base, 4, 20, 1e-6), traced):
+        assert (a - b).abs().max() < 1e-5 and torch.equal(a, c), (a - b).abs().max()
     E, D, I, k = 8, 128, 64, 3
     w13, w2 = torch.randn(E, 2 * I, D) * D ** -0.5, torch.randn(E, D, I) * I ** -0.5
     for n in (2, 150):  # the small-batch tiles and the wide ones

@@ -67,6 +67,8 @@ def test_plan_cuda_graph_sizes_reach_the_engine(tmp_path):
     assert cfg.cuda_graph_max_bs == 16 and cfg.cuda_graph_bs == (1, 2, 4, 8, 16) and cfg.cuda_graphs
     cfg = engine_config(options("--model", "/m", "--cuda-graph-max-bs-decode", "8", "--disable-cuda-graph"))
     assert cfg.cuda_graph_max_bs == 8 and not cfg.cuda_graphs
+    assert engine_config(options("--model", "/m", "--enable-torch-compile")).torch_compile
+    assert not engine_config(options("--model", "/m")).torch_compile
 
 
 def test_cli_fails_fast_naming_the_flags():

@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--disable-prefix-reuse", action="store_true", default=None)
     s.add_argument("--tp-size", type=int, help="only 1 is implemented")
     s.add_argument("--disable-cuda-graph", action="store_true", default=None, help="decode without CUDA graphs")
+    s.add_argument("--enable-torch-compile", dest="torch_compile", action="store_true", default=None,
+                   help="CUDA only: compile the decode step (≈1.7-2x decode tok/s; ~40 s more start-up)")
     s.add_argument("--cuda-graph-max-bs-decode", dest="cuda_graph_max_bs", type=int,
                    help="SGLang's spelling of --cuda-graph-max-bs")
     s.add_argument("--cuda-graph-bs", "--cuda-graph-bs-decode", dest="cuda_graph_bs", type=int, nargs="+",

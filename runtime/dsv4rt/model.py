@@ -60,6 +60,18 @@ def _arange(n: int, like: torch.Tensor) -> torch.Tensor:
     return torch.arange(n, device=like.device)
 
 
+@torch.compiler.disable
+def _write_rows(slots: torch.Tensor, *writes) -> None:
+    """buf[slots[b], rows[b, i]] = src[b, i] for each (buf, rows, src) of per-slot cache buffers.
+
+    Always eager, also inside torch.compile (kernels/compiled.py): a compiled in-place write on a
+    buffer the same graph also reads makes Inductor clone the whole buffer and copy it back (seen in
+    its generated code), i.e. two full-cache copies per layer and step; a graph break here is cheap.
+    """
+    for buf, rows, src in writes:
+        buf[slots[:, None], rows] = src
+
+
 class CachedModule(nn.Module):
     """A module with per-slot decode state: `cache_shapes` is the single source of buffer sizes."""
 
@@ -113,10 +125,9 @@ class Compressor(CachedModule):
         entry = self._pool(self._take(seq_a, win), self._take(seq_z, win), self._take(seq_pos, win))
         entry = self.rope(self.norm(entry).to(self.entries.dtype), ends - m + 1)
         rows = torch.where(valid, ends // m, self.entries.shape[1] - 1)
-        self.entries[slots[:, None], rows] = entry
-        keep = seq_pos[:, -R:]
-        self.ring_kv[slots[:, None], keep % R] = seq_a[:, -R:]
-        self.ring_sc[slots[:, None], keep % R] = seq_z[:, -R:]
+        keep = seq_pos[:, -R:] % R
+        _write_rows(slots, (self.entries, rows, entry), (self.ring_kv, keep, seq_a[:, -R:]),
+                    (self.ring_sc, keep, seq_z[:, -R:]))
 
     def _take(self, seq: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
         """Gather rows win [B, E·R] of seq [B, L(, C)] -> [B, E, R(, C)]."""
@@ -216,7 +227,7 @@ class Attention(CachedModule):
         kpos = torch.cat([ring_pos, pos], 1)[:, None, :]
         mask = (kpos >= 0) & (kpos <= pos[..., None]) & (kpos > pos[..., None] - W)
         n = min(T, W)
-        self.win_kv[slots[:, None], pos[:, -n:] % W] = kv[:, -n:]
+        _write_rows(slots, (self.win_kv, pos[:, -n:] % W, kv[:, -n:]))
         return keys, mask
 
 
@@ -236,11 +247,26 @@ class Block(nn.Module):
             setattr(self, f"hc_{part}_base", nn.Parameter(torch.zeros(mix)))
             setattr(self, f"hc_{part}_scale", nn.Parameter(torch.ones(3)))
 
-    def forward(self, h, ids, pos, slots):
+    def attn_half(self, h, ids, pos, slots):
+        """Everything of the layer before the routed experts: mHC pre, attention, mHC post, then the
+        FFN's mHC pre, norm and routing. One torch.compile region per layer in decode (see
+        kernels/compiled.py), which is why it ends at the router rather than at the attention."""
         x, post, comb = self.hc.pre(h, self.hc_attn_fn, self.hc_attn_scale, self.hc_attn_base)
         h = self.hc.post(self.attn(self.attn_norm(x), pos, slots), h, post, comb)
         x, post, comb = self.hc.pre(h, self.hc_ffn_fn, self.hc_ffn_scale, self.hc_ffn_base)
-        return self.hc.post(self.ffn(self.ffn_norm(x), ids), h, post, comb)
+        x2d, weights, idx = self.ffn.route(self.ffn_norm(x), ids)
+        return h, x2d, weights, idx, post, comb
+
+    def ffn_half(self, y, x2d, h, post, comb):
+        """Shared expert + routed output y, then mHC post (the second compile region)."""
+        out = self.ffn.combine(y, x2d, h.shape[:2] + h.shape[3:])
+        return self.hc.post(out, h, post, comb)
+
+    def forward(self, h, ids, pos, slots, fns=None):
+        """fns: a (attn_half, ffn_half) pair of compiled variants of the two methods, or None."""
+        attn_half, ffn_half = fns or (Block.attn_half, Block.ffn_half)
+        h, x2d, weights, idx, post, comb = attn_half(self, h, ids, pos, slots)
+        return ffn_half(self, self.ffn.experts_out(x2d, weights, idx), x2d, h, post, comb)
 
 
 class HeadMixin:
@@ -289,6 +315,7 @@ class Transformer(HeadMixin, nn.Module):
         self._hc_head_params(args)
         self.mtp = nn.ModuleList(MTPBlock(args.n_layers + i, args) for i in range(args.n_mtp_layers))
         self.num_slots = self.max_seq_len = 0
+        self.decode_fns = None  # compiled (attn_half, ffn_half) for T=1 steps: kernels/compiled.py
 
     def _cached(self):
         return [m for m in self.modules() if isinstance(m, CachedModule)]
@@ -325,8 +352,9 @@ class Transformer(HeadMixin, nn.Module):
         """
         pos = self._positions(input_ids, start_pos)
         h = self.embed(input_ids).unsqueeze(2).repeat(1, 1, self.args.hc_mult, 1)
+        fns = self.decode_fns if input_ids.shape[1] == 1 else None  # prefill stays eager: shapes vary
         for layer in self.layers:
-            h = layer(h, input_ids, pos, slots)
+            h = layer(h, input_ids, pos, slots, fns)
         logits = self._logits(h, self.norm, self.head, return_all_logits)
         return (logits, h) if return_hidden else logits
 

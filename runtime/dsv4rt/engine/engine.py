@@ -205,6 +205,10 @@ def build_engine(cfg, model, max_seq_len: int, decode=None) -> LLMEngine:
     budget = kv_budget_bytes(device, cfg.mem_fraction_static, cfg.kv_budget_bytes)
     num_slots = size_slots(model.cache_bytes_per_slot(ctx), budget, cfg.max_running_requests, ctx)
     graph_max = min(num_slots, cfg.cuda_graph_max_bs or num_slots)
+    if cfg.torch_compile:  # before the runner: graph capture's warm-up is what compiles
+        from dsv4rt.kernels.compiled import compile_decode
+
+        compile_decode(model)
     runner = ModelRunner(model, num_slots, ctx, device, cfg.cuda_graphs, (graph_max, cfg.cuda_graph_bs))
     slots = SlotManager(num_slots, cfg.enable_prefix_reuse)
     sched = Scheduler(slots, cfg.max_running_requests, cfg.max_queue, cfg.chunked_prefill_size)

@@ -90,10 +90,21 @@ class MoE(nn.Module):
             self._stacked = (w13, w2)
         return self._stacked
 
-    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        x = x.reshape(-1, shape[-1])
-        weights, idx = self.gate(x, ids.reshape(-1))
+    # forward is split in three so a decode step can compile route/combine and keep the Triton
+    # experts (their own grouped-GEMM launches) outside the torch.compile regions.
+    def route(self, x: torch.Tensor, ids: torch.Tensor):
+        """x [..., d] -> (x2d [N, d], weights [N, k], expert indices [N, k])."""
+        x2d = x.reshape(-1, x.shape[-1])
+        weights, idx = self.gate(x2d, ids.reshape(-1))
+        return x2d, weights, idx
+
+    def experts_out(self, x2d: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         w13, w2 = self.stacked_weights()
-        y = get("moe_experts")(x, w13, w2, weights, idx, self.limit)
-        return (y + self.shared_experts(x).float()).to(x.dtype).view(shape)
+        return get("moe_experts")(x2d, w13, w2, weights, idx, self.limit)
+
+    def combine(self, y: torch.Tensor, x2d: torch.Tensor, shape) -> torch.Tensor:
+        return (y + self.shared_experts(x2d).float()).to(x2d.dtype).view(shape)
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        x2d, weights, idx = self.route(x, ids)
+        return self.combine(self.experts_out(x2d, weights, idx), x2d, x.shape)

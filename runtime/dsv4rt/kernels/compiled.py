@@ -1,0 +1,84 @@
+"""torch.compile for the decode step (opt-in, CUDA only; `compile_decode`).
+
+A plain decode step was ~2,600 tiny kernels (docs/performance.md): the elementwise, index and copy
+chains of attention, compressor, indexer and mHC. Inductor fuses those chains, so each layer's two
+`Block` regions (`attn_half`: everything before the routed experts; `ffn_half`: shared expert + mHC
+post) are compiled, while the routed experts keep their own Triton grouped GEMMs in between.
+Measured on mini: 939 kernels per step and 2.1x the tok/s at batch 1.
+
+- Only T=1 steps use the compiled regions (`Transformer.forward`): prefill shapes vary per chunk and
+  would recompile endlessly.
+- No CUDA graphs inside Inductor (`mode` never "reduce-overhead"): the engine captures the whole step
+  in its own graphs (engine/cuda_graphs.py), compiled code included.
+- The cache writes run eagerly between compiled segments (`model._write_rows` says why), and the
+  Triton Sinkhorn is a custom op that Inductor calls as is (`kernels/triton_mhc.py`).
+- `dynamic=None` is torch's automatic dynamic shapes: the first batch size (or cache shape) compiles
+  static, the next one recompiles with symbolic sizes that then serve the others.
+- Any exception from a compiled call (a failed compile) is logged once and the region goes back to
+  the eager method for good; that call is re-run eagerly, so a failure costs speed, not tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+log = logging.getLogger(__name__)
+RECOMPILE_LIMIT = 64  # layer kinds (SWA/CSA/HCA × hash/score routing) × a few batch-size guards
+
+
+class _Guarded:
+    """Calls the compiled region; on the first failure logs why and uses `eager` from then on."""
+
+    def __init__(self, compiled, eager, name: str):
+        self.compiled, self.eager, self.name = compiled, eager, name
+        self.failed: str | None = None
+
+    def __call__(self, *args):
+        if self.failed is None:
+            try:
+                return self.compiled(*args)
+            except Exception as e:  # noqa: BLE001 - a compile failure must cost speed, never tokens
+                self.failed = repr(e)
+                log.warning("torch.compile of %s failed, decoding eagerly: %s", self.name, e)
+        return self.eager(*args)
+
+
+def _raise_recompile_limit() -> None:
+    cfg = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):  # renamed in torch 2.6; set whichever exists
+        if hasattr(cfg, name):
+            setattr(cfg, name, max(getattr(cfg, name), RECOMPILE_LIMIT))
+    if hasattr(cfg, "accumulated_recompile_limit"):
+        cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, 8 * RECOMPILE_LIMIT)
+
+
+def compile_decode(model, mode: str | None = None, dynamic: bool | None = None, backend: str = "inductor",
+                   allow_cpu: bool = False) -> bool:
+    """Install compiled decode regions on `model` (compilation itself happens on first use).
+    Returns False, logging why, where it does not apply: a CPU model (unless `allow_cpu`, for tests
+    with the cheap `aot_eager` backend) or a torch without a working torch.compile."""
+    from dsv4rt.model import Block
+
+    if model.embed.weight.device.type != "cuda" and not allow_cpu:
+        log.info("torch.compile decode not enabled: model is on %s (CUDA only)", model.embed.weight.device)
+        return False
+    try:
+        _raise_recompile_limit()
+        opts = {"dynamic": dynamic, "fullgraph": False, "backend": backend}
+        if mode is not None:
+            opts["mode"] = mode
+        fns = tuple(_Guarded(torch.compile(getattr(Block, n), **opts), getattr(Block, n), n)
+                    for n in ("attn_half", "ffn_half"))
+    except Exception as e:  # noqa: BLE001 - e.g. a torch build without dynamo: stay eager
+        log.warning("torch.compile decode not enabled: %s", e)
+        return False
+    model.decode_fns = fns
+    log.info("torch.compile decode regions installed (backend=%s, mode=%s, dynamic=%s)", backend, mode, dynamic)
+    return True
+
+
+def compile_failures(model) -> dict[str, str | None]:
+    """Region name -> why its compile failed (None: compiled or not yet called)."""
+    return {f.name: f.failed for f in getattr(model, "decode_fns", None) or ()}
