@@ -51,8 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except UserError as exc:
-        err = console.err
-        err.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False)
+        console.err.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.err.print("[yellow]interrupted[/]")

@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dsv4ctl.console import out
+from dsv4ctl.validate.report import print_memory
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -43,8 +44,6 @@ def show_plan(plan, commands) -> None:
             for name, value in r.env.items():
                 env.add_row(f"{r.name}: {name}", escape(value), escape(plan.provenance.get(f"role.{r.name}.env.{name}", "")))
         out.print(env)
-    from dsv4ctl.validate.report import print_memory
-
     print_memory(plan, out)
     show_findings(plan.findings)
     for cmd in commands:
