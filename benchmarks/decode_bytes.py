@@ -8,6 +8,8 @@ that layer (measured from the router, or expected E·(1 − (1 − k/E)^B) for u
 head: the vocab projection; state(ctx): per row, the window ring, the visible compressed entries
 (CSA + indexer keys every 4 tokens, HCA every 128) and the compressor rings. The MTP layer is not
 run by plain decode and is left out. Each byte is counted once (a perfect cache of one step).
+Where the cache holds no more compressed entries than the indexer's top-k, the indexer selects all
+of them and is skipped (`Indexer.selects_all`): its query projection and its keys are not read then.
 """
 
 from __future__ import annotations
@@ -19,10 +21,17 @@ def _nbytes(params) -> int:
     return sum(p.numel() * p.element_size() for p in params)
 
 
+def indexer_skipped(attn) -> bool:
+    """True where the allocated cache has no more entries than the top-k (needs `allocate_cache`)."""
+    return attn.indexer is not None and attn.indexer.selects_all(attn.compressor.entries.shape[1] - 1)
+
+
 def layer_bytes(layer) -> tuple[int, int]:
     """(dense bytes, bytes of one routed expert) of one Block."""
-    expert_ids = {id(p) for p in layer.ffn.experts.parameters()}
-    dense = _nbytes(p for p in layer.parameters() if id(p) not in expert_ids)
+    unread = {id(p) for p in layer.ffn.experts.parameters()}
+    if indexer_skipped(layer.attn):
+        unread.add(id(layer.attn.indexer.wq_b.weight))
+    dense = _nbytes(p for p in layer.parameters() if id(p) not in unread)
     return dense, _nbytes(layer.ffn.experts[0].parameters())
 
 
@@ -40,7 +49,8 @@ def state_bytes_per_row(model, ctx: int) -> int:
             if comp is None:
                 continue
             row = comp.entries.shape[-1] * comp.entries.element_size()
-            total += (ctx // comp.ratio) * row
+            read = comp is attn.compressor or not indexer_skipped(attn)
+            total += (ctx // comp.ratio if read else 1) * row  # a skipped indexer only writes its entry
             total += 2 * comp.ring_kv[0].numel() * comp.ring_kv.element_size()
     return total
 

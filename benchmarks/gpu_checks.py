@@ -67,7 +67,7 @@ def engine_check(ckpt, model, expect: list[int], log, batch: int = 64) -> dict:
 
     cfg = EngineConfig(model_path=str(ckpt), device="cuda", dtype="bfloat16", context_length=256,
                        max_running_requests=batch, chunked_prefill_size=batch * 128,
-                       torch_compile=model.decode_fns is not None)
+                       torch_compile=model.decode_block is not None)
     t0 = time.perf_counter()
     engine = build_engine(cfg, model, model.args.max_seq_len)
     res = {"build_s": time.perf_counter() - t0, "graphs": engine.runner.graphs is not None,
@@ -101,14 +101,16 @@ def profile_step(model, log, bs: int = 1) -> dict:
         torch.cuda.synchronize()
     kern = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     total = sum(e.device_time for e in kern)
-    by_name: dict[str, float] = {}
+    by_name: dict[str, list] = {}
     for e in kern:
-        by_name[e.name[:80]] = by_name.get(e.name[:80], 0.0) + e.device_time
-    top = sorted(by_name.items(), key=lambda kv: -kv[1])[:15]
+        row = by_name.setdefault(e.name[:100], [0, 0.0])
+        row[0] += 1
+        row[1] += e.device_time
+    top = sorted(([n, c, us] for n, (c, us) in by_name.items()), key=lambda r: -r[2])[:40]
     res = {"batch": bs, "kernels": len(kern), "kernel_us": total, "top_us": top}
     log(f"profile b={bs}: {len(kern)} kernels, {total:.0f} us of kernel time")
-    for name, us in top:
-        log(f"  {us:9.1f} us  {name}")
+    for name, count, us in top[:25]:
+        log(f"  {us:9.1f} us {count:5d}x  {name}")
     return res
 
 
@@ -118,7 +120,7 @@ def compile_check(model, log) -> dict:
     (which compile at batch 1) is in `first_generate_s`."""
     from dsv4rt.kernels.compiled import compile_decode, compile_failures
 
-    model.decode_fns = None
+    model.decode_block = None
     model.allocate_cache(1, 128)
     want, want_logits = greedy_generate(model, PROMPT, NEW)
     res = {"installed": compile_decode(model)}

@@ -6,6 +6,8 @@ Inductor itself runs in tests/test_gpu_decode.py."""
 from __future__ import annotations
 
 import logging
+import re
+import shutil
 
 import pytest
 import torch
@@ -35,7 +37,7 @@ def test_compiled_decode_equals_eager(model):
     want, want_state = _decode_twice(model)
     assert compiled.compile_decode(model, backend="aot_eager", allow_cpu=True)
     got, got_state = _decode_twice(model)
-    assert compiled.compile_failures(model) == {"attn_half": None, "ffn_half": None}
+    assert compiled.compile_failures(model) == {"block": None}
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     for name, buf in want_state.items():
@@ -45,15 +47,48 @@ def test_compiled_decode_equals_eager(model):
 def test_compile_is_cuda_only_unless_asked(model, caplog):
     with caplog.at_level(logging.INFO, logger="dsv4rt.kernels.compiled"):
         assert not compiled.compile_decode(model)
-    assert model.decode_fns is None and "CUDA only" in caplog.text
+    assert model.decode_block is None and "CUDA only" in caplog.text
 
 
 def test_a_failing_compile_falls_back_to_eager_and_says_why(caplog):
     def broken(*args):
         raise RuntimeError("inductor exploded")
 
-    fn = compiled._Guarded(broken, lambda x: x + 1, "attn_half")
+    fn = compiled._Guarded(broken, lambda x: x + 1, "block")
     with caplog.at_level(logging.WARNING, logger="dsv4rt.kernels.compiled"):
         assert fn(1) == 2 and fn(2) == 3
     assert "inductor exploded" in fn.failed and caplog.text.count("inductor exploded") == 1
 
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="Inductor on CPU needs a C++ compiler")
+@torch.no_grad()
+def test_inductor_writes_the_decode_cache_in_place(model):
+    """One CSA layer (window ring, compressor, indexer compressor) through Inductor on CPU: the same
+    output and cache as eager, and every cache write an in-place scatter. A write after a read of the
+    old buffer becomes an out-of-place index_put plus a whole-buffer copy_ back (model._write_rows)."""
+    from torch._inductor import config
+    from torch._inductor.utils import run_and_get_code
+
+    model.allocate_cache(3, 64)
+    model(torch.randint(2, 4000, (2, 20)), torch.zeros(2, dtype=torch.long), torch.tensor([2, 0]))
+    layer, a = model.layers[4], model.args
+    assert layer.attn.indexer is not None and not layer.ffn.gate.hashed
+    args = (torch.randn(2, 1, a.hc_mult, a.dim), torch.tensor([[5], [9]]), torch.full((2, 1), 20), torch.tensor([2, 0]))
+    bufs = dict(layer.named_buffers())
+    before = {k: v.clone() for k, v in bufs.items()}
+    want = layer(*args)
+    want_state = {k: v.clone() for k, v in bufs.items()}
+    for k, v in bufs.items():
+        v.copy_(before[k])
+    compiled.compile_decode(model, backend="inductor", allow_cpu=True)
+    with config.patch(fx_graph_cache=False):
+        got, code = run_and_get_code(model.decode_block, layer, *args)
+    assert model.decode_block.failed is None
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    for k, v in bufs.items():
+        torch.testing.assert_close(v, want_state[k], rtol=1e-4, atol=1e-4, msg=k)
+    allocated = set(re.findall(r"empty_strided_cpu\(\(([\d, ]+)\)", "\n".join(code)))
+    copies = {k: v.shape for k, v in bufs.items() if ", ".join(map(str, v.shape)) in allocated}
+    assert allocated and not copies, f"whole-buffer temporaries of {copies}"

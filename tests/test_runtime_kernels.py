@@ -3,13 +3,12 @@ against the per-expert modules, device dispatch, and the Triton kernels under th
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import logging
 import textwrap
 
 import pytest
 import torch
+from triton_interpreter import run_interpreted
 
 from dsv4rt.checkpoint.make import preset_config
 from dsv4rt.config import ModelArgs
@@ -109,7 +108,20 @@ _INTERPRETED = textwrap.dedent("""
 
 def test_triton_kernels_match_reference_in_interpreter():
     """fp32 only: the interpreter's bf16 dot is wrong (triton 3.6 on CPU); bf16 runs in test_gpu_*."""
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    res = subprocess.run([sys.executable, "-c", _INTERPRETED], capture_output=True, text=True, env=env, timeout=120)
-    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
+    run_interpreted(_INTERPRETED)
+
+
+def test_register_checked_keeps_out_a_kernel_that_fails_or_disagrees(caplog):
+    fn = lambda: None  # noqa: E731
+    try:
+        with caplog.at_level(logging.WARNING, logger="dsv4rt.kernels.registry"):
+            assert not registry.register_checked("probe_op", fn, lambda: 1 / 0, 1e-3, "fast", 10)
+            assert not registry.register_checked("probe_op", fn, lambda: float("nan"), 1e-3, "fast", 10)
+            assert not registry.register_checked("probe_op", fn, lambda: 0.5, 1e-3, "fast", 10)
+        assert "probe_op" not in registry._REGISTRY
+        assert "division by zero" in caplog.text and "self-check error 0.5" in caplog.text
+        assert registry.register_checked("probe_op", fn, lambda: 1e-6, 1e-3, "fast", 10)
+        assert registry.get("probe_op") is fn
+    finally:
+        registry._REGISTRY.pop("probe_op", None)
+        registry._BEST.pop("probe_op", None)

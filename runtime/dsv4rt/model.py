@@ -19,6 +19,7 @@ from torch import nn
 
 from dsv4rt.config import ModelArgs
 from dsv4rt.kernels import get
+from dsv4rt.layers.fused import FusedLinears
 from dsv4rt.layers.mhc import HyperConnection, hc_head
 from dsv4rt.layers.moe import MoE
 from dsv4rt.layers.rope import apply_rope, inv_freq
@@ -60,13 +61,12 @@ def _arange(n: int, like: torch.Tensor) -> torch.Tensor:
     return torch.arange(n, device=like.device)
 
 
-@torch.compiler.disable
 def _write_rows(slots: torch.Tensor, *writes) -> None:
     """buf[slots[b], rows[b, i]] = src[b, i] for each (buf, rows, src) of per-slot cache buffers.
 
-    Always eager, also inside torch.compile (kernels/compiled.py): a compiled in-place write on a
-    buffer the same graph also reads makes Inductor clone the whole buffer and copy it back (seen in
-    its generated code), i.e. two full-cache copies per layer and step; a graph break here is cheap.
+    Inside torch.compile (kernels/compiled.py) Inductor turns these into in-place scatters only where
+    no later op reads the buffer's old value; otherwise it clones the whole buffer and copies it back.
+    So the decode path writes each buffer before it reads it (see `Attention._decode`).
     """
     for buf, rows, src in writes:
         buf[slots[:, None], rows] = src
@@ -109,19 +109,20 @@ class Compressor(CachedModule):
             "entries": ((max_seq_len // self.ratio + 1, self.head_dim), None),
         }
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> None:
-        """Project x [B,T,d] at positions pos [B,T]; write every entry whose block ends in this chunk."""
+    def forward(self, a: torch.Tensor, z: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> None:
+        """a, z = wkv(x), wgate(x) [B,T,c·hd] at positions pos [B,T] (the caller projects x, see
+        `Attention.project`); write every entry whose block ends in this chunk."""
         start, R, m = pos[:, 0], self.span, self.ratio
-        a, z = self.wkv(x).float(), self.wgate(x).float() + self.ape[pos % m]
+        a, z = a.float(), z.float() + self.ape[pos % m]
         # history = the ring's last R tokens (positions start-R .. start-1), then this chunk
-        hpos = start[:, None] - R + _arange(R, x)
+        hpos = start[:, None] - R + _arange(R, pos)
         seq_pos = torch.cat([hpos, pos], 1)
         seq_a = torch.cat([self.ring_kv[slots[:, None], hpos % R], a], 1)
         seq_z = torch.cat([self.ring_sc[slots[:, None], hpos % R], z], 1)
-        ends = start[:, None] + (-(start[:, None] + 1)) % m + m * _arange(x.shape[1] // m + 1, x)  # [B,E]
+        ends = start[:, None] + (-(start[:, None] + 1)) % m + m * _arange(pos.shape[1] // m + 1, pos)  # [B,E]
         valid = ends <= pos[:, -1:]
         end_off = (ends - hpos[:, :1]).clamp(max=seq_pos.shape[1] - 1)
-        win = (end_off[..., None] - R + 1 + _arange(R, x)).flatten(1)  # [B, E·R] token offsets
+        win = (end_off[..., None] - R + 1 + _arange(R, pos)).flatten(1)  # [B, E·R] token offsets
         entry = self._pool(self._take(seq_a, win), self._take(seq_z, win), self._take(seq_pos, win))
         entry = self.rope(self.norm(entry).to(self.entries.dtype), ends - m + 1)
         rows = torch.where(valid, ends // m, self.entries.shape[1] - 1)
@@ -160,12 +161,19 @@ class Indexer(nn.Module):
         self.compressor = Compressor(args, ratio, self.head_dim, rope)
         self.scale = self.head_dim ** -0.5 * self.n_heads ** -0.5
 
-    def forward(self, x, qr, pos, slots, visible: torch.Tensor) -> torch.Tensor:
-        """-> bool [B,T,N]: the entries each query attends to (a subset of `visible`)."""
-        self.compressor(x, pos, slots)
+    def selects_all(self, n_entries: int) -> bool:
+        """The top-k of at most k entries is all of them, so scoring can be skipped (exactly)."""
+        return n_entries <= self.topk
+
+    def forward(self, xw, xa, xz, qr, pos, slots, visible: torch.Tensor) -> torch.Tensor:
+        """xw, xa, xz: weights_proj(x) and the compressor's wkv(x), wgate(x) (`Attention.project`).
+        -> bool [B,T,N]: the entries each query attends to (a subset of `visible`)."""
+        self.compressor(xa, xz, pos, slots)
+        if self.selects_all(visible.shape[-1]):
+            return visible
         qi = self.compressor.rope(self.wq_b(qr).unflatten(-1, (self.n_heads, self.head_dim)), pos)
         keys = self.compressor.entries[slots, : visible.shape[-1]]
-        w = self.weights_proj(x).float() * self.scale
+        w = xw.float() * self.scale
         return get("indexer_topk")(qi, keys, w, visible, self.topk)
 
 
@@ -193,30 +201,56 @@ class Attention(CachedModule):
         self.rope = Rope(args, self.ratio)
         self.compressor = Compressor(args, self.ratio, self.head_dim, self.rope) if self.ratio else None
         self.indexer = Indexer(args, self.ratio, self.rope) if self.ratio == 4 else None
+        self.project = FusedLinears(*self._input_linears())
+
+    def _input_linears(self) -> list[nn.Linear]:
+        """Every linear of x, in `forward`'s order: q, kv, compressor kv/gate, indexer w/kv/gate."""
+        lins = [self.wq_a, self.wkv]
+        if self.compressor is not None:
+            lins += [self.compressor.wkv, self.compressor.wgate]
+        if self.indexer is not None:
+            c = self.indexer.compressor
+            lins += [self.indexer.weights_proj, c.wkv, c.wgate]
+        return lins
 
     def cache_shapes(self, max_seq_len: int):
         return {"win_kv": ((self.window, self.head_dim), None)}
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        qr = self.q_norm(self.wq_a(x))
+        qa, kv, *rest = self.project(x)
+        qr = self.q_norm(qa)
         q = self.wq_b(qr).unflatten(-1, (self.n_heads, self.head_dim))
         q = self.rope(get("rmsnorm")(q, None, self.eps), pos)
-        kv = self.rope(self.kv_norm(self.wkv(x)), pos)
-        keys, mask = self._window(kv, pos, slots)
+        kv = self.rope(self.kv_norm(kv), pos)
+        entries = visible = None
         if self.compressor is not None:
-            self.compressor(x, pos, slots)
-            n = self.compressor.entries.shape[1] - 1
+            self.compressor(rest[0], rest[1], pos, slots)
+            entries = self.compressor.entries
+            n = entries.shape[1] - 1
             visible = _arange(n, x) < ((pos + 1) // self.ratio)[..., None]  # entry j covers [j·m, (j+1)·m)
             if self.indexer is not None:
-                visible = self.indexer(x, qr, pos, slots, visible)
-            keys = torch.cat([keys, self.compressor.entries[slots, :n]], 1)
-            mask = torch.cat([mask, visible], -1)
-        o = get("sink_attention")(q, keys, mask, self.attn_sink, self.scale)
+                visible = self.indexer(*rest[2:], qr, pos, slots, visible)
+        if x.shape[1] == 1:
+            o = self._decode(q, kv, pos, slots, entries, visible)
+        else:
+            keys, mask = self._window(kv, pos, slots)
+            if entries is not None:
+                keys = torch.cat([keys, entries[slots, : visible.shape[-1]]], 1)
+                mask = torch.cat([mask, visible], -1)
+            o = get("sink_attention")(q, keys, mask, self.attn_sink, self.scale)
         o = self.rope(o, pos, inverse=True)
         o = o.flatten(2).unflatten(-1, (self.o_groups, -1))  # [B,T,G,H·D/G]
         wo_a = self.wo_a.weight.view(self.o_groups, self.o_lora_rank, -1)
         o = torch.einsum("btgi,goi->btgo", o, wo_a)
         return self.wo_b(o.flatten(2))
+
+    def _decode(self, q, kv, pos, slots, entries, visible):
+        """T=1: the ring, once it holds this token, is exactly the window (pos-W, pos]; writing first
+        keeps the compiled step free of whole-buffer copies (`_write_rows`)."""
+        _write_rows(slots, (self.win_kv, pos % self.window, kv))
+        mask = None if visible is None else visible[:, 0]
+        o = get("decode_attention")(q[:, 0], self.win_kv, slots, pos[:, 0], entries, mask, self.attn_sink, self.scale)
+        return o[:, None]
 
     def _window(self, kv: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor):
         """Keys = ring (positions < start) + this chunk; query t sees positions (t-W, t]."""
@@ -247,26 +281,11 @@ class Block(nn.Module):
             setattr(self, f"hc_{part}_base", nn.Parameter(torch.zeros(mix)))
             setattr(self, f"hc_{part}_scale", nn.Parameter(torch.ones(3)))
 
-    def attn_half(self, h, ids, pos, slots):
-        """Everything of the layer before the routed experts: mHC pre, attention, mHC post, then the
-        FFN's mHC pre, norm and routing. One torch.compile region per layer in decode (see
-        kernels/compiled.py), which is why it ends at the router rather than at the attention."""
+    def forward(self, h, ids, pos, slots):
         x, post, comb = self.hc.pre(h, self.hc_attn_fn, self.hc_attn_scale, self.hc_attn_base)
         h = self.hc.post(self.attn(self.attn_norm(x), pos, slots), h, post, comb)
         x, post, comb = self.hc.pre(h, self.hc_ffn_fn, self.hc_ffn_scale, self.hc_ffn_base)
-        x2d, weights, idx = self.ffn.route(self.ffn_norm(x), ids)
-        return h, x2d, weights, idx, post, comb
-
-    def ffn_half(self, y, x2d, h, post, comb):
-        """Shared expert + routed output y, then mHC post (the second compile region)."""
-        out = self.ffn.combine(y, x2d, h.shape[:2] + h.shape[3:])
-        return self.hc.post(out, h, post, comb)
-
-    def forward(self, h, ids, pos, slots, fns=None):
-        """fns: a (attn_half, ffn_half) pair of compiled variants of the two methods, or None."""
-        attn_half, ffn_half = fns or (Block.attn_half, Block.ffn_half)
-        h, x2d, weights, idx, post, comb = attn_half(self, h, ids, pos, slots)
-        return ffn_half(self, self.ffn.experts_out(x2d, weights, idx), x2d, h, post, comb)
+        return self.hc.post(self.ffn(self.ffn_norm(x), ids), h, post, comb)
 
 
 class HeadMixin:
@@ -315,7 +334,7 @@ class Transformer(HeadMixin, nn.Module):
         self._hc_head_params(args)
         self.mtp = nn.ModuleList(MTPBlock(args.n_layers + i, args) for i in range(args.n_mtp_layers))
         self.num_slots = self.max_seq_len = 0
-        self.decode_fns = None  # compiled (attn_half, ffn_half) for T=1 steps: kernels/compiled.py
+        self.decode_block = None  # compiled Block.forward for T=1 steps: kernels/compiled.py
 
     def _cached(self):
         return [m for m in self.modules() if isinstance(m, CachedModule)]
@@ -352,9 +371,9 @@ class Transformer(HeadMixin, nn.Module):
         """
         pos = self._positions(input_ids, start_pos)
         h = self.embed(input_ids).unsqueeze(2).repeat(1, 1, self.args.hc_mult, 1)
-        fns = self.decode_fns if input_ids.shape[1] == 1 else None  # prefill stays eager: shapes vary
+        decode = self.decode_block if input_ids.shape[1] == 1 else None  # prefill stays eager: shapes vary
         for layer in self.layers:
-            h = layer(h, input_ids, pos, slots, fns)
+            h = decode(layer, h, input_ids, pos, slots) if decode else layer(h, input_ids, pos, slots)
         logits = self._logits(h, self.norm, self.head, return_all_logits)
         return (logits, h) if return_hidden else logits
 

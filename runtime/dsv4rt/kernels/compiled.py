@@ -1,20 +1,18 @@
 """torch.compile for the decode step (opt-in, CUDA only; `compile_decode`).
 
 A plain decode step was ~2,600 tiny kernels (docs/performance.md): the elementwise, index and copy
-chains of attention, compressor, indexer and mHC. Inductor fuses those chains, so each layer's two
-`Block` regions (`attn_half`: everything before the routed experts; `ffn_half`: shared expert + mHC
-post) are compiled, while the routed experts keep their own Triton grouped GEMMs in between.
-Measured on mini: 939 kernels per step and 2.1x the tok/s at batch 1.
+chains of attention, compressor, indexer and mHC. Inductor fuses those chains, so each layer's
+`Block.forward` is compiled as one graph: the cache writes are plain scatters that Inductor does in
+place (the decode path writes each buffer before reading it, `model._write_rows`), and the Triton
+kernels (Sinkhorn, decode attention, routed experts) are torch custom ops that it calls as they are.
+Dynamo shares one compiled graph across the layers of a kind (SWA/CSA/HCA × hash/score routing).
 
-- Only T=1 steps use the compiled regions (`Transformer.forward`): prefill shapes vary per chunk and
-  would recompile endlessly.
+- Only T=1 steps use it (`Transformer.forward`): prefill shapes vary per chunk and would recompile.
 - No CUDA graphs inside Inductor (`mode` never "reduce-overhead"): the engine captures the whole step
   in its own graphs (engine/cuda_graphs.py), compiled code included.
-- The cache writes run eagerly between compiled segments (`model._write_rows` says why), and the
-  Triton Sinkhorn is a custom op that Inductor calls as is (`kernels/triton_mhc.py`).
 - `dynamic=None` is torch's automatic dynamic shapes: the first batch size (or cache shape) compiles
   static, the next one recompiles with symbolic sizes that then serve the others.
-- Any exception from a compiled call (a failed compile) is logged once and the region goes back to
+- Any exception from a compiled call (a failed compile) is logged once and the block goes back to
   the eager method for good; that call is re-run eagerly, so a failure costs speed, not tokens.
 """
 
@@ -23,6 +21,8 @@ from __future__ import annotations
 import logging
 
 import torch
+
+from dsv4rt.kernels.registry import available
 
 log = logging.getLogger(__name__)
 RECOMPILE_LIMIT = 64  # layer kinds (SWA/CSA/HCA × hash/score routing) × a few batch-size guards
@@ -64,21 +64,26 @@ def compile_decode(model, mode: str | None = None, dynamic: bool | None = None, 
     if model.embed.weight.device.type != "cuda" and not allow_cpu:
         log.info("torch.compile decode not enabled: model is on %s (CUDA only)", model.embed.weight.device)
         return False
+    available()  # backends import (and self-check) now, eagerly, not inside Dynamo's first trace
+    for layer in model.layers:  # stacking checks data pointers, which Dynamo cannot trace
+        layer.ffn.stacked_weights()
+        layer.attn.project.stack()
+        layer.ffn.shared_up.stack()
     try:
         _raise_recompile_limit()
         opts = {"dynamic": dynamic, "fullgraph": False, "backend": backend}
         if mode is not None:
             opts["mode"] = mode
-        fns = tuple(_Guarded(torch.compile(getattr(Block, n), **opts), getattr(Block, n), n)
-                    for n in ("attn_half", "ffn_half"))
+        block = _Guarded(torch.compile(Block.forward, **opts), Block.forward, "block")
     except Exception as e:  # noqa: BLE001 - e.g. a torch build without dynamo: stay eager
         log.warning("torch.compile decode not enabled: %s", e)
         return False
-    model.decode_fns = fns
-    log.info("torch.compile decode regions installed (backend=%s, mode=%s, dynamic=%s)", backend, mode, dynamic)
+    model.decode_block = block
+    log.info("torch.compile decode installed (backend=%s, mode=%s, dynamic=%s)", backend, mode, dynamic)
     return True
 
 
 def compile_failures(model) -> dict[str, str | None]:
     """Region name -> why its compile failed (None: compiled or not yet called)."""
-    return {f.name: f.failed for f in getattr(model, "decode_fns", None) or ()}
+    block = getattr(model, "decode_block", None)
+    return {block.name: block.failed} if block else {}

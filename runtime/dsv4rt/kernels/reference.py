@@ -43,6 +43,23 @@ def sink_attention(q, kv, mask, sink, scale: float) -> torch.Tensor:
     return torch.einsum("bths,bsd->bthd", p, kv.float()).to(q.dtype)
 
 
+@register("decode_attention")
+def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float) -> torch.Tensor:
+    """One query per row (a decode step) over its slot's window ring and the selected compressed entries.
+
+    q [B,H,D]; win_kv [S,W,D]: ring of the slot, already holding this step's key (row p % W holds
+    position p, so it covers (pos-W, pos]; rows > pos are unwritten while pos < W-1); slots, pos [B];
+    entries [S,N',D] (N' > N) and entry_mask [B,N] bool (True = attend), or both None (SWA layers);
+    sink [H]. -> [B,H,D] in q's dtype.
+    """
+    keys = win_kv[slots]
+    mask = torch.arange(win_kv.shape[1], device=q.device) <= pos[:, None]
+    if entries is not None:
+        keys = torch.cat([keys, entries[slots, : entry_mask.shape[-1]]], 1)
+        mask = torch.cat([mask, entry_mask], -1)
+    return sink_attention(q[:, None], keys, mask[:, None], sink, scale)[:, 0]
+
+
 @register("indexer_topk")
 def indexer_topk(qi, ki, w, visible, k: int) -> torch.Tensor:
     """Lightning indexer: score[t,j] = Σ_h w[t,h]·relu(qi[t,h]·ki[j]); top-k of the visible entries.
@@ -56,12 +73,16 @@ def indexer_topk(qi, ki, w, visible, k: int) -> torch.Tensor:
     return picked & visible
 
 
-def swiglu(x: torch.Tensor, w1: torch.Tensor, w3: torch.Tensor, w2: torch.Tensor, limit: float) -> torch.Tensor:
-    """w2(silu(clamp(x·w1ᵀ)) · clamp(x·w3ᵀ)); limit 0 = no clamp (the shared expert)."""
-    g, u = x @ w1.t(), x @ w3.t()
+def swiglu_act(g: torch.Tensor, u: torch.Tensor, limit: float) -> torch.Tensor:
+    """silu(clamp(g)) · clamp(u); limit 0 = no clamp (the shared expert)."""
     if limit > 0:
         g, u = g.clamp(max=limit), u.clamp(-limit, limit)
-    return (torch.nn.functional.silu(g) * u) @ w2.t()
+    return torch.nn.functional.silu(g) * u
+
+
+def swiglu(x: torch.Tensor, w1: torch.Tensor, w3: torch.Tensor, w2: torch.Tensor, limit: float) -> torch.Tensor:
+    """w2(silu(clamp(x·w1ᵀ)) · clamp(x·w3ᵀ))."""
+    return swiglu_act(x @ w1.t(), x @ w3.t(), limit) @ w2.t()
 
 
 @register("moe_experts")

@@ -19,6 +19,7 @@ _BEST: dict[str, Callable] = {}  # op -> what get(op) returns (cleared whenever 
 # imported once, in this order, by the first get(); each registers only where it can run
 _OPTIONAL_MODULES: tuple[str, ...] = (
     "dsv4rt.kernels.cuda_ops", "dsv4rt.kernels.triton_moe", "dsv4rt.kernels.triton_mhc",
+    "dsv4rt.kernels.triton_attention",
 )
 _loaded = False
 
@@ -36,6 +37,30 @@ def register(op: str, backend: str = "reference", priority: int = 0,
         return fn
 
     return deco
+
+
+def self_checked(what: str, check: Callable[[], float], tolerance: float) -> bool:
+    """True if `check()` (a kernel's relative error against the reference on a small input, on this
+    machine) is below `tolerance`; otherwise logs why. A kernel that fails to build or disagrees
+    here is left out, so an untested GPU never decodes wrong tokens."""
+    try:
+        err = float(check())
+    except Exception as e:  # noqa: BLE001 - a kernel that cannot build or run is just not available
+        log.warning("%s not used: self-check failed: %s", what, e)
+        return False
+    if not err < tolerance:  # also catches NaN
+        log.warning("%s not used: self-check error %.3g >= %.3g", what, err, tolerance)
+        return False
+    return True
+
+
+def register_checked(op: str, fn: Callable, check: Callable[[], float], tolerance: float, backend: str,
+                     priority: int, device: str | None = None) -> bool:
+    """`register` if `self_checked`: the next implementation stays in place otherwise."""
+    if not self_checked(f"{backend} backend for op '{op}'", check, tolerance):
+        return False
+    register(op, backend, priority, device)(fn)
+    return True
 
 
 def register_optional(module: str) -> bool:

@@ -15,8 +15,9 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt.kernels import triton_moe_gemv as gemv
 from dsv4rt.kernels.moe_align import align
-from dsv4rt.kernels.registry import register
+from dsv4rt.kernels.registry import register, self_checked
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +107,33 @@ def _supported(x, w13, w2) -> bool:
     return D % 64 == 0 and inter % 64 == 0
 
 
+_GEMV_OK = False  # set at import where CUDA is present and gemv.self_check passes
+
+# One custom op around all of it, so torch.compile (kernels/compiled.py) calls the work list's torch
+# ops and the Triton launches as they are, with the batch size known when the op runs.
+@torch.library.custom_op("dsv4rt::moe_experts", mutates_args=())
+def _experts_op(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor,
+                idx: torch.Tensor, limit: float) -> torch.Tensor:
+    if x.shape[0] <= gemv.MAX_TOKENS and _GEMV_OK and gemv.supported(x, w13, w2):
+        return gemv.gemv_moe(x, w13, w2, weights, idx, limit)
+    return grouped_moe(x, w13, w2, weights, idx, limit)
+
+
+@_experts_op.register_fake
+def _(x, w13, w2, weights, idx, limit):
+    return x.new_empty(x.shape, dtype=torch.float32)
+
+
 def moe_experts(x, w13, w2, weights, idx, limit: float) -> torch.Tensor:
     if not _supported(x, w13, w2):
         from dsv4rt.kernels.reference import moe_experts as ref
 
         return ref(x, w13, w2, weights, idx, limit)
-    return grouped_moe(x, w13, w2, weights, idx, limit)
+    return _experts_op(x, w13, w2, weights, idx, float(limit))
 
 
 if torch.cuda.is_available():
+    _GEMV_OK = self_checked("triton MoE GEMV path (batch <= 2)", gemv.self_check, 2e-2)
     register("moe_experts", backend="triton", priority=10, device="cuda")(moe_experts)
 else:
     log.info("triton grouped MoE not registered: no CUDA device")

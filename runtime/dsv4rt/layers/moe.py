@@ -9,7 +9,8 @@ from torch import nn
 
 from dsv4rt.config import ModelArgs
 from dsv4rt.kernels import get
-from dsv4rt.kernels.reference import swiglu
+from dsv4rt.kernels.reference import swiglu, swiglu_act
+from dsv4rt.layers.fused import FusedLinears
 
 _SCORE_FUNCS = {
     "sqrtsoftplus": lambda x: F.softplus(x).sqrt(),
@@ -75,10 +76,13 @@ class MoE(nn.Module):
             Expert(args.dim, args.moe_inter_dim, args.swiglu_limit) for _ in range(args.n_routed_experts)
         )
         self.shared_experts = Expert(args.dim, args.moe_inter_dim)
+        self.shared_up = FusedLinears(self.shared_experts.w1, self.shared_experts.w3)  # one GEMM for gate|up
         self._stacked: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def stacked_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(w13, w2), built on first use and again if the expert parameters were replaced."""
+        if torch.compiler.is_compiling():  # data_ptr is untraceable; compile_decode stacks first
+            return self._stacked
         first = self.experts[0].w1.weight
         if self._stacked is None or first.data_ptr() != self._stacked[0].data_ptr():
             w13 = torch.stack([torch.cat([e.w1.weight.data, e.w3.weight.data]) for e in self.experts])
@@ -90,21 +94,10 @@ class MoE(nn.Module):
             self._stacked = (w13, w2)
         return self._stacked
 
-    # forward is split in three so a decode step can compile route/combine and keep the Triton
-    # experts (their own grouped-GEMM launches) outside the torch.compile regions.
-    def route(self, x: torch.Tensor, ids: torch.Tensor):
-        """x [..., d] -> (x2d [N, d], weights [N, k], expert indices [N, k])."""
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         x2d = x.reshape(-1, x.shape[-1])
         weights, idx = self.gate(x2d, ids.reshape(-1))
-        return x2d, weights, idx
-
-    def experts_out(self, x2d: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         w13, w2 = self.stacked_weights()
-        return get("moe_experts")(x2d, w13, w2, weights, idx, self.limit)
-
-    def combine(self, y: torch.Tensor, x2d: torch.Tensor, shape) -> torch.Tensor:
-        return (y + self.shared_experts(x2d).float()).to(x2d.dtype).view(shape)
-
-    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        x2d, weights, idx = self.route(x, ids)
-        return self.combine(self.experts_out(x2d, weights, idx), x2d, x.shape)
+        y = get("moe_experts")(x2d, w13, w2, weights, idx, self.limit)
+        shared = swiglu_act(*self.shared_up(x2d), 0.0) @ self.shared_experts.w2.weight.t()
+        return (y + shared.float()).to(x.dtype).view(x.shape)

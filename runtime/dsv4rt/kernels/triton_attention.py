@@ -1,0 +1,165 @@
+"""Decode attention in one Triton launch (op `decode_attention`, CUDA tensors).
+
+One program per batch row owns all H query heads: the layer has a single KV head (shared K=V, MQA),
+so the row's keys are read from memory once and every head's scores come out of one `tl.dot`.
+The program walks the slot's window ring, then the row's selected compressed entries, in BLOCK_S
+key chunks with an online softmax (fp32, base 2), and folds the per-head sink in at the end. Masked
+keys are never loaded: unwritten ring rows may hold anything, and a top-k entry mask skips most of
+the entry buffer. No host syncs and no torch ops but the output's `torch.empty`: it runs inside the
+engine's CUDA graphs, and as a torch custom op Inductor calls it as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from dsv4rt.kernels.registry import register_checked
+
+log = logging.getLogger(__name__)
+
+_MAX_ACC = 8192  # fp32 accumulator elements (BLOCK_H × D) one program keeps in registers
+_TILE_BYTES = 32768  # one key chunk: room for the default 3 pipeline stages in shared memory (not yet measured)
+
+
+@triton.jit
+def _dot(a, b, IEEE: tl.constexpr):
+    # fp32 callers (and the CPU interpreter tests) need true fp32 products, not tf32
+    if IEEE:
+        return tl.dot(a, b, input_precision="ieee")
+    else:
+        return tl.dot(a, b)
+
+
+@triton.jit
+def _chunk(q, kv_ptrs, ok, m, l, acc, qk_scale, IEEE: tl.constexpr):
+    """Fold one chunk of keys (rows where `ok`) into the running max m, sum l and acc (log2 units)."""
+    kv = tl.load(kv_ptrs, mask=ok[:, None], other=0.0)  # masked rows may be NaN garbage: never touch them
+    s = _dot(q, tl.trans(kv), IEEE) * qk_scale
+    s = tl.where(ok[None, :], s, float("-inf"))
+    m_new = tl.maximum(m, tl.max(s, axis=1))
+    # a head with no valid key so far would compute (-inf) - (-inf) = NaN; shift by 0 instead
+    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m - m_use)
+    p = tl.exp2(s - m_use[:, None])
+    l = l * alpha + tl.sum(p, axis=1)
+    acc = acc * alpha[:, None] + _dot(p.to(kv.dtype), kv, IEEE)
+    return m_new, l, acc
+
+
+@triton.jit
+def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr, out_ptr, H, W, N, qk_scale,
+                 s_slot, s_pos, s_qb, s_qh, s_ws, s_wr, s_es, s_er, s_mb, s_mn, s_ob, s_oh, D: tl.constexpr,
+                 BLOCK_H: tl.constexpr, BLOCK_S: tl.constexpr, HAS_ENTRIES: tl.constexpr, IEEE: tl.constexpr):
+    b = tl.program_id(0)
+    slot = tl.load(slot_ptr + b * s_slot).to(tl.int64)  # int64: slot × slot stride can pass 2^31 elements
+    last = tl.load(pos_ptr + b * s_pos).to(tl.int64)
+    heads, d, r = tl.arange(0, BLOCK_H), tl.arange(0, D), tl.arange(0, BLOCK_S)
+    live = heads < H  # tl.dot needs M >= 16: heads are padded, the padding is never stored
+    q = tl.load(q_ptr + b * s_qb + heads[:, None] * s_qh + d[None, :], mask=live[:, None], other=0.0)
+    m = tl.full([BLOCK_H], float("-inf"), tl.float32)
+    l = tl.zeros([BLOCK_H], tl.float32)
+    acc = tl.zeros([BLOCK_H, D], tl.float32)
+    win = win_ptr + slot * s_ws
+    for r0 in range(0, W, BLOCK_S):  # a young ring's empty rows are masked, not skipped: rare, and cheap
+        rows = r0 + r
+        ok = (rows < W) & (rows <= last)
+        m, l, acc = _chunk(q, win + rows[:, None] * s_wr + d[None, :], ok, m, l, acc, qk_scale, IEEE)
+    if HAS_ENTRIES:
+        ent = ent_ptr + slot * s_es
+        for r0 in range(0, N, BLOCK_S):
+            rows = r0 + r
+            ok = tl.load(emask_ptr + b * s_mb + rows * s_mn, mask=rows < N, other=0) != 0
+            m, l, acc = _chunk(q, ent + rows[:, None] * s_er + d[None, :], ok, m, l, acc, qk_scale, IEEE)
+    sink = tl.load(sink_ptr + heads, mask=live, other=0.0).to(tl.float32) * 1.4426950408889634
+    m_f = tl.maximum(m, sink)  # finite, so exp2(m - m_f) is 0 (not NaN) for a head that saw no key
+    keep = tl.exp2(m - m_f)
+    out = acc * (keep / (l * keep + tl.exp2(sink - m_f)))[:, None]
+    tl.store(out_ptr + b * s_ob + heads[:, None] * s_oh + d[None, :], out.to(out_ptr.dtype.element_ty),
+             mask=live[:, None])
+
+
+def _block_h(h: int) -> int:
+    return max(16, triton.next_power_of_2(h))
+
+
+def _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, block_s: int | None = None):
+    """The kernel call itself (no shape checks; `decode_attention` does those). `block_s` overrides
+    the key chunk (tests use small ones to cover several chunks on short inputs)."""
+    B, H, D = q.shape
+    out = torch.empty((B, H, D), dtype=q.dtype, device=q.device)
+    if B == 0:
+        return out
+    has = entries is not None
+    ent, emask = (entries, entry_mask) if has else (win_kv, slots)  # never read without entries
+    n = entry_mask.shape[1] if has else 0
+    block_s = block_s or max(16, min(64, _TILE_BYTES // (D * q.element_size())))
+    _decode_attn[(B,)](q, win_kv, slots, pos, ent, emask, sink, out, H, win_kv.shape[1], n,
+                       float(scale) * math.log2(math.e), slots.stride(0), pos.stride(0),
+                       q.stride(0), q.stride(1), win_kv.stride(0), win_kv.stride(1), ent.stride(0),
+                       ent.stride(1), emask.stride(0), emask.stride(-1), out.stride(0), out.stride(1),
+                       D=D, BLOCK_H=_block_h(H), BLOCK_S=block_s, HAS_ENTRIES=has,
+                       IEEE=q.dtype == torch.float32, num_warps=8 if D >= 512 else 4)
+    return out
+
+
+# A custom op so that torch.compile (kernels/compiled.py) keeps the launch opaque rather than tracing
+# the user kernel, as with `dsv4rt::hc_split_sinkhorn` in triton_mhc.py.
+@torch.library.custom_op("dsv4rt::decode_attention", mutates_args=())
+def _attention_op(q: torch.Tensor, win_kv: torch.Tensor, slots: torch.Tensor, pos: torch.Tensor,
+                  entries: torch.Tensor | None, entry_mask: torch.Tensor | None, sink: torch.Tensor,
+                  scale: float) -> torch.Tensor:
+    return _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale)
+
+
+@_attention_op.register_fake
+def _(q, win_kv, slots, pos, entries, entry_mask, sink, scale):
+    return torch.empty(q.shape, dtype=q.dtype, device=q.device)
+
+
+def _supported(q, win_kv, entries, entry_mask) -> bool:
+    """What the kernel tiles: D a power of two in [16, 512], BLOCK_H·D ≤ 8192 (H ≤ 16 at D=512,
+    ≤ 64 at D=128), one float dtype for q and keys, unit stride along D, entries and mask together."""
+    H, D = q.shape[1], q.shape[2]
+    keys = [win_kv] if entries is None else [win_kv, entries]
+    return (D & (D - 1) == 0 and 16 <= D <= 512 and _block_h(H) * D <= _MAX_ACC
+            and (entries is None) == (entry_mask is None)
+            and q.dtype in (torch.float32, torch.bfloat16, torch.float16) and q.stride(-1) == 1
+            and all(k.dtype == q.dtype and k.stride(-1) == 1 for k in keys))
+
+
+def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float) -> torch.Tensor:
+    """Same contract as the reference `decode_attention`. Shapes `_supported` rejects (D not a power
+    of two or outside [16, 512], more heads than the accumulator holds, mixed dtypes, a non-unit
+    stride along D, only one of entries/entry_mask) go to the reference."""
+    if not _supported(q, win_kv, entries, entry_mask):
+        from dsv4rt.kernels.reference import decode_attention as ref
+
+        return ref(q, win_kv, slots, pos, entries, entry_mask, sink, scale)
+    return _attention_op(q, win_kv, slots, pos, entries, entry_mask, sink, scale)
+
+
+def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
+    """Relative error against the reference on a small bf16 case (a young ring, a partial entry mask,
+    slots out of order): the registry's gate before this kernel may decode anything."""
+    from dsv4rt.kernels.reference import decode_attention as ref
+
+    g = torch.Generator(device="cpu").manual_seed(0)
+    rand = lambda *shape: torch.randn(*shape, generator=g).to(device, dtype)  # noqa: E731
+    q, win, ent = rand(3, 16, 128), rand(4, 32, 128), rand(4, 41, 128)
+    slots, pos = torch.tensor([2, 0, 3], device=device), torch.tensor([5, 77, 40], device=device)
+    mask = (torch.rand(3, 40, generator=g) < 0.5).to(device)
+    sink = torch.randn(16, generator=g).to(device)
+    got = decode_attention(q, win, slots, pos, ent, mask, sink, 0.1).float()
+    want = ref(q, win, slots, pos, ent, mask, sink, 0.1).float()
+    return float((got - want).abs().max() / want.abs().max())
+
+
+if torch.cuda.is_available():
+    register_checked("decode_attention", decode_attention, self_check, 2e-2, "triton", 10, "cuda")
+else:
+    log.info("triton decode attention not registered: no CUDA device")

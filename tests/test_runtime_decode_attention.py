@@ -1,0 +1,97 @@
+"""Triton decode attention (kernels/triton_attention.py) against reference.decode_attention: fp32 under
+the CPU interpreter, bf16 at the model's shapes on a GPU."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+from triton_interpreter import run_interpreted
+
+_INTERPRETED = textwrap.dedent("""
+    import torch
+    import triton.runtime.interpreter as interp
+    from dsv4rt.kernels import reference, triton_attention as ta
+
+    def _patch(tensor, scope, orig=interp._patch_lang_tensor):
+        # triton#9171: under numpy >= 2.4 the interpreter cannot use a runtime int as a loop bound
+        orig(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+    interp._patch_lang_tensor = _patch
+    torch.manual_seed(0)
+    S, W, N, D = 6, 32, 20, 128
+
+    def case(H, B, with_entries, block_s=None):
+        q = torch.randn(B, H, D)
+        win = torch.randn(S, W + 3, D)[:, :W]  # slot stride != W·D, as a slice of a larger buffer
+        ent = torch.randn(S, N + 9, D)  # N' > N: the entries past N are never attended
+        slots = torch.tensor([4, 0, 5, 2, 1, 3][:B])  # out of order
+        # young rings, wrapped ones, and -1: an empty ring (strided, as model.py's pos[:, 0] may be)
+        pos = torch.tensor([3, 40, 0, 31, 100, -1][:B]).repeat_interleave(2)[::2]
+        mask = torch.rand(B, N) < 0.4
+        mask[1] = False  # a row that attends its window alone
+        sink = torch.randn(H) * 2
+        entries, emask = (ent, mask) if with_entries else (None, None)
+        ref = reference.decode_attention(q, win, slots, pos, entries, emask, sink, D ** -0.5)
+        # what the kernel must never read is NaN for it, zero for the reference (whose einsum would spread NaN)
+        bad = win.clone()
+        for b in range(B):
+            bad[int(slots[b]), max(int(pos[b]) + 1, 0) :] = float("nan")
+        bad_ent = ent.clone()
+        bad_ent[:, N:] = float("nan")
+        for b in range(B):
+            bad_ent[int(slots[b]), :N][~mask[b]] = float("nan")
+        got = ta._launch(q, bad, slots, pos, bad_ent if with_entries else None, emask, sink, D ** -0.5, block_s)
+        err = float((got - ref).abs().max() / ref.abs().max())
+        assert err < 1e-5, (H, B, with_entries, block_s, err)
+        return q, win, slots, pos, entries, emask, sink
+
+    case(8, 6, True)
+    case(16, 6, True, block_s=16)  # several chunks in the window and in the entries
+    case(16, 6, False)  # row 5 attends nothing but its sink: zeros
+    case(8, 2, False, block_s=16)
+    # as a custom op it traces whole under torch.compile (kernels/compiled.py)
+    args = case(8, 5, True)
+    fn = lambda *a: ta.decode_attention(*a, D ** -0.5)
+    assert torch.equal(torch.compile(fn, backend="aot_eager", fullgraph=True)(*args), fn(*args))
+    # a head dim the kernel does not tile goes to the reference
+    q96 = torch.randn(2, 8, 96)
+    odd = (q96, torch.randn(S, W, 96), torch.tensor([1, 3]), torch.tensor([5, 50]), None, None, torch.randn(8))
+    assert torch.equal(ta.decode_attention(*odd, 0.1), reference.decode_attention(*odd, 0.1))
+    # the registry's gate (run in bf16 on a GPU) passes for a correct kernel
+    assert ta.self_check("cpu", torch.float32) < 1e-5
+    print("ok")
+""")
+
+
+def test_decode_attention_matches_reference_in_interpreter():
+    """fp32 only: the interpreter's bf16 dot is wrong (triton 3.6 on CPU); bf16 runs on the GPU below."""
+    run_interpreted(_INTERPRETED)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("B", [1, 5])
+def test_decode_attention_bf16_on_gpu_and_under_compile(B):
+    from dsv4rt.kernels import reference, registry, triton_attention as ta
+
+    assert registry.get("decode_attention", backend="triton") is ta.decode_attention
+    H, D, W, N, S = 16, 512, 128, 300, 7
+    g = torch.Generator(device="cuda").manual_seed(B)
+    rnd = lambda *shape: torch.randn(*shape, device="cuda", generator=g)  # noqa: E731
+    q, sink = rnd(B, H, D).bfloat16(), rnd(H)
+    win, ent = rnd(S, W, D).bfloat16(), rnd(S, N + 64, D).bfloat16()
+    slots = torch.tensor([6, 2, 0, 5, 3][:B], device="cuda")
+    pos = torch.tensor([700, 5, 127, 0, 300][:B], device="cuda")
+    mask = torch.rand(B, N, device="cuda", generator=g) < 0.3
+    args = (q, win, slots, pos, ent, mask, sink, D ** -0.5)
+    ref = reference.decode_attention(*args).float()
+    got = ta.decode_attention(*args)
+    assert got.dtype == torch.bfloat16 and got.shape == (B, H, D)
+    assert float((got.float() - ref).abs().max() / ref.abs().max()) < 2e-2
+    compiled = torch.compile(lambda *a: ta.decode_attention(*a), fullgraph=True)
+    assert torch.equal(compiled(*args), got)
+    window_only = (q, win, slots, pos, None, None, sink, D ** -0.5)
+    ref = reference.decode_attention(*window_only).float()
+    assert float((ta.decode_attention(*window_only).float() - ref).abs().max() / ref.abs().max()) < 2e-2
