@@ -114,6 +114,8 @@ class Compressor(CachedModule):
         `Attention.project`); write every entry whose block ends in this chunk."""
         start, R, m = pos[:, 0], self.span, self.ratio
         a, z = a.float(), z.float() + self.ape[pos % m]
+        if pos.shape[1] == 1:
+            return self._decode(a, z, pos, slots)
         # history = the ring's last R tokens (positions start-R .. start-1), then this chunk
         hpos = start[:, None] - R + _arange(R, pos)
         seq_pos = torch.cat([hpos, pos], 1)
@@ -129,6 +131,19 @@ class Compressor(CachedModule):
         keep = seq_pos[:, -R:] % R
         _write_rows(slots, (self.entries, rows, entry), (self.ring_kv, keep, seq_a[:, -R:]),
                     (self.ring_sc, keep, seq_z[:, -R:]))
+
+    def _decode(self, a: torch.Tensor, z: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> None:
+        """T=1: write this token into the ring first (see `_write_rows`); the ring then holds exactly
+        the R positions an entry ending here pools. Every row pools; rows whose block does not end
+        here write their entry to the scratch row."""
+        R, m = self.span, self.ratio
+        _write_rows(slots, (self.ring_kv, pos % R, a), (self.ring_sc, pos % R, z))
+        hpos = pos - R + 1 + _arange(R, pos)  # [B, R], in position order
+        ring = (slots[:, None], hpos % R)
+        entry = self._pool(self.ring_kv[ring][:, None], self.ring_sc[ring][:, None], hpos[:, None])
+        entry = self.rope(self.norm(entry).to(self.entries.dtype), pos - m + 1)
+        rows = torch.where((pos + 1) % m == 0, pos // m, self.entries.shape[1] - 1)
+        _write_rows(slots, (self.entries, rows, entry))
 
     def _take(self, seq: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
         """Gather rows win [B, E·R] of seq [B, L(, C)] -> [B, E, R(, C)]."""

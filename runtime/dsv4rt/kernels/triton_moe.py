@@ -72,16 +72,47 @@ def _config(num_pairs: int, n: int, k: int) -> dict:
                 num_warps=4, num_stages=3)
 
 
-def _gemm(a, b, out, weights, work, gated: bool, limit: float, top_k: int) -> None:
+def _gemm(a, b, out, weights, pairs, block_expert, num_pairs: int, gated: bool, limit: float, top_k: int) -> None:
     n = out.shape[1]
     k = a.shape[1]
-    cfg = _config(work.num_pairs, n, k)
-    if work.block_m != cfg["BLOCK_M"]:
+    cfg = _config(num_pairs, n, k)
+    if pairs.numel() != block_expert.numel() * cfg["BLOCK_M"]:
         raise ValueError("work list tiled for a different BLOCK_M")
-    grid = (work.block_expert.numel(), triton.cdiv(n, cfg["BLOCK_N"]))
-    _moe_gemm[grid](a, b, out, weights, work.sorted_pairs, work.block_expert, work.num_pairs, n,
-                    float(limit), a.stride(0), b.stride(0), b.stride(1), out.stride(0), K=k, TOPK=top_k,
-                    GATED=gated, IEEE=a.dtype == torch.float32, **cfg)
+    grid = (block_expert.numel(), triton.cdiv(n, cfg["BLOCK_N"]))
+    _moe_gemm[grid](a, b, out, weights, pairs, block_expert, num_pairs, n, float(limit), a.stride(0),
+                    b.stride(0), b.stride(1), out.stride(0), K=k, TOPK=top_k, GATED=gated,
+                    IEEE=a.dtype == torch.float32, **cfg)
+
+
+# The launches are torch custom ops, so torch.compile (kernels/compiled.py) calls them as they are;
+# the work list (`align`, plain torch) and the top-k sum stay traceable, for Inductor to fuse.
+@torch.library.custom_op("dsv4rt::moe_grouped_gemms", mutates_args=())
+def _grouped_gemms(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor,
+                   pairs: torch.Tensor, block_expert: torch.Tensor, limit: float) -> torch.Tensor:
+    """Both expert GEMMs over `align`'s work list -> fp32 [N·top_k, D], one row per (token, pick)."""
+    P, inter = weights.numel(), w2.shape[2]
+    w = weights.float().flatten().contiguous()
+    h = torch.empty(P, inter, device=x.device, dtype=x.dtype)
+    _gemm(x, w13, h, w, pairs, block_expert, P, True, limit if limit > 0 else float("inf"), weights.shape[1])
+    y = torch.empty(P, x.shape[1], device=x.device, dtype=torch.float32)
+    _gemm(h, w2, y, w, pairs, block_expert, P, False, 0.0, weights.shape[1])
+    return y
+
+
+@_grouped_gemms.register_fake
+def _(x, w13, w2, weights, pairs, block_expert, limit):
+    return x.new_empty((weights.numel(), x.shape[1]), dtype=torch.float32)
+
+
+@torch.library.custom_op("dsv4rt::moe_gemv", mutates_args=())
+def _gemv(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor,
+          limit: float) -> torch.Tensor:
+    return gemv.gemv_moe(x, w13, w2, weights, idx, limit)
+
+
+@_gemv.register_fake
+def _(x, w13, w2, weights, idx, limit):
+    return x.new_empty(x.shape, dtype=torch.float32)
 
 
 def grouped_moe(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor,
@@ -89,15 +120,9 @@ def grouped_moe(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: t
     """x [N, D]; w13 [E, 2I, D] (w1 rows then w3 rows); w2 [E, D, I]; weights/idx [N, top_k]
     -> Σ_j weights[:, j] · expert_idx[:, j](x) as fp32 [N, D]."""
     N, D = x.shape
-    E, two_i, _ = w13.shape
-    top_k, inter = idx.shape[1], two_i // 2
-    block_m = _config(N * top_k, inter, D)["BLOCK_M"]
-    work = align(idx, E, block_m)
-    w = weights.float().flatten().contiguous()
-    h = torch.empty(N * top_k, inter, device=x.device, dtype=x.dtype)
-    _gemm(x.contiguous(), w13, h, w, work, True, limit if limit > 0 else float("inf"), top_k)
-    y = torch.empty(N * top_k, D, device=x.device, dtype=torch.float32)
-    _gemm(h, w2, y, w, work, False, 0.0, top_k)
+    top_k, inter = idx.shape[1], w2.shape[2]
+    work = align(idx, w13.shape[0], _config(N * top_k, inter, D)["BLOCK_M"])
+    y = _grouped_gemms(x.contiguous(), w13, w2, weights, work.sorted_pairs, work.block_expert, float(limit))
     return y.view(N, top_k, D).sum(1)
 
 
@@ -109,27 +134,15 @@ def _supported(x, w13, w2) -> bool:
 
 _GEMV_OK = False  # set at import where CUDA is present and gemv.self_check passes
 
-# One custom op around all of it, so torch.compile (kernels/compiled.py) calls the work list's torch
-# ops and the Triton launches as they are, with the batch size known when the op runs.
-@torch.library.custom_op("dsv4rt::moe_experts", mutates_args=())
-def _experts_op(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor,
-                idx: torch.Tensor, limit: float) -> torch.Tensor:
-    if x.shape[0] <= gemv.MAX_TOKENS and _GEMV_OK and gemv.supported(x, w13, w2):
-        return gemv.gemv_moe(x, w13, w2, weights, idx, limit)
-    return grouped_moe(x, w13, w2, weights, idx, limit)
-
-
-@_experts_op.register_fake
-def _(x, w13, w2, weights, idx, limit):
-    return x.new_empty(x.shape, dtype=torch.float32)
-
 
 def moe_experts(x, w13, w2, weights, idx, limit: float) -> torch.Tensor:
     if not _supported(x, w13, w2):
         from dsv4rt.kernels.reference import moe_experts as ref
 
         return ref(x, w13, w2, weights, idx, limit)
-    return _experts_op(x, w13, w2, weights, idx, float(limit))
+    if x.shape[0] <= gemv.MAX_TOKENS and _GEMV_OK and gemv.supported(x, w13, w2):
+        return _gemv(x, w13, w2, weights, idx, float(limit))
+    return grouped_moe(x, w13, w2, weights, idx, limit)
 
 
 if torch.cuda.is_available():
