@@ -181,13 +181,13 @@ def _args(argv):
     p.add_argument("--hf-dir", default="/tmp/dsv4rt_hf_export")
     p.add_argument("--skip", default="", help="comma list of: cpu,transformers,engine,profile[_eager|_compiled],baseline,compile_f32")
     p.add_argument("--compile", action="store_true",
-                   help="also time the torch.compile decode regions (the plain-graph table becomes 'baseline')")
+                   help="also time the torch.compile decode block (the plain-graph table becomes 'baseline')")
     return p.parse_args(argv)
 
 
 def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
     """(name, fn) of the parts in run order; with --compile the plain-graph decode runs first as
-    'baseline', then the compiled regions are installed and checked, and 'decode' (the table), the
+    'baseline', then the compiled block are installed and checked, and 'decode' (the table), the
     profile and the engine use them. The table comes early so a run cut off by time keeps it."""
     decode = lambda: decode_section(model, batches, a, res["hbm_bytes_s"], log)  # noqa: E731
     profile = lambda: [profile_step(model, log, 1), profile_step(model, log, 64)]  # noqa: E731
@@ -204,7 +204,7 @@ def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
 
 
 def _expected_tokens(res: dict) -> list[int]:
-    """Greedy bf16 tokens of the decode path the engine will run (compiled regions or eager)."""
+    """Greedy bf16 tokens of the decode path the engine will run (compiled block or eager)."""
     return res.get("compile", {}).get("tokens") or res["correctness"]["bf16_tokens"]
 
 

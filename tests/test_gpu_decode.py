@@ -80,7 +80,7 @@ def test_engine_decodes_through_graphs_with_greedy_tokens(model, tiny_dir):
 
 
 def test_compiled_decode_graphs_match_eager(tiny_dir):
-    """torch.compile regions (Inductor) captured in the decode graphs: logits of a batch-3 step
+    """the torch.compile block (Inductor) captured in the decode graphs: logits of a batch-3 step
     (batch-4 graph, one padding row) agree with the eager model. float32, so a wrong fusion cannot
     hide in bf16 rounding (the benchmark measured 1.9e-6 on mini)."""
     from dsv4rt.checkpoint.load import load_model

@@ -1,4 +1,4 @@
-"""torch.compile decode regions (kernels/compiled.py) on CPU: same logits and cache state as the
+"""torch.compile decode block (kernels/compiled.py) on CPU: same logits and cache state as the
 eager model, the CUDA-only switch, and the eager fallback when a compile fails. CPU runs use the
 cheap `aot_eager` backend (Dynamo graphs, graph breaks and functionalization, no code generation);
 Inductor itself runs in tests/test_gpu_decode.py."""

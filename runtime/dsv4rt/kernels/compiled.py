@@ -29,7 +29,7 @@ RECOMPILE_LIMIT = 64  # layer kinds (SWA/CSA/HCA × hash/score routing) × a few
 
 
 class _Guarded:
-    """Calls the compiled region; on the first failure logs why and uses `eager` from then on."""
+    """Calls the compiled block; on the first failure logs why and uses `eager` from then on."""
 
     def __init__(self, compiled, eager, name: str):
         self.compiled, self.eager, self.name = compiled, eager, name
@@ -56,7 +56,7 @@ def _raise_recompile_limit() -> None:
 
 def compile_decode(model, mode: str | None = None, dynamic: bool | None = None, backend: str = "inductor",
                    allow_cpu: bool = False) -> bool:
-    """Install compiled decode regions on `model` (compilation itself happens on first use).
+    """Install the compiled decode block on `model` (compilation itself happens on first use).
     Returns False, logging why, where it does not apply: a CPU model (unless `allow_cpu`, for tests
     with the cheap `aot_eager` backend) or a torch without a working torch.compile."""
     from dsv4rt.model import Block
