@@ -5,7 +5,7 @@
 dense(layer): every parameter of the layer that is not a routed expert (attention, compressor,
 indexer, norms, mHC, gate, shared expert); U_layer(B): distinct routed experts the B rows pick in
 that layer (measured from the router, or expected E·(1 − (1 − k/E)^B) for uniform routing);
-head: the vocab projection; state(ctx): per row, the window ring, the visible compressed entries
+head: the vocab projection, final norm and hc_head; state(ctx): per row, the window ring, the visible compressed entries
 (CSA + indexer keys every 4 tokens, HCA every 128) and the compressor rings. The MTP layer is not
 run by plain decode and is left out. Each byte is counted once (a perfect cache of one step).
 Where the cache holds no more compressed entries than the indexer's top-k, the indexer selects all
@@ -64,6 +64,7 @@ def step_bytes(model, batch: int, ctx: int, experts_used: list[float] | None = N
         used = experts_used[i] if experts_used else expected_experts(batch, a.n_routed_experts, a.n_activated_experts)
         weights += dense + used * expert
     weights += _nbytes(model.head.parameters()) + _nbytes(model.norm.parameters())
+    weights += _nbytes(p for name, p in model.named_parameters(recurse=False) if name.startswith("hc_head"))
     weights += batch * model.embed.weight[0].numel() * model.embed.weight.element_size()
     state = batch * state_bytes_per_row(model, ctx)
     return {"weights": int(weights), "state": int(state), "total": int(weights + state)}
