@@ -45,6 +45,9 @@ class HyperConnection(nn.Module):
     def post(out: torch.Tensor, res: torch.Tensor, post: torch.Tensor, comb: torch.Tensor) -> torch.Tensor:
         """h'_k = post_k · out + Σ_j C[j,k] · res_j."""
         dt = res.dtype
+        if torch.compiler.is_compiling():  # an n×n bmm per row is a launch of its own; summed, it fuses
+            mixed = (comb.unsqueeze(-1) * res.float().unsqueeze(-2)).sum(-3)
+            return (post.unsqueeze(-1) * out.float().unsqueeze(-2) + mixed).to(dt)
         return post.to(dt).unsqueeze(-1) * out.unsqueeze(-2) + comb.to(dt).transpose(-1, -2) @ res
 
 
