@@ -32,7 +32,9 @@ def builtin_roles(ctx):
     the included runtime is a single server."""
     if ctx.plan.engine != "builtin":
         return None
-    roles = sorted(r.name for r in ctx.plan.roles if r.name != "single")
+    from dsv4rt.plan_keys import extra_roles
+
+    roles = extra_roles(r.name for r in ctx.plan.roles)
     if not roles and ctx.plan.nodes == 1:
         return None
     return Hit(f"roles {roles or ['single']} over {ctx.plan.nodes} node(s)", {"roles": roles})

@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from dsv4rt.engine.config import EngineConfig
-from dsv4rt.plan_keys import OPTION_NEUTRAL, PLAN_TO_OPTION, unsupported
+from dsv4rt.plan_keys import OPTION_NEUTRAL, PLAN_TO_OPTION, extra_roles, unsupported
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 30000
 
@@ -60,8 +60,8 @@ def plan_options(path: Path) -> dict:
         raise UsageError(f"{path}: cannot read plan: {e}") from None
     keys = dict(plan.get("keys") or {})
     roles = {r.get("name"): r for r in plan.get("roles") or []}
-    if set(roles) - {"single"}:
-        raise UsageError(f"{path}: roles {sorted(set(roles) - {'single'})} (disaggregation) are not implemented")
+    if extra_roles(roles):
+        raise UsageError(f"{path}: roles {extra_roles(roles)} (disaggregation) are not implemented")
     keys.update((roles.get("single") or {}).get("keys") or {})
     bad = [f"{k}={v!r}" for k, v in unsupported(keys).items()]
     if bad:

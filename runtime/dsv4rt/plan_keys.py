@@ -47,3 +47,9 @@ def refused(keys: dict[str, Any]) -> dict[str, Any]:
     serve option is implemented only at its neutral value (tp, speculative decoding)."""
     mapped = {k: v for k, v in keys.items() if v not in OPTION_NEUTRAL.get(PLAN_TO_OPTION.get(k, ""), (v,))}
     return unsupported(keys) | mapped
+
+
+def extra_roles(role_names) -> list[str]:
+    """Serving roles besides `single` (prefill/decode disaggregation, routers): each needs an engine
+    process of its own, which the runtime (one server) does not start."""
+    return sorted(name for name in role_names if name != "single")
