@@ -5,9 +5,10 @@
 dense(layer): every parameter of the layer that is not a routed expert (attention, compressor,
 indexer, norms, mHC, gate, shared expert); U_layer(B): distinct routed experts the B rows pick in
 that layer (measured from the router, or expected E·(1 − (1 − k/E)^B) for uniform routing);
-head: the vocab projection, final norm and hc_head; state(ctx): per row, the window ring, the visible compressed entries
-(CSA + indexer keys every 4 tokens, HCA every 128) and the compressor rings. The MTP layer is not
-run by plain decode and is left out. Each byte is counted once (a perfect cache of one step).
+head: the vocab projection, final norm and hc_head; state(ctx): per row, the window ring, the
+visible compressed entries (CSA every 4 tokens but at most the indexer's top-k of them, every indexer
+key, HCA every 128) and the compressor rings. The MTP layer is not run by plain decode and is left
+out. Each byte is counted once (a perfect cache of one step).
 Where the cache holds no more compressed entries than the indexer's top-k, the indexer selects all
 of them and is skipped (`Indexer.selects_all`): its query projection and its keys are not read then.
 """
@@ -49,8 +50,12 @@ def state_bytes_per_row(model, ctx: int) -> int:
             if comp is None:
                 continue
             row = comp.entries.shape[-1] * comp.entries.element_size()
-            read = comp is attn.compressor or not indexer_skipped(attn)
-            total += (ctx // comp.ratio if read else 1) * row  # a skipped indexer only writes its entry
+            visible = ctx // comp.ratio
+            if comp is attn.compressor and attn.indexer is not None:
+                visible = min(visible, attn.indexer.topk)  # attention reads the selected entries only
+            elif comp is not attn.compressor and indexer_skipped(attn):
+                visible = 1  # a skipped indexer only writes its new entry
+            total += visible * row
             total += 2 * comp.ring_kv[0].numel() * comp.ring_kv.element_size()
     return total
 

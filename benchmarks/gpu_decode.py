@@ -174,6 +174,9 @@ def _args(argv):
     p.add_argument("--json", default=None)
     p.add_argument("--batches", default="1,8,32,64,128")
     p.add_argument("--prompt-len", type=int, default=128)
+    p.add_argument("--long-len", type=int, default=4096,
+                   help="context of the 'decode_long' part (batches 1 and 8), where the CSA indexer's "
+                        "top-k is a real selection (more entries than index_topk); 0 skips it")
     p.add_argument("--prefill-len", type=int, default=4096)
     p.add_argument("--steps", type=int, default=32)
     p.add_argument("--repeats", type=int, default=5)
@@ -187,8 +190,8 @@ def _args(argv):
 
 def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
     """(name, fn) of the parts in run order; with --compile the plain-graph decode runs first as
-    'baseline', then the compiled block are installed and checked, and 'decode' (the table), the
-    profile and the engine use them. The table comes early so a run cut off by time keeps it."""
+    'baseline', then the compiled block is installed and checked, and 'decode' (the table), the
+    profile and the engine use it. The table comes early so a run cut off by time keeps it."""
     decode = lambda: decode_section(model, batches, a, res["hbm_bytes_s"], log)  # noqa: E731
     profile = lambda: [profile_step(model, log, 1), profile_step(model, log, 64)]  # noqa: E731
     cpu = lambda: res.get("correctness", {}).get("cpu_f32_tokens")  # noqa: E731
@@ -199,6 +202,9 @@ def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
                   ("compile_f32", lambda: compile_f32_check(ckpt, cpu(), log)), ("profile_compiled", profile)]
     else:
         steps += [("decode", decode)]
+    if a.long_len:
+        long = argparse.Namespace(**{**vars(a), "prompt_len": a.long_len})
+        steps += [("decode_long", lambda: decode_section(model, [1, 8], long, res["hbm_bytes_s"], log))]
     return steps + [("engine", lambda: engine_check(ckpt, model, _expected_tokens(res), log)),
                     ("transformers_tok_s", lambda: hf_section(model, ckpt, a, log))]
 
@@ -238,6 +244,8 @@ def main(argv=None) -> dict:
         print("without torch.compile:\n" + table({**res, "decode": res["baseline"]}), flush=True)
     if "decode" in res:
         print(table(res), flush=True)
+    if "decode_long" in res:
+        print(f"at a {a.long_len}-token context:\n" + table({**res, "decode": res["decode_long"]}), flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2, default=str))
     return res

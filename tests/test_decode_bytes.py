@@ -29,6 +29,10 @@ def test_step_bytes_count_each_part_once_and_drop_a_skipped_indexer(tiny_dir):
     # every parameter but the MTP layer, the experts no row picked, the embedding rows not looked up
     want = total_params - mtp - unread_experts - _nbytes(m.embed.weight) + _nbytes(m.embed.weight[0])
     assert scored["weights"] == want
+    # 4 more tokens: one more indexer key per CSA layer; the CSA entries read stay at the top-8
+    csa_keys = sum(_nbytes(layer.attn.indexer.compressor.entries[0, 0]) for layer in m.layers
+                   if layer.attn.indexer is not None)
+    assert db.step_bytes(m, 1, 200)["state"] - db.step_bytes(m, 1, 196)["state"] == csa_keys
     m.allocate_cache(2, 32)  # 8 entries: top-8 selects all, the indexer is skipped
     skipped = db.step_bytes(m, 1, 20, [a.n_activated_experts] * a.n_layers)
     csa = [layer.attn for layer in m.layers if layer.attn.indexer is not None]
