@@ -84,6 +84,6 @@ def compile_decode(model, mode: str | None = None, dynamic: bool | None = None, 
 
 
 def compile_failures(model) -> dict[str, str | None]:
-    """Region name -> why its compile failed (None: compiled or not yet called)."""
+    """{"block": why its compile failed (None: compiled or not yet called)}, {} if not installed."""
     block = getattr(model, "decode_block", None)
     return {block.name: block.failed} if block else {}

@@ -30,18 +30,12 @@ class FusedLinears:
         """The stacked weight, (re)built when a member's parameter is no longer a view into it."""
         if torch.compiler.is_compiling() or not self.fusable():  # data_ptr is untraceable: compile_decode stacks first
             return self.weight
-        if self.weight is None or any(lin.weight.data_ptr() != ptr for lin, ptr in zip(self.linears, self._ptrs())):
+        if self.weight is None or any(lin.weight.data_ptr() != rows.data_ptr()
+                                      for lin, rows in zip(self.linears, self.weight.split(self.sizes))):
             self.weight = torch.cat([lin.weight.data for lin in self.linears])
             for lin, rows in zip(self.linears, self.weight.split(self.sizes)):
                 lin.weight.data = rows
         return self.weight
-
-    def _ptrs(self):
-        offsets = [0]
-        for n in self.sizes[:-1]:
-            offsets.append(offsets[-1] + n)
-        step = self.weight.stride(0) * self.weight.element_size()
-        return [self.weight.data_ptr() + o * step for o in offsets]
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         if not self.fusable():
