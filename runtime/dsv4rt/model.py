@@ -296,6 +296,13 @@ class Block(nn.Module):
             setattr(self, f"hc_{part}_base", nn.Parameter(torch.zeros(mix)))
             setattr(self, f"hc_{part}_scale", nn.Parameter(torch.ones(3)))
 
+    def stack_weights(self) -> None:
+        """Build the stacked weights now (expert stacks, fused projections): they check data
+        pointers, which torch.compile cannot trace, so kernels/compiled.py calls this first."""
+        self.ffn.stacked_weights()
+        self.ffn.shared_up.stack()
+        self.attn.project.stack()
+
     def forward(self, h, ids, pos, slots):
         x, post, comb = self.hc.pre(h, self.hc_attn_fn, self.hc_attn_scale, self.hc_attn_base)
         h = self.hc.post(self.attn(self.attn_norm(x), pos, slots), h, post, comb)

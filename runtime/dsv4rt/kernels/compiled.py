@@ -65,10 +65,8 @@ def compile_decode(model, mode: str | None = None, dynamic: bool | None = None, 
         log.info("torch.compile decode not enabled: model is on %s (CUDA only)", model.embed.weight.device)
         return False
     available()  # backends import (and self-check) now, eagerly, not inside Dynamo's first trace
-    for layer in model.layers:  # stacking checks data pointers, which Dynamo cannot trace
-        layer.ffn.stacked_weights()
-        layer.attn.project.stack()
-        layer.ffn.shared_up.stack()
+    for layer in model.layers:
+        layer.stack_weights()
     try:
         _raise_recompile_limit()
         opts = {"dynamic": dynamic, "fullgraph": False, "backend": backend}

@@ -28,7 +28,7 @@ class FusedLinears:
 
     def stack(self) -> torch.Tensor | None:
         """The stacked weight, (re)built when a member's parameter is no longer a view into it."""
-        if torch.compiler.is_compiling() or not self.fusable():  # data_ptr is untraceable: compile_decode stacks first
+        if torch.compiler.is_compiling() or not self.fusable():  # data_ptr is untraceable: Block.stack_weights ran first
             return self.weight
         if self.weight is None or any(lin.weight.data_ptr() != rows.data_ptr()
                                       for lin, rows in zip(self.linears, self.weight.split(self.sizes))):

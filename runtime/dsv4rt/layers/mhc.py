@@ -14,7 +14,7 @@ from dsv4rt.kernels import get
 
 
 # Decode batches: an fp32 GEMM with (2+n)·n = 24 outputs runs on a slow cuBLAS kernel (~23 µs per call
-# on an H100); written as a reduction, Inductor fuses it with the RMS norm into one small kernel.
+# on an H100); written as a reduction, Inductor can fuse it with the RMS norm (it does on CPU).
 _REDUCE_MAX_ROWS = 256  # covers every decode batch size the engine captures: no extra recompile
 
 

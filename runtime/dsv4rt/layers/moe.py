@@ -81,7 +81,7 @@ class MoE(nn.Module):
 
     def stacked_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(w13, w2), built on first use and again if the expert parameters were replaced."""
-        if torch.compiler.is_compiling():  # data_ptr is untraceable; compile_decode stacks first
+        if torch.compiler.is_compiling():  # data_ptr is untraceable: Block.stack_weights ran first
             return self._stacked
         first = self.experts[0].w1.weight
         if self._stacked is None or first.data_ptr() != self._stacked[0].data_ptr():
