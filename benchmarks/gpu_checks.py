@@ -67,7 +67,7 @@ def engine_check(ckpt, model, expect: list[int], log, batch: int = 64) -> dict:
 
     cfg = EngineConfig(model_path=str(ckpt), device="cuda", dtype="bfloat16", context_length=256,
                        max_running_requests=batch, chunked_prefill_size=batch * 128,
-                       torch_compile=model.decode_block is not None)
+                       torch_compile=model.compiled_decode is not None)
     t0 = time.perf_counter()
     engine = build_engine(cfg, model, model.args.max_seq_len)
     res = {"build_s": time.perf_counter() - t0, "graphs": engine.runner.graphs is not None,
@@ -120,7 +120,7 @@ def compile_check(model, log) -> dict:
     (which compile at batch 1) is in `first_generate_s`."""
     from dsv4rt.kernels.compiled import compile_decode, compile_failures
 
-    model.decode_block = None
+    model.compiled_decode = None
     model.allocate_cache(1, 128)
     want, want_logits = greedy_generate(model, PROMPT, NEW)
     res = {"installed": compile_decode(model)}

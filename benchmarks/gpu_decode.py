@@ -104,9 +104,9 @@ def decode_section(model, batches: list[int], a, bw: float, log) -> list[dict]:
     rows = max(batches)
     model.allocate_cache(rows + 1, a.prompt_len + a.steps + 8)
     _prefill_slots(model, rows, a.prompt_len)
-    fns, model.decode_block = model.decode_block, None  # the router hooks only fire in eager code
+    fns, model.compiled_decode = model.compiled_decode, None  # the router hooks only fire in eager code
     used = {bs: experts_used(model, bs, a.prompt_len) for bs in batches}
-    model.decode_block = fns
+    model.compiled_decode = fns
     eager = {bs: eager_step_seconds(model, bs, a.prompt_len) for bs in (batches[0], batches[-1])}
     graphs = DecodeGraphs(model, rows, pad_slot=rows, sizes=tuple(batches))
     t0 = time.perf_counter()

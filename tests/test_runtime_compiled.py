@@ -37,7 +37,7 @@ def test_compiled_decode_equals_eager(model):
     want, want_state = _decode_twice(model)
     assert compiled.compile_decode(model, backend="aot_eager", allow_cpu=True)
     got, got_state = _decode_twice(model)
-    assert compiled.compile_failures(model) == {"block": None}
+    assert compiled.compile_failures(model) == {"block": None, "logits": None}
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     for name, buf in want_state.items():
@@ -47,7 +47,7 @@ def test_compiled_decode_equals_eager(model):
 def test_compile_is_cuda_only_unless_asked(model, caplog):
     with caplog.at_level(logging.INFO, logger="dsv4rt.kernels.compiled"):
         assert not compiled.compile_decode(model)
-    assert model.decode_block is None and "CUDA only" in caplog.text
+    assert model.compiled_decode is None and "CUDA only" in caplog.text
 
 
 def test_a_failing_compile_falls_back_to_eager_and_says_why(caplog):
@@ -84,8 +84,8 @@ def test_inductor_writes_the_decode_cache_in_place(model):
         v.copy_(before[k])
     compiled.compile_decode(model, backend="inductor", allow_cpu=True)
     with config.patch(fx_graph_cache=False):
-        got, code = run_and_get_code(model.decode_block, layer, *args)
-    assert model.decode_block.failed is None
+        got, code = run_and_get_code(model.compiled_decode.block, layer, *args)
+    assert model.compiled_decode.block.failed is None
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     for k, v in bufs.items():
         torch.testing.assert_close(v, want_state[k], rtol=1e-4, atol=1e-4, msg=k)

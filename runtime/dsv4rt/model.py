@@ -22,7 +22,7 @@ from dsv4rt.kernels import get
 from dsv4rt.layers.fused import FusedLinears
 from dsv4rt.layers.mhc import HyperConnection, hc_head
 from dsv4rt.layers.moe import MoE
-from dsv4rt.layers.rope import apply_rope, inv_freq
+from dsv4rt.layers.rope import apply_rope, channel_freqs, inv_freq
 
 
 class RMSNorm(nn.Module):
@@ -49,12 +49,16 @@ class Rope:
         else:
             self.params = (args.rope_head_dim, args.compress_rope_theta, args.rope_factor,
                            args.original_seq_len, args.beta_fast, args.beta_slow)
-        self._cache: dict[torch.device, torch.Tensor] = {}
+        self._cache: dict[tuple[torch.device, int], torch.Tensor] = {}  # (device, head dim) -> channel_freqs
+
+    def table(self, device: torch.device, dim: int) -> torch.Tensor:
+        """channel_freqs for heads of `dim` on `device` (built on first use)."""
+        if (device, dim) not in self._cache:
+            self._cache[device, dim] = channel_freqs(inv_freq(*self.params), dim).to(device)
+        return self._cache[device, dim]
 
     def __call__(self, x: torch.Tensor, pos: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-        if x.device not in self._cache:
-            self._cache[x.device] = inv_freq(*self.params).to(x.device)
-        return apply_rope(x, pos, self._cache[x.device], inverse)
+        return apply_rope(x, pos, self.table(x.device, x.shape[-1]), inverse)
 
 
 def _arange(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -158,7 +162,9 @@ class Compressor(CachedModule):
             m, hd = self.ratio, self.head_dim
             a = torch.cat([a[:, :, :m, :hd], a[:, :, m:, hd:]], dim=2)
             z = torch.cat([z[:, :, :m, :hd], z[:, :, m:, hd:]], dim=2)
-        return (a * z.softmax(dim=2)).sum(dim=2)
+        # softmax written out: max, then both sums in one pass (torch.compile: 2 kernels, not 3)
+        e = (z - z.amax(dim=2, keepdim=True)).exp()
+        return (a * e).sum(dim=2) / e.sum(dim=2)
 
 
 class Indexer(nn.Module):
@@ -230,6 +236,12 @@ class Attention(CachedModule):
 
     def cache_shapes(self, max_seq_len: int):
         return {"win_kv": ((self.window, self.head_dim), None)}
+
+    def allocate(self, num_slots: int, max_seq_len: int, device, dtype) -> None:
+        super().allocate(num_slots, max_seq_len, device, dtype)
+        # the RoPE tables too: built inside a compiled decode step, they would be traced into it
+        for dim in {self.head_dim, self.indexer.head_dim if self.indexer else self.head_dim}:
+            self.rope.table(torch.device(device), dim)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         qa, kv, *rest = self.project(x)
@@ -356,7 +368,7 @@ class Transformer(HeadMixin, nn.Module):
         self._hc_head_params(args)
         self.mtp = nn.ModuleList(MTPBlock(args.n_layers + i, args) for i in range(args.n_mtp_layers))
         self.num_slots = self.max_seq_len = 0
-        self.decode_block = None  # compiled Block.forward for T=1 steps: kernels/compiled.py
+        self.compiled_decode = None  # compiled Block.forward and _logits for T=1 steps: kernels/compiled.py
 
     def _cached(self):
         return [m for m in self.modules() if isinstance(m, CachedModule)]
@@ -393,10 +405,11 @@ class Transformer(HeadMixin, nn.Module):
         """
         pos = self._positions(input_ids, start_pos)
         h = self.embed(input_ids).unsqueeze(2).repeat(1, 1, self.args.hc_mult, 1)
-        decode = self.decode_block if input_ids.shape[1] == 1 else None  # prefill stays eager: shapes vary
+        compiled = self.compiled_decode if input_ids.shape[1] == 1 else None  # prefill stays eager: shapes vary
         for layer in self.layers:
-            h = decode(layer, h, input_ids, pos, slots) if decode else layer(h, input_ids, pos, slots)
-        logits = self._logits(h, self.norm, self.head, return_all_logits)
+            h = compiled.block(layer, h, input_ids, pos, slots) if compiled else layer(h, input_ids, pos, slots)
+        logits_fn = compiled.logits if compiled else HeadMixin._logits
+        logits = logits_fn(self, h, self.norm, self.head, return_all_logits)
         return (logits, h) if return_hidden else logits
 
     @torch.no_grad()

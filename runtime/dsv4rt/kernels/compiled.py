@@ -6,6 +6,8 @@ chains of attention, compressor, indexer and mHC. Inductor fuses those chains, s
 place (the decode path writes each buffer before reading it, `model._write_rows`), and the Triton
 kernels (Sinkhorn, decode attention, routed experts) are torch custom ops that it calls as they are.
 Dynamo shares one compiled graph across the layers of a kind (SWA/CSA/HCA × hash/score routing).
+The final mHC head, norm and vocab projection (`HeadMixin._logits`) are a second compiled function:
+eager, they were 27 launches of a ~300-launch step.
 
 - Only T=1 steps use it (`Transformer.forward`): prefill shapes vary per chunk and would recompile.
 - No CUDA graphs inside Inductor (`mode` never "reduce-overhead"): the engine captures the whole step
@@ -54,13 +56,25 @@ def _raise_recompile_limit() -> None:
         cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, 8 * RECOMPILE_LIMIT)
 
 
+class CompiledDecode:
+    """What `Transformer.forward` calls on T=1 steps: `block(layer, h, ids, pos, slots)` and
+    `logits(model, h, norm, head, all_positions)`, each compiled and guarded."""
+
+    def __init__(self, compile_fn):
+        from dsv4rt.model import Block, HeadMixin
+
+        self.block = _Guarded(compile_fn(Block.forward), Block.forward, "block")
+        self.logits = _Guarded(compile_fn(HeadMixin._logits), HeadMixin._logits, "logits")
+
+    def failures(self) -> dict[str, str | None]:
+        return {g.name: g.failed for g in (self.block, self.logits)}
+
+
 def compile_decode(model, mode: str | None = None, dynamic: bool | None = None, backend: str = "inductor",
                    allow_cpu: bool = False) -> bool:
-    """Install the compiled decode block on `model` (compilation itself happens on first use).
+    """Install the compiled decode step on `model` (`model.compiled_decode`) (compilation itself happens on first use).
     Returns False, logging why, where it does not apply: a CPU model (unless `allow_cpu`, for tests
     with the cheap `aot_eager` backend) or a torch without a working torch.compile."""
-    from dsv4rt.model import Block
-
     if model.embed.weight.device.type != "cuda" and not allow_cpu:
         log.info("torch.compile decode not enabled: model is on %s (CUDA only)", model.embed.weight.device)
         return False
@@ -72,16 +86,16 @@ def compile_decode(model, mode: str | None = None, dynamic: bool | None = None, 
         opts = {"dynamic": dynamic, "fullgraph": False, "backend": backend}
         if mode is not None:
             opts["mode"] = mode
-        block = _Guarded(torch.compile(Block.forward, **opts), Block.forward, "block")
+        compiled = CompiledDecode(lambda fn: torch.compile(fn, **opts))
     except Exception as e:  # noqa: BLE001 - e.g. a torch build without dynamo: stay eager
         log.warning("torch.compile decode not enabled: %s", e)
         return False
-    model.decode_block = block
+    model.compiled_decode = compiled
     log.info("torch.compile decode installed (backend=%s, mode=%s, dynamic=%s)", backend, mode, dynamic)
     return True
 
 
 def compile_failures(model) -> dict[str, str | None]:
-    """{"block": why its compile failed (None: compiled or not yet called)}, {} if not installed."""
-    block = getattr(model, "decode_block", None)
-    return {block.name: block.failed} if block else {}
+    """{"block" / "logits": why its compile failed (None: compiled or not yet called)}, {} if not installed."""
+    compiled = getattr(model, "compiled_decode", None)
+    return compiled.failures() if compiled else {}

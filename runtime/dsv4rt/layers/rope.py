@@ -29,16 +29,24 @@ def inv_freq(dim: int, base: float, factor: float = 1.0, orig_len: int = 0,
     return freqs / factor * (1 - smooth) + freqs * smooth
 
 
-def apply_rope(x: torch.Tensor, pos: torch.Tensor, freqs: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-    """Rotate the trailing 2·len(freqs) dims of x [B, T, (H,) D] at positions pos [B, T]."""
-    r = 2 * freqs.shape[0]
-    angle = pos[..., None].float() * freqs.to(x.device)  # [B, T, r/2]
+def channel_freqs(freqs: torch.Tensor, dim: int) -> torch.Tensor:
+    """[dim]: each channel's frequency; 0 for the first dim - 2·len(freqs) (not rotated), then each
+    pair's frequency twice."""
+    return torch.cat([freqs.new_zeros(dim - 2 * freqs.shape[0]), freqs.repeat_interleave(2)])
+
+
+def apply_rope(x: torch.Tensor, pos: torch.Tensor, chan_freqs: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """Rotate x [B, T, (H,) D] at positions pos [B, T]; chan_freqs [D] from `channel_freqs`.
+
+    One pointwise expression over the whole head: a channel's partner is its pair flipped, and the
+    unrotated channels get angle 0 (x·1 + partner·0 = x, exactly). torch.compile fuses it with the
+    norm before it; the slice + stack + cat form it replaces was 3-4 kernels per call.
+    """
+    angle = pos[..., None].float() * chan_freqs  # [B, T, D]
     if x.dim() == 4:
         angle = angle[:, :, None]
-    cos, sin = angle.cos(), angle.sin()
-    if inverse:
-        sin = -sin
-    rope = x[..., -r:].float()
-    even, odd = rope[..., 0::2], rope[..., 1::2]
-    rotated = torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1).flatten(-2)
-    return torch.cat([x[..., :-r], rotated.to(x.dtype)], dim=-1)
+    sign = torch.arange(x.shape[-1], device=x.device) % 2 * 2 - 1  # even: -sin, odd: +sin
+    sin = angle.sin() * (-sign if inverse else sign)
+    xf = x.float()
+    partner = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+    return (xf * angle.cos() + partner * sin).to(x.dtype)
