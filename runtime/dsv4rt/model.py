@@ -8,7 +8,8 @@ prefill and decode share one code path with no host syncs in attention.
 
 Cache per attention layer, per slot (W = window, m = ratio, N = max_seq_len // m):
     win_kv      [W, D]        ring: row p % W holds the window entry of position p
-    ring_kv/sc  [c·m, c·hd]   compressor: projected kv / gate scores of the last c·m tokens (c = 2 if overlap)
+    ring_kv/sc  [c·hd, c·m]   compressor: projected kv / gate scores of the last c·m tokens (c = 2 if overlap),
+                              channel-major so that pooling reduces along contiguous memory (`Compressor.rings`)
     entries     [N + 1, hd]   compressed entries; entry j at row j, row N is a scratch row for no-ops
 """
 
@@ -108,8 +109,8 @@ class Compressor(CachedModule):
     def cache_shapes(self, max_seq_len: int):
         width = self.wkv.out_features
         return {
-            "ring_kv": ((self.span, width), torch.float32),
-            "ring_sc": ((self.span, width), torch.float32),
+            "ring_kv": ((width, self.span), torch.float32),
+            "ring_sc": ((width, self.span), torch.float32),
             "entries": ((max_seq_len // self.ratio + 1, self.head_dim), None),
         }
 
@@ -120,31 +121,37 @@ class Compressor(CachedModule):
         a, z = a.float(), z.float() + self.ape[pos % m]
         if pos.shape[1] == 1:
             return self._decode(a, z, pos, slots)
+        ring_kv, ring_sc = self.rings()
         # history = the ring's last R tokens (positions start-R .. start-1), then this chunk
         hpos = start[:, None] - R + _arange(R, pos)
         seq_pos = torch.cat([hpos, pos], 1)
-        seq_a = torch.cat([self.ring_kv[slots[:, None], hpos % R], a], 1)
-        seq_z = torch.cat([self.ring_sc[slots[:, None], hpos % R], z], 1)
+        seq_a = torch.cat([ring_kv[slots[:, None], hpos % R], a], 1)
+        seq_z = torch.cat([ring_sc[slots[:, None], hpos % R], z], 1)
         ends = start[:, None] + (-(start[:, None] + 1)) % m + m * _arange(pos.shape[1] // m + 1, pos)  # [B,E]
         valid = ends <= pos[:, -1:]
         end_off = (ends - hpos[:, :1]).clamp(max=seq_pos.shape[1] - 1)
         win = (end_off[..., None] - R + 1 + _arange(R, pos)).flatten(1)  # [B, E·R] token offsets
-        entry = self._pool(self._take(seq_a, win), self._take(seq_z, win), self._take(seq_pos, win))
+        entry = self._pool(self._take(seq_a, win).mT, self._take(seq_z, win).mT, self._take(seq_pos, win))
         entry = self.rope(self.norm(entry).to(self.entries.dtype), ends - m + 1)
         rows = torch.where(valid, ends // m, self.entries.shape[1] - 1)
         keep = seq_pos[:, -R:] % R
-        _write_rows(slots, (self.entries, rows, entry), (self.ring_kv, keep, seq_a[:, -R:]),
-                    (self.ring_sc, keep, seq_z[:, -R:]))
+        _write_rows(slots, (self.entries, rows, entry), (ring_kv, keep, seq_a[:, -R:]), (ring_sc, keep, seq_z[:, -R:]))
+
+    def rings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """ring_kv, ring_sc as [S, span, width] views (token rows) of their channel-major storage."""
+        return self.ring_kv.mT, self.ring_sc.mT
 
     def _decode(self, a: torch.Tensor, z: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> None:
         """T=1: write this token into the ring first (see `_write_rows`); the ring then holds exactly
         the R positions an entry ending here pools. Every row pools; rows whose block does not end
         here write their entry to the scratch row."""
         R, m = self.span, self.ratio
-        _write_rows(slots, (self.ring_kv, pos % R, a), (self.ring_sc, pos % R, z))
+        ring_kv, ring_sc = self.rings()
+        _write_rows(slots, (ring_kv, pos % R, a), (ring_sc, pos % R, z))
         hpos = pos - R + 1 + _arange(R, pos)  # [B, R], in position order
-        ring = (slots[:, None], hpos % R)
-        entry = self._pool(self.ring_kv[ring][:, None], self.ring_sc[ring][:, None], hpos[:, None])
+        cols = (hpos % R)[:, None, :].expand(-1, self.ring_kv.shape[1], -1)
+        take = lambda ring: ring[slots].gather(-1, cols)[:, None]  # noqa: E731 - [B, 1, C, R], channel-major
+        entry = self._pool(take(self.ring_kv), take(self.ring_sc), hpos[:, None])
         entry = self.rope(self.norm(entry).to(self.entries.dtype), pos - m + 1)
         rows = torch.where((pos + 1) % m == 0, pos // m, self.entries.shape[1] - 1)
         _write_rows(slots, (self.entries, rows, entry))
@@ -155,16 +162,16 @@ class Compressor(CachedModule):
         return seq.gather(1, idx).unflatten(1, (-1, self.span))
 
     def _pool(self, a: torch.Tensor, z: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        """Softmax over the window's tokens, per channel; tokens before position 0 get weight 0."""
-        before = (p < 0)[..., None]
+        """a, z [B, E, C, R] (channel-major: under torch.compile a softmax along the last, contiguous
+        axis is one kernel, along a strided one three); p [B, E, R] positions -> [B, E, hd].
+        Softmax over the window's tokens, per channel; tokens before position 0 get weight 0."""
+        before = (p < 0)[..., None, :]
         a, z = a.masked_fill(before, 0.0), z.masked_fill(before, float("-inf"))
         if self.overlap:  # previous block's first half | own block's second half
             m, hd = self.ratio, self.head_dim
-            a = torch.cat([a[:, :, :m, :hd], a[:, :, m:, hd:]], dim=2)
-            z = torch.cat([z[:, :, :m, :hd], z[:, :, m:, hd:]], dim=2)
-        # softmax written out: max, then both sums in one pass (torch.compile: 2 kernels, not 3)
-        e = (z - z.amax(dim=2, keepdim=True)).exp()
-        return (a * e).sum(dim=2) / e.sum(dim=2)
+            a = torch.cat([a[..., :hd, :m], a[..., hd:, m:]], dim=-1)
+            z = torch.cat([z[..., :hd, :m], z[..., hd:, m:]], dim=-1)
+        return (a * z.softmax(dim=-1)).sum(dim=-1)
 
 
 class Indexer(nn.Module):
