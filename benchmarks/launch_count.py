@@ -83,16 +83,22 @@ def _(x, w):
     return x.new_empty((*x.shape[:-1], w.shape[0]), dtype=torch.float32)
 
 
-def as_on_cuda() -> None:
-    """Register the CUDA implementations for every device, as a GPU whose self-checks pass has them."""
+@contextmanager
+def as_on_cuda():
+    """The CUDA implementations registered for every device, as on a GPU whose self-checks pass."""
     from dsv4rt.kernels import triton_attention, triton_mhc, triton_moe
 
-    registry.available()  # the reference ops first, so these take priority over them
-    registry.register("decode_attention", "triton", 10)(triton_attention.decode_attention)
-    registry.register("hc_split_sinkhorn", "triton", 10)(triton_mhc.split_sinkhorn)
-    triton_moe._GEMV_OK = True
-    registry.register("moe_experts", "triton", 10)(triton_moe.moe_experts)
-    registry.register("fp32_linear", "cublas", 10)(fp32_mm)
+    gemv_ok = triton_moe._GEMV_OK
+    with registry.scoped():
+        registry.register("decode_attention", "triton", 10)(triton_attention.decode_attention)
+        registry.register("hc_split_sinkhorn", "triton", 10)(triton_mhc.split_sinkhorn)
+        triton_moe._GEMV_OK = True
+        registry.register("moe_experts", "triton", 10)(triton_moe.moe_experts)
+        registry.register("fp32_linear", "cublas", 10)(fp32_mm)
+        try:
+            yield
+        finally:
+            triton_moe._GEMV_OK = gemv_ok
 
 
 def skeleton_model(preset: str, dtype=torch.bfloat16) -> Transformer:
@@ -247,17 +253,17 @@ def main(argv=None) -> None:
     p.add_argument("--code", type=Path, help="write each layer kind's generated wrapper code here")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    as_on_cuda()
     model = skeleton_model(a.preset)
     for layer in model.layers:
         layer.stack_weights()
     if a.code:
         a.code.mkdir(parents=True, exist_ok=True)
     results, t0 = {}, time.perf_counter()
-    for batch in a.batch:
-        for ctx in a.ctx:
-            results[(batch, ctx)] = count_step(model, batch, ctx, a.code)
-            print(f"counted B={batch}, ctx {ctx} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    with as_on_cuda():
+        for batch in a.batch:
+            for ctx in a.ctx:
+                results[(batch, ctx)] = count_step(model, batch, ctx, a.code)
+                print(f"counted B={batch}, ctx {ctx} ({time.perf_counter() - t0:.0f} s)", flush=True)
     print(table(results))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from contextlib import contextmanager
 from typing import Callable
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,19 @@ def get(op: str, backend: str | None = None) -> Callable:
         if fn.backend == backend:
             return fn
     raise KeyError(f"op '{op}' has no '{backend}' backend (have {[f.backend for f in impls]})")
+
+
+@contextmanager
+def scoped():
+    """Registrations made inside are undone on exit (a tool that poses as another machine, a test)."""
+    _ensure_loaded()
+    saved = {op: list(impls) for op, impls in _REGISTRY.items()}
+    try:
+        yield
+    finally:
+        _REGISTRY.clear()
+        _REGISTRY.update(saved)
+        _BEST.clear()
 
 
 def available() -> dict[str, list[str]]:
