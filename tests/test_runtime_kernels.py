@@ -52,10 +52,12 @@ def test_moe_on_stacked_weights_equals_per_expert_modules():
     x, ids = torch.randn(9, args.dim), torch.randint(0, args.vocab_size, (9,))
     ref = _loop_moe(moe, x, ids)
     assert torch.allclose(moe(x, ids), ref, atol=1e-5, rtol=1e-5)
-    w13, _ = moe.stacked_weights()
+    w13, w2 = moe.stacked_weights()
     assert moe.experts[3].w3.weight.data_ptr() == w13[3, args.moe_inter_dim :].data_ptr()  # views, no copy
+    assert w13.shape[0] == args.n_routed_experts + 1  # the shared expert is the last one
+    assert moe.shared_experts.w2.weight.data_ptr() == w2[-1].data_ptr()
     state = moe.state_dict()
-    assert set(state) >= {"experts.0.w1.weight", "experts.15.w2.weight"}
+    assert set(state) >= {"experts.0.w1.weight", "experts.15.w2.weight", "shared_experts.w1.weight"}
 
 
 def test_cuda_only_backend_is_skipped_for_cpu_tensors():
@@ -96,12 +98,15 @@ _INTERPRETED = textwrap.dedent("""
         assert (a - b).abs().max() < 1e-5 and torch.equal(a, c), (a - b).abs().max()
     E, D, I, k = 8, 128, 64, 3
     w13, w2 = torch.randn(E, 2 * I, D) * D ** -0.5, torch.randn(E, D, I) * I ** -0.5
-    for n in (2, 150):  # the small-batch tiles and the wide ones
+    for n, shared in ((2, False), (150, True)):  # small-batch and wide tiles; expert 7 as the shared one
         x, w = torch.randn(n, D), torch.rand(n, k)
-        idx = torch.stack([torch.randperm(E)[:k] for _ in range(n)])
-        ref = reference.moe_experts(x, w13, w2, w, idx, 1.0)
-        err = (triton_moe.grouped_moe(x, w13, w2, w, idx, 1.0) - ref).abs().max() / ref.abs().max()
+        idx = torch.stack([torch.randperm(E - 1)[:k] for _ in range(n)])
+        ref = reference.moe_experts(x, w13, w2, w, idx, 1.0, shared)
+        err = (triton_moe.grouped_moe(x, w13, w2, w, idx, 1.0, shared) - ref).abs().max() / ref.abs().max()
         assert err < 1e-5, err
+    # the shared expert = one more pick of weight 1, unclamped: its own term, computed apart
+    alone = reference.swiglu(x, w13[7, :I], w13[7, I:], w2[7], 0.0)
+    assert (ref - reference.moe_experts(x, w13, w2, w, idx, 1.0) - alone).abs().max() < 1e-4
     print("ok")
 """)
 

@@ -13,16 +13,16 @@ _INTERPRETED = textwrap.dedent("""
     import torch
     from dsv4rt.kernels import reference, triton_moe_gemv as gm
 
-    def check(E, D, I, k, n, limit):
+    def check(E, D, I, k, n, limit, shared=False):
         torch.manual_seed(n)  # the same draw for both limits
         w13, w2 = torch.randn(E, 2 * I, D) * D ** -0.5, torch.randn(E, D, I) * I ** -0.5
         x, w = torch.randn(n, D) * 3, torch.rand(n, k)  # x·3 puts pre-activations past 1: the clamp bites
-        idx = torch.stack([torch.randperm(E)[:k] for _ in range(n)])
+        idx = torch.stack([torch.randperm(E - int(shared))[:k] for _ in range(n)])
         if n > 1:  # the last token picks token 0's experts in another order: every expert read twice
             idx[n - 1] = idx[0].roll(1)
         assert gm.supported(x, w13, w2)
-        ref = reference.moe_experts(x, w13, w2, w, idx, limit)
-        got = gm.gemv_moe(x, w13, w2, w, idx, limit)
+        ref = reference.moe_experts(x, w13, w2, w, idx, limit, shared)
+        got = gm.gemv_moe(x, w13, w2, w, idx, limit, shared)
         err = (got - ref).abs().max() / ref.abs().max()
         assert got.dtype == torch.float32 and got.shape == (n, D) and err < 1e-5, (D, I, n, limit, err)
         return ref
@@ -30,6 +30,8 @@ _INTERPRETED = textwrap.dedent("""
     for n in (1, 2, 3):
         clamped, free = (check(8, 128, 64, 3, n, limit) for limit in (1.0, 0.0))  # 0 = no clamp
         assert (clamped - free).abs().max() > 0.1  # the clamp changed the result: both paths ran
+    for n in (1, 2):  # + the last expert as a shared one: a pick the kernels add, weight 1, unclamped
+        check(8, 128, 64, 3, n, 1.0, shared=True)
     check(8, 192, 192, 3, 2, 1.0)  # 3 chunks of 64 in both kernels: the loops over D and over I
     assert not gm.supported(torch.zeros(1, 96), torch.zeros(8, 128, 96), torch.zeros(8, 96, 64))
     assert gm.self_check("cpu", torch.float32) < 1e-5  # the gate triton_moe runs in bf16 on a GPU
@@ -42,8 +44,8 @@ _INTERPRETED = textwrap.dedent("""
     for n in (1, 5):
         x, w = torch.randn(n, D), torch.rand(n, k)
         idx = torch.stack([torch.randperm(E)[:k] for _ in range(n)])
-        ref = reference.moe_experts(x, w13, w2, w, idx, 1.0)
-        assert (op(x, w13, w2, w, idx, 1.0) - ref).abs().max() / ref.abs().max() < 1e-5, n
+        ref = reference.moe_experts(x, w13, w2, w, idx, 1.0, True)
+        assert (op(x, w13, w2, w, idx, 1.0, True) - ref).abs().max() / ref.abs().max() < 1e-5, n
     print("ok")
 """)
 

@@ -319,7 +319,6 @@ class Block(nn.Module):
         """Build the stacked weights now (expert stacks, fused projections): they check data
         pointers, which torch.compile cannot trace, so kernels/compiled.py calls this first."""
         self.ffn.stacked_weights()
-        self.ffn.shared_up.stack()
         self.attn.project.stack()
 
     def forward(self, h, ids, pos, slots):

@@ -85,19 +85,30 @@ def swiglu(x: torch.Tensor, w1: torch.Tensor, w3: torch.Tensor, w2: torch.Tensor
     return swiglu_act(x @ w1.t(), x @ w3.t(), limit) @ w2.t()
 
 
+def with_shared(weights: torch.Tensor, idx: torch.Tensor, expert: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """weights/idx [N, k] -> [N, k+1]: every token also picks `expert` with weight 1."""
+    n = idx.shape[0]
+    return torch.cat([weights, weights.new_ones(n, 1)], 1), torch.cat([idx, idx.new_full((n, 1), expert)], 1)
+
+
 @register("moe_experts")
-def moe_experts(x, w13, w2, weights, idx, limit: float) -> torch.Tensor:
-    """Routed experts, one matmul per used expert: x [N,D]; w13 [E,2I,D] (w1 rows, then w3 rows);
-    w2 [E,D,I]; weights/idx [N,top_k] -> fp32 [N,D]. The host loop (and its bincount sync) is the
-    reference; backends registered for the GPU replace it with grouped GEMMs."""
-    inter = w2.shape[2]
+def moe_experts(x, w13, w2, weights, idx, limit: float, shared: bool = False) -> torch.Tensor:
+    """Experts, one matmul per used expert: x [N,D]; w13 [E,2I,D] (w1 rows, then w3 rows);
+    w2 [E,D,I]; weights/idx [N,top_k] -> fp32 [N,D], clamped at `limit`. With `shared` the last
+    expert is a shared one (layers/moe.py): every token runs it too, weight 1, unclamped (idx picks
+    among the others). The host loop (and its bincount sync) is the reference; backends registered
+    for the GPU replace it."""
+    inter, clamped = w2.shape[2], w13.shape[0] - int(shared)
+    if shared:
+        weights, idx = with_shared(weights, idx, clamped)
     y = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     counts = torch.bincount(idx.flatten(), minlength=w13.shape[0]).tolist()
     for e, n in enumerate(counts):
         if n == 0:
             continue
         tok, slot = torch.where(idx == e)
-        out = swiglu(x[tok], w13[e, :inter], w13[e, inter:], w2[e], limit)
+        lim = limit if e < clamped else 0.0
+        out = swiglu(x[tok], w13[e, :inter], w13[e, inter:], w2[e], lim)
         y.index_add_(0, tok, out.float() * weights[tok, slot, None])
     return y
 

@@ -17,17 +17,18 @@ import triton.language as tl
 
 from dsv4rt.kernels import triton_moe_gemv as gemv
 from dsv4rt.kernels.moe_align import align
+from dsv4rt.kernels.reference import with_shared
 from dsv4rt.kernels.registry import register, self_checked
 
 log = logging.getLogger(__name__)
 
 
 @triton.jit
-def _moe_gemm(a_ptr, b_ptr, c_ptr, w_ptr, pairs_ptr, expert_ptr, num_pairs, N, limit,
+def _moe_gemm(a_ptr, b_ptr, c_ptr, w_ptr, pairs_ptr, expert_ptr, num_pairs, N, limit, clamped,
               stride_am, stride_be, stride_bn, stride_cm, K: tl.constexpr, TOPK: tl.constexpr, GATED: tl.constexpr,
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, IEEE: tl.constexpr):
-    """C[pair, n] = A[row(pair)] · B[e, n]ᵀ (GATED: silu(clamp(gate))·clamp(up), B rows n and N+n;
-    else × routing weight). A row = pair // TOPK for GEMM 1 (token rows), the pair itself for GEMM 2."""
+    """C[pair, n] = A[row(pair)] · B[e, n]ᵀ (GATED: silu(clamp(gate))·clamp(up), B rows n and N+n,
+    no clamp from expert `clamped` on; else × routing weight). A row = pair // TOPK for GEMM 1 (token rows), the pair itself for GEMM 2."""
     pid_m, pid_n = tl.program_id(0), tl.program_id(1)
     e = tl.load(expert_ptr + pid_m).to(tl.int64)
     if e < 0:
@@ -50,8 +51,9 @@ def _moe_gemm(a_ptr, b_ptr, c_ptr, w_ptr, pairs_ptr, expert_ptr, num_pairs, N, l
         a_ptrs += BLOCK_K
         b_ptrs += BLOCK_K
     if GATED:
-        g = tl.minimum(acc, limit)
-        u = tl.minimum(tl.maximum(acc_u, -limit), limit)
+        lim = tl.where(e < clamped, limit, float("inf"))
+        g = tl.minimum(acc, lim)
+        u = tl.minimum(tl.maximum(acc_u, -lim), lim)
         acc = g / (1.0 + tl.exp(-g)) * u
     else:
         acc = acc * tl.load(w_ptr + pair, mask=valid, other=0.0)[:, None]
@@ -65,21 +67,23 @@ def _divisor(n: int, choices=(256, 128, 64, 32)) -> int:
 
 def _config(num_pairs: int, n: int, k: int) -> dict:
     """Tile shapes: small batches are weight-bandwidth bound (many narrow column tiles so every SM
-    streams weights); large ones are tensor-core bound (wide tiles reuse each weight tile)."""
-    if num_pairs <= 64 * 6:
+    streams weights); large ones are tensor-core bound (wide tiles reuse each weight tile). The
+    switch is at batch 64 × (top-6 + the shared expert), where round 2 measured the narrow tiles."""
+    if num_pairs <= 64 * 7:
         return dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=_divisor(k), num_warps=4, num_stages=3)
     return dict(BLOCK_M=64, BLOCK_N=_divisor(n, (128, 64, 32)), BLOCK_K=_divisor(k, (64, 32)),
                 num_warps=4, num_stages=3)
 
 
-def _gemm(a, b, out, weights, pairs, block_expert, num_pairs: int, gated: bool, limit: float, top_k: int) -> None:
+def _gemm(a, b, out, weights, pairs, block_expert, num_pairs: int, gated: bool, limit: float, top_k: int,
+          clamped: int) -> None:
     n = out.shape[1]
     k = a.shape[1]
     cfg = _config(num_pairs, n, k)
     if pairs.numel() != block_expert.numel() * cfg["BLOCK_M"]:
         raise ValueError("work list tiled for a different BLOCK_M")
     grid = (block_expert.numel(), triton.cdiv(n, cfg["BLOCK_N"]))
-    _moe_gemm[grid](a, b, out, weights, pairs, block_expert, num_pairs, n, float(limit), a.stride(0),
+    _moe_gemm[grid](a, b, out, weights, pairs, block_expert, num_pairs, n, float(limit), clamped, a.stride(0),
                     b.stride(0), b.stride(1), out.stride(0), K=k, TOPK=top_k, GATED=gated,
                     IEEE=a.dtype == torch.float32, **cfg)
 
@@ -88,41 +92,44 @@ def _gemm(a, b, out, weights, pairs, block_expert, num_pairs: int, gated: bool, 
 # the work list (`align`, plain torch) and the top-k sum stay traceable, for Inductor to fuse.
 @torch.library.custom_op("dsv4rt::moe_grouped_gemms", mutates_args=())
 def _grouped_gemms(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor,
-                   pairs: torch.Tensor, block_expert: torch.Tensor, limit: float) -> torch.Tensor:
+                   pairs: torch.Tensor, block_expert: torch.Tensor, limit: float, clamped: int) -> torch.Tensor:
     """Both expert GEMMs over `align`'s work list -> fp32 [N·top_k, D], one row per (token, pick)."""
-    P, inter = weights.numel(), w2.shape[2]
+    P, inter, top_k = weights.numel(), w2.shape[2], weights.shape[1]
     w = weights.float().flatten().contiguous()
     h = torch.empty(P, inter, device=x.device, dtype=x.dtype)
-    _gemm(x, w13, h, w, pairs, block_expert, P, True, limit if limit > 0 else float("inf"), weights.shape[1])
+    _gemm(x, w13, h, w, pairs, block_expert, P, True, limit if limit > 0 else float("inf"), top_k, clamped)
     y = torch.empty(P, x.shape[1], device=x.device, dtype=torch.float32)
-    _gemm(h, w2, y, w, pairs, block_expert, P, False, 0.0, weights.shape[1])
+    _gemm(h, w2, y, w, pairs, block_expert, P, False, 0.0, top_k, clamped)
     return y
 
 
 @_grouped_gemms.register_fake
-def _(x, w13, w2, weights, pairs, block_expert, limit):
+def _(x, w13, w2, weights, pairs, block_expert, limit, clamped):
     return x.new_empty((weights.numel(), x.shape[1]), dtype=torch.float32)
 
 
 @torch.library.custom_op("dsv4rt::moe_gemv", mutates_args=())
 def _gemv(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor,
-          limit: float) -> torch.Tensor:
-    return gemv.gemv_moe(x, w13, w2, weights, idx, limit)
+          limit: float, shared: bool) -> torch.Tensor:
+    return gemv.gemv_moe(x, w13, w2, weights, idx, limit, shared)
 
 
 @_gemv.register_fake
-def _(x, w13, w2, weights, idx, limit):
+def _(x, w13, w2, weights, idx, limit, shared):
     return x.new_empty(x.shape, dtype=torch.float32)
 
 
 def grouped_moe(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor,
-                idx: torch.Tensor, limit: float) -> torch.Tensor:
+                idx: torch.Tensor, limit: float, shared: bool = False) -> torch.Tensor:
     """x [N, D]; w13 [E, 2I, D] (w1 rows then w3 rows); w2 [E, D, I]; weights/idx [N, top_k]
-    -> Σ_j weights[:, j] · expert_idx[:, j](x) as fp32 [N, D]."""
+    -> Σ_j weights[:, j] · expert_idx[:, j](x) as fp32 [N, D] (`shared`: reference.moe_experts)."""
     N, D = x.shape
-    top_k, inter = idx.shape[1], w2.shape[2]
-    work = align(idx, w13.shape[0], _config(N * top_k, inter, D)["BLOCK_M"])
-    y = _grouped_gemms(x.contiguous(), w13, w2, weights, work.sorted_pairs, work.block_expert, float(limit))
+    E, inter, clamped = w13.shape[0], w2.shape[2], w13.shape[0] - int(shared)
+    if shared:  # the shared expert joins the work list as one more pick per token
+        weights, idx = with_shared(weights, idx, clamped)
+    top_k = idx.shape[1]
+    work = align(idx, E, _config(N * top_k, inter, D)["BLOCK_M"])
+    y = _grouped_gemms(x.contiguous(), w13, w2, weights, work.sorted_pairs, work.block_expert, float(limit), clamped)
     return y.view(N, top_k, D).sum(1)
 
 
@@ -135,14 +142,14 @@ def _supported(x, w13, w2) -> bool:
 _GEMV_OK = False  # set at import where CUDA is present and gemv.self_check passes
 
 
-def moe_experts(x, w13, w2, weights, idx, limit: float) -> torch.Tensor:
+def moe_experts(x, w13, w2, weights, idx, limit: float, shared: bool = False) -> torch.Tensor:
     if not _supported(x, w13, w2):
         from dsv4rt.kernels.reference import moe_experts as ref
 
-        return ref(x, w13, w2, weights, idx, limit)
+        return ref(x, w13, w2, weights, idx, limit, shared)
     if x.shape[0] <= gemv.MAX_TOKENS and _GEMV_OK and gemv.supported(x, w13, w2):
-        return _gemv(x, w13, w2, weights, idx, float(limit))
-    return grouped_moe(x, w13, w2, weights, idx, limit)
+        return _gemv(x, w13, w2, weights, idx, float(limit), shared)
+    return grouped_moe(x, w13, w2, weights, idx, limit, shared)
 
 
 if torch.cuda.is_available():

@@ -24,13 +24,22 @@ MAX_TOKENS = 2  # the largest batch this path is meant for; the caller decides
 
 
 @triton.jit
-def _gate_up(x_ptr, w_ptr, idx_ptr, h_ptr, limit, stride_x, stride_it, stride_ij, stride_we, stride_wn,
-             D: tl.constexpr, I: tl.constexpr, TOPK: tl.constexpr, BLOCK_N: tl.constexpr,
-             BLOCK_K: tl.constexpr):
+def _pick(idx_ptr, wt_ptr, t, j, shared_e, stride_it, stride_ij, stride_wtt, stride_wtj, TOPK: tl.constexpr):
+    """Expert and routing weight of token t's pick j: picks past TOPK are the shared expert, weight 1."""
+    routed = j < TOPK
+    e = tl.where(routed, tl.load(idx_ptr + t * stride_it + j * stride_ij, mask=routed, other=0), shared_e)
+    scale = tl.where(routed, tl.load(wt_ptr + t * stride_wtt + j * stride_wtj, mask=routed, other=0.0), 1.0)
+    return e.to(tl.int64), scale, routed
+
+
+@triton.jit
+def _gate_up(x_ptr, w_ptr, idx_ptr, wt_ptr, h_ptr, limit, shared_e, stride_x, stride_it, stride_ij, stride_wtt,
+             stride_wtj, stride_we, stride_wn, D: tl.constexpr, I: tl.constexpr, TOPK: tl.constexpr,
+             PICKS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """h[p, tile] for pair p: BLOCK_N gate rows and the matching up rows (I further) of its expert."""
     p, tile = tl.program_id(0), tl.program_id(1)
-    t = p // TOPK
-    e = tl.load(idx_ptr + t * stride_it + (p % TOPK) * stride_ij).to(tl.int64)
+    t = p // PICKS
+    e, _, routed = _pick(idx_ptr, wt_ptr, t, p % PICKS, shared_e, stride_it, stride_ij, stride_wtt, stride_wtj, TOPK)
     rows = tile * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.arange(0, BLOCK_K)
     g_ptrs = w_ptr + e * stride_we + rows[:, None].to(tl.int64) * stride_wn + cols[None, :]
@@ -46,29 +55,30 @@ def _gate_up(x_ptr, w_ptr, idx_ptr, h_ptr, limit, stride_x, stride_it, stride_ij
         acc_u += tl.load(g_ptrs + I * stride_wn).to(tl.float32) * xv
         g_ptrs += BLOCK_K
         x_ptrs += BLOCK_K
-    g = tl.minimum(tl.sum(acc_g, axis=1), limit)
-    u = tl.minimum(tl.maximum(tl.sum(acc_u, axis=1), -limit), limit)
+    lim = tl.where(routed, limit, float("inf"))  # the shared expert is not clamped
+    g = tl.minimum(tl.sum(acc_g, axis=1), lim)
+    u = tl.minimum(tl.maximum(tl.sum(acc_u, axis=1), -lim), lim)
     h = g / (1.0 + tl.exp(-g)) * u
     tl.store(h_ptr + p * I + rows, h.to(h_ptr.dtype.element_ty))
 
 
 @triton.jit
-def _down_chunk(h_ptr, w_ptr, wt_ptr, idx_ptr, t, rows, cols, it, stride_wtt, stride_wtj, stride_it, stride_ij,
-                stride_we, stride_wd, I: tl.constexpr, TOPK: tl.constexpr, BLOCK_I: tl.constexpr):
+def _down_chunk(h_ptr, w_ptr, wt_ptr, idx_ptr, t, rows, cols, it, shared_e, stride_wtt, stride_wtj, stride_it,
+                stride_ij, stride_we, stride_wd, I: tl.constexpr, TOPK: tl.constexpr, PICKS: tl.constexpr,
+                BLOCK_I: tl.constexpr):
     """Step `it` of token t's walk over (pick j, I chunk): the w2 tile, h chunk and routing weight."""
     j = it // (I // BLOCK_I)
     i0 = (it % (I // BLOCK_I)) * BLOCK_I
-    e = tl.load(idx_ptr + t * stride_it + j * stride_ij).to(tl.int64)
-    scale = tl.load(wt_ptr + t * stride_wtt + j * stride_wtj)
-    h = tl.load(h_ptr + (t * TOPK + j) * I + i0 + tl.zeros_like(rows)[:, None] + cols[None, :])  # as x above
+    e, scale, _ = _pick(idx_ptr, wt_ptr, t, j, shared_e, stride_it, stride_ij, stride_wtt, stride_wtj, TOPK)
+    h = tl.load(h_ptr + (t * PICKS + j) * I + i0 + tl.zeros_like(rows)[:, None] + cols[None, :])  # as x above
     w = tl.load(w_ptr + e * stride_we + rows[:, None].to(tl.int64) * stride_wd + i0 + cols[None, :])
     return w, h, scale
 
 
 @triton.jit
-def _down(h_ptr, w_ptr, wt_ptr, idx_ptr, y_ptr, stride_wtt, stride_wtj, stride_it, stride_ij, stride_we, stride_wd,
-          stride_y, I: tl.constexpr, TOPK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_I: tl.constexpr,
-          VEC: tl.constexpr):
+def _down(h_ptr, w_ptr, wt_ptr, idx_ptr, y_ptr, shared_e, stride_wtt, stride_wtj, stride_it, stride_ij, stride_we,
+          stride_wd, stride_y, I: tl.constexpr, TOPK: tl.constexpr, PICKS: tl.constexpr, BLOCK_D: tl.constexpr,
+          BLOCK_I: tl.constexpr, VEC: tl.constexpr):
     """y[t, tile] = Σ_j weights[t, j] · w2[e_j, tile rows] · h[t·TOPK + j]."""
     t, tile = tl.program_id(0), tl.program_id(1)
     rows = tile * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -76,15 +86,15 @@ def _down(h_ptr, w_ptr, wt_ptr, idx_ptr, y_ptr, stride_wtt, stride_wtj, stride_i
     # partial sums folded over each thread's VEC contiguous columns (no shuffles): an [BLOCK_D, BLOCK_I]
     # accumulator costs so many registers that ptxas spreads a step's weight loads over several round trips
     acc = tl.zeros((BLOCK_D, BLOCK_I // VEC), dtype=tl.float32)
-    STEPS: tl.constexpr = TOPK * (I // BLOCK_I)
-    w, h, scale = _down_chunk(h_ptr, w_ptr, wt_ptr, idx_ptr, t, rows, cols, 0, stride_wtt, stride_wtj, stride_it,
-                              stride_ij, stride_we, stride_wd, I, TOPK, BLOCK_I)
+    STEPS: tl.constexpr = PICKS * (I // BLOCK_I)
+    w, h, scale = _down_chunk(h_ptr, w_ptr, wt_ptr, idx_ptr, t, rows, cols, 0, shared_e, stride_wtt, stride_wtj,
+                              stride_it, stride_ij, stride_we, stride_wd, I, TOPK, PICKS, BLOCK_I)
     for it in range(1, STEPS + 1):
         # the next step's loads are issued before this step's sum, so HBM latency overlaps the math;
         # the last step reloads itself (min) rather than branching
         w_n, h_n, scale_n = _down_chunk(h_ptr, w_ptr, wt_ptr, idx_ptr, t, rows, cols, tl.minimum(it, STEPS - 1),
-                                        stride_wtt, stride_wtj, stride_it, stride_ij, stride_we, stride_wd, I, TOPK,
-                                        BLOCK_I)
+                                        shared_e, stride_wtt, stride_wtj, stride_it, stride_ij, stride_we, stride_wd,
+                                        I, TOPK, PICKS, BLOCK_I)
         part = w.to(tl.float32) * (h.to(tl.float32) * scale.to(tl.float32))
         acc += tl.sum(tl.reshape(part, (BLOCK_D, BLOCK_I // VEC, VEC)), axis=2)
         w, h, scale = w_n, h_n, scale_n
@@ -114,26 +124,30 @@ def supported(x, w13, w2) -> bool:
 
 
 def gemv_moe(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor,
-             idx: torch.Tensor, limit: float) -> torch.Tensor:
+             idx: torch.Tensor, limit: float, shared: bool = False) -> torch.Tensor:
     """x [N, D]; w13 [E, 2I, D] (w1 rows then w3 rows); w2 [E, D, I]; weights/idx [N, top_k]
-    -> Σ_j weights[:, j] · expert_idx[:, j](x) as fp32 [N, D]. Requires supported(x, w13, w2)."""
+    -> Σ_j weights[:, j] · expert_idx[:, j](x) as fp32 [N, D]; `shared`: as in reference.moe_experts,
+    a pick of its own (the kernels read it as pick top_k, so nothing is concatenated on the host).
+    Requires supported(x, w13, w2)."""
     N, D = x.shape
     top_k, inter = idx.shape[1], w2.shape[2]
+    picks, shared_e = top_k + int(shared), w13.shape[0] - 1
     up, down = _config(D, inter)
-    h = torch.empty(N * top_k, inter, device=x.device, dtype=x.dtype)
+    h = torch.empty(N * picks, inter, device=x.device, dtype=x.dtype)
     y = torch.empty(N, D, device=x.device, dtype=torch.float32)
-    _gate_up[(N * top_k, inter // up["BLOCK_N"])](
-        x, w13, idx, h, float(limit) if limit > 0 else float("inf"), x.stride(0), *idx.stride(),
-        w13.stride(0), w13.stride(1), D=D, I=inter, TOPK=top_k, **up)
+    _gate_up[(N * picks, inter // up["BLOCK_N"])](
+        x, w13, idx, weights, h, float(limit) if limit > 0 else float("inf"), shared_e, x.stride(0), *idx.stride(),
+        *weights.stride(), w13.stride(0), w13.stride(1), D=D, I=inter, TOPK=top_k, PICKS=picks, **up)
     _down[(N, D // down["BLOCK_D"])](
-        h, w2, weights, idx, y, *weights.stride(), *idx.stride(), w2.stride(0), w2.stride(1), y.stride(0),
-        I=inter, TOPK=top_k, VEC=16 // w2.element_size(), **down)
+        h, w2, weights, idx, y, shared_e, *weights.stride(), *idx.stride(), w2.stride(0), w2.stride(1), y.stride(0),
+        I=inter, TOPK=top_k, PICKS=picks, VEC=16 // w2.element_size(), **down)
     return y
 
 
 def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
-    """Relative error against the reference on a small case (2 tokens sharing an expert, clamped):
-    the gate before the grouped MoE op may route small batches here."""
+    """Relative error against the reference on a small case (2 tokens sharing an expert, clamped,
+    and the last expert as the shared one): the gate before the grouped MoE op may route small
+    batches here."""
     from dsv4rt.kernels.reference import moe_experts as ref
 
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -141,6 +155,6 @@ def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> flo
     x = torch.randn(2, D, generator=g).to(device, dtype)
     w13 = (torch.randn(E, 2 * inter, D, generator=g) * D ** -0.5).to(device, dtype)
     w2 = (torch.randn(E, D, inter, generator=g) * inter ** -0.5).to(device, dtype)
-    idx, w = torch.tensor([[1, 5, 2], [2, 7, 0]], device=device), torch.rand(2, k, generator=g).to(device)
-    want = ref(x, w13, w2, w, idx, 1.0)
-    return float((gemv_moe(x, w13, w2, w, idx, 1.0) - want).abs().max() / want.abs().max())
+    idx, w = torch.tensor([[1, 5, 2], [2, 6, 0]], device=device), torch.rand(2, k, generator=g).to(device)
+    want = ref(x, w13, w2, w, idx, 1.0, shared=True)
+    return float((gemv_moe(x, w13, w2, w, idx, 1.0, shared=True) - want).abs().max() / want.abs().max())

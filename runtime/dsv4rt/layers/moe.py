@@ -9,8 +9,7 @@ from torch import nn
 
 from dsv4rt.config import ModelArgs
 from dsv4rt.kernels import get
-from dsv4rt.kernels.reference import swiglu, swiglu_act
-from dsv4rt.layers.fused import FusedLinears
+from dsv4rt.kernels.reference import swiglu
 
 _SCORE_FUNCS = {
     "sqrtsoftplus": lambda x: F.softplus(x).sqrt(),
@@ -63,9 +62,11 @@ class Expert(nn.Module):
 class MoE(nn.Module):
     """Routed experts (clamped SwiGLU) + one shared expert (unclamped, as in the official code).
 
-    The routed experts run through the `moe_experts` op on stacked weights: w13 [E, 2I, D] and
-    w2 [E, D, I]. Each expert's parameters become views into them, so stacking costs no memory and
-    the checkpoint names stay the same.
+    All experts run through one `moe_experts` op on stacked weights, w13 [E+1, 2I, D] and
+    w2 [E+1, D, I]: the routed ones, then the shared one at index E, which every token picks with
+    weight 1 and no clamp. At decode batch 1 that is two launches for the whole FFN; the shared
+    expert's own GEMMs and activation were three more. Each expert's parameters become views into
+    the stacks, so stacking costs no memory and the checkpoint names stay the same.
     """
 
     def __init__(self, args: ModelArgs, layer_id: int):
@@ -76,19 +77,20 @@ class MoE(nn.Module):
             Expert(args.dim, args.moe_inter_dim, args.swiglu_limit) for _ in range(args.n_routed_experts)
         )
         self.shared_experts = Expert(args.dim, args.moe_inter_dim)
-        self.shared_up = FusedLinears(self.shared_experts.w1, self.shared_experts.w3)  # one GEMM for gate|up
         self._stacked: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def stacked_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(w13, w2), built on first use and again if the expert parameters were replaced."""
         if torch.compiler.is_compiling():  # data_ptr is untraceable: Block.stack_weights ran first
             return self._stacked
-        first = self.experts[0].w1.weight
-        if self._stacked is None or first.data_ptr() != self._stacked[0].data_ptr():
-            w13 = torch.stack([torch.cat([e.w1.weight.data, e.w3.weight.data]) for e in self.experts])
-            w2 = torch.stack([e.w2.weight.data for e in self.experts])
+        members = [*self.experts, self.shared_experts]
+        # a loaded checkpoint replaces every parameter: the first routed and the shared expert tell
+        if self._stacked is None or any(members[i].w1.weight.data_ptr() != self._stacked[0][i].data_ptr()
+                                        for i in (0, -1)):
+            w13 = torch.stack([torch.cat([e.w1.weight.data, e.w3.weight.data]) for e in members])
+            w2 = torch.stack([e.w2.weight.data for e in members])
             inter = w13.shape[1] // 2
-            for i, e in enumerate(self.experts):
+            for i, e in enumerate(members):
                 e.w1.weight.data, e.w3.weight.data = w13[i, :inter], w13[i, inter:]
                 e.w2.weight.data = w2[i]
             self._stacked = (w13, w2)
@@ -98,6 +100,5 @@ class MoE(nn.Module):
         x2d = x.reshape(-1, x.shape[-1])
         weights, idx = self.gate(x2d, ids.reshape(-1))
         w13, w2 = self.stacked_weights()
-        y = get("moe_experts")(x2d, w13, w2, weights, idx, self.limit)
-        shared = swiglu_act(*self.shared_up(x2d), 0.0) @ self.shared_experts.w2.weight.t()
-        return (y + shared.float()).to(x.dtype).view(x.shape)
+        y = get("moe_experts")(x2d, w13, w2, weights, idx, self.limit, shared=True)
+        return y.to(x.dtype).view(x.shape)
