@@ -38,8 +38,8 @@ from dsv4rt.kernels import registry
 from dsv4rt.model import Block, HeadMixin, Transformer
 
 # launches inside each opaque op (its implementation's kernel launches, read from its module)
-OPAQUE_LAUNCHES = {"decode_attention": 1, "hc_split_sinkhorn": 1, "moe_gemv": 2, "moe_grouped_gemms": 2,
-                   "fp32_mm": 1}
+OPAQUE_LAUNCHES = {"decode_attention": 1, "hc_split_sinkhorn": 1, "hc_pre": 1, "moe_gemv": 2,
+                   "moe_grouped_gemms": 2, "fp32_mm": 1}
 
 
 class _NotRun(RuntimeError):
@@ -92,6 +92,7 @@ def as_on_cuda():
     with registry.scoped():
         registry.register("decode_attention", "triton", 10)(triton_attention.decode_attention)
         registry.register("hc_split_sinkhorn", "triton", 10)(triton_mhc.split_sinkhorn)
+        registry.register("hc_pre", "triton", 10)(triton_mhc.pre_apply)
         triton_moe._GEMV_OK = True
         registry.register("moe_experts", "triton", 10)(triton_moe.moe_experts)
         registry.register("fp32_linear", "cublas", 10)(fp32_mm)

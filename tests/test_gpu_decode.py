@@ -37,6 +37,16 @@ def test_triton_kernels_are_registered_and_match_reference_in_bf16():
     for a, b in zip(get("hc_split_sinkhorn")(mix, scale, base, 4, 20, 1e-6),
                     reference.hc_split_sinkhorn(mix, scale, base, 4, 20, 1e-6)):
         assert _rel(a, b) < 1e-5
+    for n in (1, 7, 200):  # with the shared expert (the last one) as a pick of its own
+        x, w = torch.randn(n, D, device="cuda").bfloat16(), torch.rand(n, k, device="cuda")
+        idx = torch.stack([torch.randperm(E - 1, device="cuda")[:k] for _ in range(n)])
+        got = get("moe_experts")(x, w13, w2, w, idx, 10.0, shared=True)
+        assert _rel(got, reference.moe_experts(x, w13, w2, w, idx, 10.0, shared=True)) < 2e-2
+    assert get("hc_pre").backend == "dispatch"  # the self-check passed on this GPU
+    h, nw = torch.randn(64, 4, 2048, device="cuda").bfloat16(), torch.rand(2048, device="cuda").bfloat16()
+    for a, b in zip(get("hc_pre")(mix, scale, base, h, nw, 4, 20, 1e-6, 1e-6),
+                    reference.hc_pre(mix, scale, base, h, nw, 4, 20, 1e-6, 1e-6)):
+        assert _rel(a, b) < 2e-2
 
 
 def test_decode_graph_equals_eager_and_padding_leaves_real_slots_alone(model):

@@ -322,10 +322,10 @@ class Block(nn.Module):
         self.attn.project.stack()
 
     def forward(self, h, ids, pos, slots):
-        x, post, comb = self.hc.pre(h, self.hc_attn_fn, self.hc_attn_scale, self.hc_attn_base)
-        h = self.hc.post(self.attn(self.attn_norm(x), pos, slots), h, post, comb)
-        x, post, comb = self.hc.pre(h, self.hc_ffn_fn, self.hc_ffn_scale, self.hc_ffn_base)
-        return self.hc.post(self.ffn(self.ffn_norm(x), ids), h, post, comb)
+        x, post, comb = self.hc.pre(h, self.hc_attn_fn, self.hc_attn_scale, self.hc_attn_base, self.attn_norm)
+        h = self.hc.post(self.attn(x, pos, slots), h, post, comb)
+        x, post, comb = self.hc.pre(h, self.hc_ffn_fn, self.hc_ffn_scale, self.hc_ffn_base, self.ffn_norm)
+        return self.hc.post(self.ffn(x, ids), h, post, comb)
 
 
 class HeadMixin:

@@ -30,6 +30,18 @@ def hc_split_sinkhorn(mix, scale, base, n: int, iters: int, eps: float):
     return pre, post, comb
 
 
+@register("hc_pre")
+def hc_pre(mix, scale, base, h, norm_weight, n: int, iters: int, hc_eps: float, norm_eps: float):
+    """The rest of an mHC pre once the mix is known: the Sinkhorn split, the pre-weighted sum of the
+    streams h [..., n, d] (rounded to h's dtype) and the sub-block's RMSNorm
+    -> (normed x [..., d], post [..., n], comb [..., n, n])."""
+    from dsv4rt.kernels.registry import get
+
+    pre, post, comb = get("hc_split_sinkhorn")(mix, scale, base, n, iters, hc_eps)
+    x = (pre.unsqueeze(-1) * h).sum(dim=-2).to(h.dtype)
+    return get("rmsnorm")(x, norm_weight, norm_eps), post, comb
+
+
 @register("sink_attention")
 def sink_attention(q, kv, mask, sink, scale: float) -> torch.Tensor:
     """Shared K=V attention with a per-head sink in the softmax denominator.

@@ -1,7 +1,10 @@
-"""mHC split + Sinkhorn-Knopp in one Triton launch (op `hc_split_sinkhorn`, CUDA tensors).
+"""mHC split + Sinkhorn-Knopp in one Triton launch (op `hc_split_sinkhorn`, CUDA tensors), and the
+whole rest of an mHC pre after the mix in one launch (op `hc_pre`: split, Sinkhorn, stream sum, RMSNorm).
 
 The reference runs ~4 tiny kernels per Sinkhorn iteration, ~80 per sub-block and ~1,300 per decode
 step of the mini model; here each program keeps BLOCK rows' n×n matrices in registers for all iterations.
+Under torch.compile the Sinkhorn op and the fused stream sum + norm were two launches per sub-block
+(benchmarks/launch_count.py); `hc_pre` is one.
 """
 
 from __future__ import annotations
@@ -12,24 +15,20 @@ import torch
 import triton
 import triton.language as tl
 
-from dsv4rt.kernels.registry import register
+from dsv4rt.kernels.registry import register, register_checked
 
 log = logging.getLogger(__name__)
 
 
 @triton.jit
-def _split_sinkhorn(mix_ptr, scale_ptr, base_ptr, pre_ptr, post_ptr, comb_ptr, M, eps,
-                    ITERS: tl.constexpr, N: tl.constexpr, BLOCK: tl.constexpr):
-    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    ok = rows < M
+def _split(mix_ptr, scale_ptr, base_ptr, rows, ok, eps, ITERS: tl.constexpr, N: tl.constexpr):
+    """pre [R, N], post [R, N], comb [R, N, N] of mix rows `rows` (where `ok`), all in registers."""
     W: tl.constexpr = (2 + N) * N
     j = tl.arange(0, N)
     row_ptr = mix_ptr + rows[:, None] * W + j[None, :]
     pre = tl.load(row_ptr, mask=ok[:, None], other=0.0) * tl.load(scale_ptr) + tl.load(base_ptr + j)[None, :]
-    tl.store(pre_ptr + rows[:, None] * N + j[None, :], tl.sigmoid(pre) + eps, mask=ok[:, None])
     post = tl.load(row_ptr + N, mask=ok[:, None], other=0.0) * tl.load(scale_ptr + 1)
     post = 2.0 * tl.sigmoid(post + tl.load(base_ptr + N + j)[None, :])
-    tl.store(post_ptr + rows[:, None] * N + j[None, :], post, mask=ok[:, None])
     cell = j[:, None] * N + j[None, :]  # [N, N]: row = input stream, column = output stream
     z = tl.load(mix_ptr + rows[:, None, None] * W + 2 * N + cell[None], mask=ok[:, None, None], other=0.0)
     z = z * tl.load(scale_ptr + 2) + tl.load(base_ptr + 2 * N + cell)[None]
@@ -39,7 +38,56 @@ def _split_sinkhorn(mix_ptr, scale_ptr, base_ptr, pre_ptr, post_ptr, comb_ptr, M
     for _ in tl.static_range(ITERS - 1):
         c = c / (tl.sum(c, axis=2)[:, :, None] + eps)
         c = c / (tl.sum(c, axis=1)[:, None, :] + eps)
+    return tl.sigmoid(pre) + eps, post, c
+
+
+@triton.jit
+def _store_split(post_ptr, comb_ptr, rows, ok, post, c, N: tl.constexpr):
+    j = tl.arange(0, N)
+    tl.store(post_ptr + rows[:, None] * N + j[None, :], post, mask=ok[:, None])
+    cell = j[:, None] * N + j[None, :]
     tl.store(comb_ptr + rows[:, None, None] * (N * N) + cell[None], c, mask=ok[:, None, None])
+
+
+@triton.jit
+def _split_sinkhorn(mix_ptr, scale_ptr, base_ptr, pre_ptr, post_ptr, comb_ptr, M, eps,
+                    ITERS: tl.constexpr, N: tl.constexpr, BLOCK: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = rows < M
+    pre, post, c = _split(mix_ptr, scale_ptr, base_ptr, rows, ok, eps, ITERS, N)
+    tl.store(pre_ptr + rows[:, None] * N + tl.arange(0, N)[None, :], pre, mask=ok[:, None])
+    _store_split(post_ptr, comb_ptr, rows, ok, post, c, N)
+
+
+@triton.jit
+def _mixed_row(h_ptr, p, d0, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Σ_j p[j]·h[j, d0:d0+BLOCK_D] of one row's streams, rounded to h's dtype as the reference does."""
+    d = d0 + tl.arange(0, BLOCK_D)
+    hv = tl.load(h_ptr + tl.arange(0, N)[:, None] * s_hn + d[None, :], mask=(d < D)[None, :], other=0.0)
+    return tl.sum(p[:, None] * hv.to(tl.float32), axis=0).to(h_ptr.dtype.element_ty).to(tl.float32), d
+
+
+@triton.jit
+def _pre_apply(mix_ptr, scale_ptr, base_ptr, h_ptr, w_ptr, x_ptr, post_ptr, comb_ptr, s_hm, s_hn, hc_eps, norm_eps,
+               D: tl.constexpr, ITERS: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """One row: the split + Sinkhorn, then x = RMSNorm(Σ_j pre_j·h_j)·w in two passes over D (the
+    first for the mean square, the second recomputes x: h is read twice, nothing is written between)."""
+    row = tl.program_id(0)
+    rows = row + tl.arange(0, 2)  # a 2-row tile with its second row masked off: tiles of one row are not portable
+    ok = tl.arange(0, 2) == 0
+    pre, post, c = _split(mix_ptr, scale_ptr, base_ptr, rows, ok, hc_eps, ITERS, N)
+    _store_split(post_ptr, comb_ptr, rows, ok, post, c, N)
+    p = tl.sum(tl.where(ok[:, None], pre, 0.0), axis=0)
+    h_ptr += row.to(tl.int64) * s_hm
+    square = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        x, _ = _mixed_row(h_ptr, p, d0, s_hn, D, N, BLOCK_D)
+        square += x * x
+    rstd = 1.0 / tl.sqrt(tl.sum(square, axis=0) / D + norm_eps)
+    for d0 in range(0, D, BLOCK_D):
+        x, d = _mixed_row(h_ptr, p, d0, s_hn, D, N, BLOCK_D)
+        w = tl.load(w_ptr + d, mask=d < D, other=0.0).to(tl.float32)
+        tl.store(x_ptr + row.to(tl.int64) * D + d, (x * rstd * w).to(x_ptr.dtype.element_ty), mask=d < D)
 
 
 # A torch custom op, so torch.compile (kernels/compiled.py) keeps this one launch as it is: traced
@@ -75,7 +123,54 @@ def split_sinkhorn(mix, scale, base, n: int, iters: int, eps: float):
     return pre.view(*lead, n), post.view(*lead, n), comb.view(*lead, n, n)
 
 
+# also an opaque custom op (as above): the split, the stream sum and the norm are one launch
+@torch.library.custom_op("dsv4rt::hc_pre", mutates_args=())
+def _pre_op(flat: torch.Tensor, scale: torch.Tensor, base: torch.Tensor, h: torch.Tensor, weight: torch.Tensor,
+            n: int, iters: int, hc_eps: float, norm_eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """flat [M, (2+n)n] fp32, h [M, n, D] -> x [M, D] (h's dtype), post [M, n], comb [M, n, n]."""
+    M, D = h.shape[0], h.shape[2]
+    x, post, comb = h.new_empty(M, D), flat.new_empty(M, n), flat.new_empty(M, n, n)
+    _pre_apply[(M,)](flat.contiguous(), scale.contiguous(), base.contiguous(), h, weight.contiguous(), x, post, comb,
+                     h.stride(0), h.stride(1), hc_eps, norm_eps, D=D, ITERS=iters, N=n,
+                     BLOCK_D=min(1024, triton.next_power_of_2(D)), num_warps=4)
+    return x, post, comb
+
+
+@_pre_op.register_fake
+def _(flat, scale, base, h, weight, n, iters, hc_eps, norm_eps):
+    M = h.shape[0]
+    return h.new_empty(M, h.shape[2]), flat.new_empty(M, n), flat.new_empty(M, n, n)
+
+
+def pre_apply(mix, scale, base, h, norm_weight, n: int, iters: int, hc_eps: float, norm_eps: float):
+    """Same contract as the reference `hc_pre`; shapes the kernel does not tile (n not a power of two,
+    a non-fp32 mix, h not unit-stride along d) go to the reference."""
+    if n & (n - 1) or mix.dtype != torch.float32 or h.stride(-1) != 1:
+        from dsv4rt.kernels.reference import hc_pre
+
+        return hc_pre(mix, scale, base, h, norm_weight, n, iters, hc_eps, norm_eps)
+    lead, D = h.shape[:-2], h.shape[-1]
+    x, post, comb = _pre_op(mix.reshape(-1, mix.shape[-1]), scale, base, h.reshape(-1, n, D), norm_weight, n,
+                            iters, hc_eps, norm_eps)
+    return x.view(*lead, D), post.view(*lead, n), comb.view(*lead, n, n)
+
+
+def pre_self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
+    """Largest relative error of x, post and comb against the reference on 3 rows of D = 1000 (a
+    partial last chunk): the registry's gate before this kernel may run in a model."""
+    from dsv4rt.kernels.reference import hc_pre
+
+    g = torch.Generator(device="cpu").manual_seed(0)
+    mix, scale, base = torch.randn(3, 24, generator=g), torch.rand(3, generator=g) + 0.5, torch.randn(24, generator=g)
+    h, w = torch.randn(3, 4, 1000, generator=g), torch.rand(1000, generator=g) + 0.5
+    args = [mix.to(device), scale.to(device), base.to(device), h.to(device, dtype), w.to(device, dtype)]
+    got = pre_apply(*args, 4, 20, 1e-6, 1e-6)
+    want = hc_pre(*args, 4, 20, 1e-6, 1e-6)
+    return max(float((a.float() - b.float()).abs().max() / b.float().abs().max()) for a, b in zip(got, want))
+
+
 if torch.cuda.is_available():
     register("hc_split_sinkhorn", backend="triton", priority=10, device="cuda")(split_sinkhorn)
+    register_checked("hc_pre", pre_apply, pre_self_check, 2e-2, "triton", 10, "cuda")
 else:
     log.info("triton mHC Sinkhorn not registered: no CUDA device")

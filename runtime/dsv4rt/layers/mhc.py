@@ -34,12 +34,11 @@ class HyperConnection(nn.Module):
         super().__init__()
         self.n, self.iters, self.hc_eps, self.norm_eps = hc_mult, iters, hc_eps, norm_eps
 
-    def pre(self, h, fn, scale, base):
-        """-> (x_in [B,T,d], post [B,T,n], comb [B,T,n,n])."""
+    def pre(self, h, fn, scale, base, norm):
+        """-> (norm(x_in) [B,T,d], post [B,T,n], comb [B,T,n,n]); `norm` is the sub-block's RMSNorm."""
         mix = _mix(h, fn, self.norm_eps)
-        pre, post, comb = get("hc_split_sinkhorn")(mix, scale.float(), base.float(), self.n, self.iters, self.hc_eps)
-        x = (pre.unsqueeze(-1) * h).sum(dim=2).to(h.dtype)
-        return x, post, comb
+        return get("hc_pre")(mix, scale.float(), base.float(), h, norm.weight, self.n, self.iters, self.hc_eps,
+                             norm.eps)
 
     @staticmethod
     def post(out: torch.Tensor, res: torch.Tensor, post: torch.Tensor, comb: torch.Tensor) -> torch.Tensor:
