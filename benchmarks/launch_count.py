@@ -39,7 +39,7 @@ from dsv4rt.model import Block, HeadMixin, Transformer
 
 # launches inside each opaque op (its implementation's kernel launches, read from its module)
 OPAQUE_LAUNCHES = {"decode_attention": 1, "hc_split_sinkhorn": 1, "hc_pre": 1, "moe_gemv": 2,
-                   "moe_grouped_gemms": 2, "fp32_mm": 1}
+                   "moe_grouped_gemms": 2, "moe_route": 1, "fp32_mm": 1}
 
 
 class _NotRun(RuntimeError):
@@ -86,13 +86,14 @@ def _(x, w):
 @contextmanager
 def as_on_cuda():
     """The CUDA implementations registered for every device, as on a GPU whose self-checks pass."""
-    from dsv4rt.kernels import triton_attention, triton_mhc, triton_moe
+    from dsv4rt.kernels import triton_attention, triton_mhc, triton_moe, triton_route
 
     gemv_ok = triton_moe._GEMV_OK
     with registry.scoped():
         registry.register("decode_attention", "triton", 10)(triton_attention.decode_attention)
         registry.register("hc_split_sinkhorn", "triton", 10)(triton_mhc.split_sinkhorn)
         registry.register("hc_pre", "triton", 10)(triton_mhc.pre_apply)
+        registry.register("moe_route", "triton", 10)(triton_route.moe_route)
         triton_moe._GEMV_OK = True
         registry.register("moe_experts", "triton", 10)(triton_moe.moe_experts)
         registry.register("fp32_linear", "cublas", 10)(fp32_mm)

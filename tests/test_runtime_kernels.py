@@ -96,6 +96,14 @@ _INTERPRETED = textwrap.dedent("""
                            backend="aot_eager", fullgraph=True)(mix)
     for a, b, c in zip(got, reference.hc_split_sinkhorn(mix, scale, base, 4, 20, 1e-6), traced):
         assert (a - b).abs().max() < 1e-5 and torch.equal(a, c), (a - b).abs().max()
+    # the router in one launch: bias and hash selection, traced whole as a custom op
+    from dsv4rt.kernels import triton_route
+    assert triton_route.self_check("cpu", torch.float32) < 1e-5
+    x, wg, bias = torch.randn(3, 256), torch.randn(64, 256) / 16, torch.randn(64)
+    route = torch.compile(lambda x: triton_route.moe_route(x, wg, bias, None, None, 6, 1.5, "sqrtsoftplus"),
+                          backend="aot_eager", fullgraph=True)
+    (w, i), (rw, ri) = route(x), reference.moe_route(x, wg, bias, None, None, 6, 1.5, "sqrtsoftplus")
+    assert torch.equal(i, ri) and (w - rw).abs().max() < 1e-5, (i, ri)
     # the fused rest of an mHC pre (split, Sinkhorn, stream sum, RMSNorm), with a partial last D chunk
     assert triton_mhc.pre_self_check("cpu", torch.float32) < 1e-5
     h, nw = torch.randn(3, 5, 4, 2000), torch.rand(2000) + 0.5

@@ -97,6 +97,27 @@ def swiglu(x: torch.Tensor, w1: torch.Tensor, w3: torch.Tensor, w2: torch.Tensor
     return swiglu_act(x @ w1.t(), x @ w3.t(), limit) @ w2.t()
 
 
+SCORE_FUNCS = {
+    "sqrtsoftplus": lambda x: torch.nn.functional.softplus(x).sqrt(),
+    "sigmoid": torch.sigmoid,
+    "softmax": lambda x: x.softmax(-1),
+}
+
+
+@register("moe_route")
+def moe_route(x, weight, bias, tid2eid, ids, topk: int, route_scale: float, score_func: str):
+    """Router: x [N, d], weight [E, d] -> (weights [N, topk] fp32, expert indices [N, topk]).
+    Experts are the top-k of scores + bias (`bias` shifts the selection only, never the weights),
+    or, for hash routing (bias None), tid2eid [V, topk] at the token ids [N]; the weights are the
+    picks' scores renormalised."""
+    from dsv4rt.kernels.registry import get
+
+    scores = SCORE_FUNCS[score_func](get("fp32_linear")(x, weight))
+    idx = tid2eid[ids].long() if bias is None else (scores + bias.float()).topk(topk, dim=-1).indices
+    w = scores.gather(1, idx)
+    return w / (w.sum(-1, keepdim=True) + 1e-20) * route_scale, idx
+
+
 def with_shared(weights: torch.Tensor, idx: torch.Tensor, expert: int) -> tuple[torch.Tensor, torch.Tensor]:
     """weights/idx [N, k] -> [N, k+1]: every token also picks `expert` with weight 1."""
     n = idx.shape[0]

@@ -20,7 +20,7 @@ _BEST: dict[str, Callable] = {}  # op -> what get(op) returns (cleared whenever 
 # imported once, in this order, by the first get(); each registers only where it can run
 _OPTIONAL_MODULES: tuple[str, ...] = (
     "dsv4rt.kernels.cuda_ops", "dsv4rt.kernels.triton_moe", "dsv4rt.kernels.triton_mhc",
-    "dsv4rt.kernels.triton_attention",
+    "dsv4rt.kernels.triton_attention", "dsv4rt.kernels.triton_route",
 )
 _loaded = False
 

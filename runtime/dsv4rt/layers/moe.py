@@ -4,19 +4,11 @@ first `n_hash_layers`, renormalised top-k weights × route_scale, one shared exp
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dsv4rt.config import ModelArgs
 from dsv4rt.kernels import get
 from dsv4rt.kernels.reference import swiglu
-
-_SCORE_FUNCS = {
-    "sqrtsoftplus": lambda x: F.softplus(x).sqrt(),
-    "sigmoid": torch.sigmoid,
-    "softmax": lambda x: x.softmax(-1),
-}
-
 
 class Gate(nn.Module):
     """Router. `bias` shifts the scores for expert *selection* only, never the weights;
@@ -24,8 +16,7 @@ class Gate(nn.Module):
 
     def __init__(self, args: ModelArgs, hashed: bool):
         super().__init__()
-        self.topk, self.route_scale = args.n_activated_experts, args.route_scale
-        self.score = _SCORE_FUNCS[args.score_func]
+        self.topk, self.route_scale, self.score_func = args.n_activated_experts, args.route_scale, args.score_func
         self.weight = nn.Parameter(torch.empty(args.n_routed_experts, args.dim))
         self.hashed = hashed
         if hashed:
@@ -35,14 +26,8 @@ class Gate(nn.Module):
 
     def forward(self, x: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [N, d], ids [N] -> (weights [N, k] fp32, expert indices [N, k])."""
-        scores = self.score(get("fp32_linear")(x, self.weight))
-        if self.hashed:
-            idx = self.tid2eid[ids].long()
-        else:
-            idx = (scores + self.bias.float()).topk(self.topk, dim=-1).indices
-        w = scores.gather(1, idx)
-        w = w / (w.sum(-1, keepdim=True) + 1e-20)
-        return w * self.route_scale, idx
+        bias, table = (None, self.tid2eid) if self.hashed else (self.bias, None)
+        return get("moe_route")(x, self.weight, bias, table, ids, self.topk, self.route_scale, self.score_func)
 
 
 class Expert(nn.Module):

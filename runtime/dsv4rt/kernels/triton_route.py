@@ -1,0 +1,125 @@
+"""MoE router for decode batches in one Triton launch (op `moe_route`, CUDA tensors).
+
+Under torch.compile the reference router is four launches per layer at batch 1 (the fp32-out GEMM,
+sqrt-softplus, top-k, gather + renormalise; benchmarks/launch_count.py). Here one program per token
+computes the E scores (a GEMV over the gate's [E, d] weight, fp32 accumulation), the selection (top-k
+of scores + bias by k masked argmaxes, or the hash layer's given picks) and the renormalised weights.
+Only sqrtsoftplus scoring (DeepSeek-V4's) and up to MAX_TOKENS rows: a prefill chunk reads the gate
+weight once per row here, where cuBLAS reads it once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import triton
+import triton.language as tl
+
+from dsv4rt.kernels.registry import register_checked
+
+log = logging.getLogger(__name__)
+MAX_TOKENS = 64  # the decode batches; above, the reference (cuBLAS GEMM + torch top-k)
+_TILE = 8192  # fp32 elements of one [BLOCK_E, BLOCK_K] weight tile held in registers
+
+
+@triton.jit
+def _softplus_sqrt(z):
+    # torch's softplus (threshold 20); log(1 + e^z) loses e^z below -15, where it is e^z itself
+    sp = tl.where(z > 20.0, z, tl.where(z < -15.0, tl.exp(z), tl.log(1.0 + tl.exp(z))))
+    return tl.sqrt(sp)
+
+
+@triton.jit
+def _route(x_ptr, w_ptr, bias_ptr, table_ptr, ids_ptr, out_w_ptr, out_i_ptr, E, route_scale, s_x, s_w, s_t, s_id,
+           D: tl.constexpr, TOPK: tl.constexpr, HASHED: tl.constexpr, TOPK_P2: tl.constexpr,
+           BLOCK_E: tl.constexpr, BLOCK_K: tl.constexpr):
+    t = tl.program_id(0)
+    e = tl.arange(0, BLOCK_E)
+    k = tl.arange(0, BLOCK_K)
+    live = e < E
+    acc = tl.zeros((BLOCK_E, BLOCK_K), dtype=tl.float32)
+    for d0 in range(0, D, BLOCK_K):
+        cols = d0 + k
+        xv = tl.load(x_ptr + t * s_x + cols, mask=cols < D, other=0.0).to(tl.float32)
+        wv = tl.load(w_ptr + e[:, None] * s_w + cols[None, :], mask=live[:, None] & (cols < D)[None, :], other=0.0)
+        acc += wv.to(tl.float32) * xv[None, :]
+    scores = _softplus_sqrt(tl.sum(acc, axis=1))
+    if HASHED:
+        sel = tl.zeros((BLOCK_E,), dtype=tl.float32)
+    else:
+        sel = tl.where(live, scores + tl.load(bias_ptr + e, mask=live, other=0.0).to(tl.float32), float("-inf"))
+    slot = tl.arange(0, TOPK_P2)  # pick j lives in lane j of two register vectors
+    picks = tl.zeros((TOPK_P2,), dtype=tl.int64)
+    weights = tl.zeros((TOPK_P2,), dtype=tl.float32)
+    for j in tl.static_range(TOPK):
+        if HASHED:
+            pick = tl.load(table_ptr + tl.load(ids_ptr + t * s_id).to(tl.int64) * s_t + j).to(tl.int32)
+        else:
+            pick = tl.argmax(sel, axis=0).to(tl.int32)  # the first of equal maxima
+            sel = tl.where(e == pick, float("-inf"), sel)
+        picks = tl.where(slot == j, pick.to(tl.int64), picks)
+        weights = tl.where(slot == j, tl.sum(tl.where(e == pick, scores, 0.0), axis=0), weights)
+    weights = weights / (tl.sum(weights, axis=0) + 1e-20) * route_scale
+    tl.store(out_i_ptr + t * TOPK + slot, picks, mask=slot < TOPK)
+    tl.store(out_w_ptr + t * TOPK + slot, weights, mask=slot < TOPK)
+
+
+# A custom op, so torch.compile (kernels/compiled.py) calls the launch as it is.
+@torch.library.custom_op("dsv4rt::moe_route", mutates_args=())
+def _route_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, tid2eid: torch.Tensor | None,
+              ids: torch.Tensor | None, topk: int, route_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    N, D = x.shape
+    E = weight.shape[0]
+    w, idx = x.new_empty(N, topk, dtype=torch.float32), x.new_empty(N, topk, dtype=torch.long)
+    block_e = triton.next_power_of_2(E)
+    hashed = bias is None  # unused pointers get a tensor of the right kind, never read
+    table, ids = (tid2eid, ids) if hashed else (idx, idx)
+    _route[(N,)](x, weight, weight if hashed else bias, table, ids, w, idx, E, route_scale, x.stride(0),
+                 weight.stride(0), table.stride(0), ids.stride(0), D=D, TOPK=topk, HASHED=hashed,
+                 TOPK_P2=triton.next_power_of_2(topk), BLOCK_E=block_e,
+                 BLOCK_K=max(16, min(256, _TILE // block_e)), num_warps=4)
+    return w, idx
+
+
+@_route_op.register_fake
+def _(x, weight, bias, tid2eid, ids, topk, route_scale):
+    N = x.shape[0]
+    return x.new_empty(N, topk, dtype=torch.float32), x.new_empty(N, topk, dtype=torch.long)
+
+
+def moe_route(x, weight, bias, tid2eid, ids, topk: int, route_scale: float, score_func: str):
+    """Same contract as the reference `moe_route`; other scorings, more than MAX_TOKENS rows or
+    non-unit strides along d go to the reference."""
+    if score_func != "sqrtsoftplus" or x.shape[0] > MAX_TOKENS or x.stride(-1) != 1 or weight.stride(-1) != 1:
+        from dsv4rt.kernels.reference import moe_route as ref
+
+        return ref(x, weight, bias, tid2eid, ids, topk, route_scale, score_func)
+    return _route_op(x, weight, bias, tid2eid, ids, topk, float(route_scale))
+
+
+def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
+    """Relative error of the weights against the reference (bias and hash routing, E = 48 not a
+    power of two, D with a partial chunk), or 1.0 where any picked expert differs."""
+    from dsv4rt.kernels.reference import moe_route as ref
+
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x, wg = torch.randn(5, 700, generator=g).to(device, dtype), (torch.randn(48, 700, generator=g) / 26).to(device, dtype)
+    bias, table = torch.randn(48, generator=g).to(device), torch.randint(0, 48, (100, 6), generator=g).to(device)
+    ids = torch.tensor([99, 3, 3, 0, 57], device=device)
+    err = 0.0
+    for b, t in ((bias, None), (None, table)):
+        got_w, got_i = moe_route(x, wg, b, t, ids, 6, 1.5, "sqrtsoftplus")
+        want_w, want_i = ref(x, wg, b, t, ids, 6, 1.5, "sqrtsoftplus")
+        if not torch.equal(got_i.sort(-1).values, want_i.sort(-1).values):
+            return 1.0
+        order = lambda i: i.argsort(-1)  # noqa: E731 - compare weights pick by pick
+        got_w, want_w = got_w.gather(1, order(got_i)), want_w.gather(1, order(want_i))
+        err = max(err, float((got_w - want_w).abs().max() / want_w.abs().max()))
+    return err
+
+
+if torch.cuda.is_available():
+    register_checked("moe_route", moe_route, self_check, 2e-2, "triton", 10, "cuda")
+else:
+    log.info("triton MoE router not registered: no CUDA device")
