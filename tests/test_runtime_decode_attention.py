@@ -42,7 +42,7 @@ _INTERPRETED = textwrap.dedent("""
         bad_ent[:, N:] = float("nan")
         for b in range(B):
             bad_ent[int(slots[b]), :N][~mask[b]] = float("nan")
-        got = ta._launch(q, bad, slots, pos, bad_ent if with_entries else None, emask, sink, D ** -0.5, block_s)
+        got = ta._launch(q, bad, slots, pos, bad_ent if with_entries else None, emask, sink, D ** -0.5, block_s=block_s)
         err = float((got - ref).abs().max() / ref.abs().max())
         assert err < 1e-5, (H, B, with_entries, block_s, err)
         return q, win, slots, pos, entries, emask, sink
@@ -55,6 +55,12 @@ _INTERPRETED = textwrap.dedent("""
     args = case(8, 5, True)
     fn = lambda *a: ta.decode_attention(*a, D ** -0.5)
     assert torch.equal(torch.compile(fn, backend="aot_eager", fullgraph=True)(*args), fn(*args))
+    # no mask: every entry compressed so far, (pos + 1) // ratio of them (HCA; CSA with its indexer skipped)
+    q, win, slots, pos, entries, _, sink = args
+    for ratio in (4, 128):
+        want = reference.decode_attention(q, win, slots, pos, entries, None, sink, D ** -0.5, ratio)
+        got = ta._launch(q, win, slots, pos, entries, None, sink, D ** -0.5, ratio, block_s=16)
+        assert (got - want).abs().max() < 1e-5 * want.abs().max(), ratio
     # a head dim the kernel does not tile goes to the reference
     q96 = torch.randn(2, 8, 96)
     odd = (q96, torch.randn(S, W, 96), torch.tensor([1, 3]), torch.tensor([5, 50]), None, None, torch.randn(8))

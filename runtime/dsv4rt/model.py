@@ -195,10 +195,11 @@ class Indexer(nn.Module):
 
     def forward(self, xw, xa, xz, qr, pos, slots, visible: torch.Tensor) -> torch.Tensor:
         """xw, xa, xz: weights_proj(x) and the compressor's wkv(x), wgate(x) (`Attention.project`).
-        -> bool [B,T,N]: the entries each query attends to (a subset of `visible`)."""
+        -> bool [B,T,N]: the entries each query attends to (a subset of `visible`), or None where
+        that is all of `visible` (`selects_all`)."""
         self.compressor(xa, xz, pos, slots)
         if self.selects_all(visible.shape[-1]):
-            return visible
+            return None
         qi = self.compressor.rope(self.wq_b(qr).unflatten(-1, (self.n_heads, self.head_dim)), pos)
         keys = self.compressor.entries[slots, : visible.shape[-1]]
         w = xw.float() * self.scale
@@ -256,21 +257,21 @@ class Attention(CachedModule):
         q = self.wq_b(qr).unflatten(-1, (self.n_heads, self.head_dim))
         q = self.rope(get("rmsnorm")(q, None, self.eps), pos)
         kv = self.rope(self.kv_norm(kv), pos)
-        entries = visible = None
+        entries = visible = selected = None  # selected None: every visible entry
         if self.compressor is not None:
             self.compressor(rest[0], rest[1], pos, slots)
             entries = self.compressor.entries
             n = entries.shape[1] - 1
             visible = _arange(n, x) < ((pos + 1) // self.ratio)[..., None]  # entry j covers [j·m, (j+1)·m)
             if self.indexer is not None:
-                visible = self.indexer(*rest[2:], qr, pos, slots, visible)
+                selected = self.indexer(*rest[2:], qr, pos, slots, visible)
         if x.shape[1] == 1:
-            o = self._decode(q, kv, pos, slots, entries, visible)
+            o = self._decode(q, kv, pos, slots, entries, selected)
         else:
             keys, mask = self._window(kv, pos, slots)
             if entries is not None:
                 keys = torch.cat([keys, entries[slots, : visible.shape[-1]]], 1)
-                mask = torch.cat([mask, visible], -1)
+                mask = torch.cat([mask, visible if selected is None else selected], -1)
             o = get("sink_attention")(q, keys, mask, self.attn_sink, self.scale)
         o = self.rope(o, pos, inverse=True)
         o = o.flatten(2).unflatten(-1, (self.o_groups, -1))  # [B,T,G,H·D/G]
@@ -278,12 +279,14 @@ class Attention(CachedModule):
         o = torch.einsum("btgi,goi->btgo", o, wo_a)
         return self.wo_b(o.flatten(2))
 
-    def _decode(self, q, kv, pos, slots, entries, visible):
+    def _decode(self, q, kv, pos, slots, entries, selected):
         """T=1: the ring, once it holds this token, is exactly the window (pos-W, pos]; writing first
-        keeps the compiled step free of whole-buffer copies (`_write_rows`)."""
+        keeps the compiled step free of whole-buffer copies (`_write_rows`). Without a selection the
+        attention finds the visible entries from the position and ratio (no mask to build)."""
         _write_rows(slots, (self.win_kv, pos % self.window, kv))
-        mask = None if visible is None else visible[:, 0]
-        o = get("decode_attention")(q[:, 0], self.win_kv, slots, pos[:, 0], entries, mask, self.attn_sink, self.scale)
+        mask = None if selected is None else selected[:, 0]
+        o = get("decode_attention")(q[:, 0], self.win_kv, slots, pos[:, 0], entries, mask, self.attn_sink,
+                                    self.scale, self.ratio)
         return o[:, None]
 
     def _window(self, kv: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor):

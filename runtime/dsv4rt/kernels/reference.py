@@ -56,14 +56,18 @@ def sink_attention(q, kv, mask, sink, scale: float) -> torch.Tensor:
 
 
 @register("decode_attention")
-def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float) -> torch.Tensor:
+def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, ratio: int = 0) -> torch.Tensor:
     """One query per row (a decode step) over its slot's window ring and the selected compressed entries.
 
     q [B,H,D]; win_kv [S,W,D]: ring of the slot, already holding this step's key (row p % W holds
     position p, so it covers (pos-W, pos]; rows > pos are unwritten while pos < W-1); slots, pos [B];
     entries [S,N',D] (N' > N) and entry_mask [B,N] bool (True = attend), or both None (SWA layers);
+    entries without a mask: every entry compressed so far, j < (pos + 1) // ratio (N = N' - 1);
     sink [H]. -> [B,H,D] in q's dtype.
     """
+    if entries is not None and entry_mask is None:
+        visible = torch.arange(entries.shape[1] - 1, device=q.device)
+        entry_mask = visible < torch.div(pos + 1, ratio, rounding_mode="floor")[:, None]
     keys = win_kv[slots]
     mask = torch.arange(win_kv.shape[1], device=q.device) <= pos[:, None]
     if entries is not None:

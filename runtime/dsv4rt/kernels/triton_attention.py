@@ -52,9 +52,10 @@ def _chunk(q, kv_ptrs, ok, m, l, acc, qk_scale, IEEE: tl.constexpr):
 
 
 @triton.jit
-def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr, out_ptr, H, W, N, qk_scale,
+def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr, out_ptr, H, W, N, ratio, qk_scale,
                  s_slot, s_pos, s_qb, s_qh, s_ws, s_wr, s_es, s_er, s_mb, s_mn, s_ob, s_oh, D: tl.constexpr,
-                 BLOCK_H: tl.constexpr, BLOCK_S: tl.constexpr, HAS_ENTRIES: tl.constexpr, IEEE: tl.constexpr):
+                 BLOCK_H: tl.constexpr, BLOCK_S: tl.constexpr, HAS_ENTRIES: tl.constexpr, HAS_MASK: tl.constexpr,
+                 IEEE: tl.constexpr):
     b = tl.program_id(0)
     slot = tl.load(slot_ptr + b * s_slot).to(tl.int64)  # int64: slot × slot stride can pass 2^31 elements
     last = tl.load(pos_ptr + b * s_pos).to(tl.int64)
@@ -71,9 +72,13 @@ def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr
         m, l, acc = _chunk(q, win + rows[:, None] * s_wr + d[None, :], ok, m, l, acc, qk_scale, IEEE)
     if HAS_ENTRIES:
         ent = ent_ptr + slot * s_es
+        n_vis = tl.minimum(N, (last + 1) // ratio)  # without a mask: the entries compressed so far
         for r0 in range(0, N, BLOCK_S):
             rows = r0 + r
-            ok = tl.load(emask_ptr + b * s_mb + rows * s_mn, mask=rows < N, other=0) != 0
+            if HAS_MASK:
+                ok = tl.load(emask_ptr + b * s_mb + rows * s_mn, mask=rows < N, other=0) != 0
+            else:
+                ok = rows < n_vis
             m, l, acc = _chunk(q, ent + rows[:, None] * s_er + d[None, :], ok, m, l, acc, qk_scale, IEEE)
     sink = tl.load(sink_ptr + heads, mask=live, other=0.0).to(tl.float32) * 1.4426950408889634
     m_f = tl.maximum(m, sink)  # finite, so exp2(m - m_f) is 0 (not NaN) for a head that saw no key
@@ -87,22 +92,24 @@ def _block_h(h: int) -> int:
     return max(16, triton.next_power_of_2(h))
 
 
-def _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, block_s: int | None = None):
+def _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, ratio: int = 0,
+            block_s: int | None = None):
     """The kernel call itself (no shape checks; `decode_attention` does those). `block_s` overrides
     the key chunk (tests use small ones to cover several chunks on short inputs)."""
     B, H, D = q.shape
     out = torch.empty((B, H, D), dtype=q.dtype, device=q.device)
     if B == 0:
         return out
-    has = entries is not None
-    ent, emask = (entries, entry_mask) if has else (win_kv, slots)  # never read without entries
-    n = entry_mask.shape[1] if has else 0
+    has, has_mask = entries is not None, entry_mask is not None
+    ent = entries if has else win_kv  # never read without entries
+    emask = entry_mask if has_mask else slots  # never read without a mask
+    n = entry_mask.shape[1] if has_mask else (entries.shape[1] if has else 0)
     block_s = block_s or max(16, min(64, _TILE_BYTES // (D * q.element_size())))
-    _decode_attn[(B,)](q, win_kv, slots, pos, ent, emask, sink, out, H, win_kv.shape[1], n,
+    _decode_attn[(B,)](q, win_kv, slots, pos, ent, emask, sink, out, H, win_kv.shape[1], n, max(ratio, 1),
                        float(scale) * math.log2(math.e), slots.stride(0), pos.stride(0),
                        q.stride(0), q.stride(1), win_kv.stride(0), win_kv.stride(1), ent.stride(0),
                        ent.stride(1), emask.stride(0), emask.stride(-1), out.stride(0), out.stride(1),
-                       D=D, BLOCK_H=_block_h(H), BLOCK_S=block_s, HAS_ENTRIES=has,
+                       D=D, BLOCK_H=_block_h(H), BLOCK_S=block_s, HAS_ENTRIES=has, HAS_MASK=has_mask,
                        IEEE=q.dtype == torch.float32, num_warps=8 if D >= 512 else 4)
     return out
 
@@ -112,40 +119,41 @@ def _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, bloc
 @torch.library.custom_op("dsv4rt::decode_attention", mutates_args=())
 def _attention_op(q: torch.Tensor, win_kv: torch.Tensor, slots: torch.Tensor, pos: torch.Tensor,
                   entries: torch.Tensor | None, entry_mask: torch.Tensor | None, sink: torch.Tensor,
-                  scale: float) -> torch.Tensor:
-    return _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale)
+                  scale: float, ratio: int) -> torch.Tensor:
+    return _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio)
 
 
 @_attention_op.register_fake
-def _(q, win_kv, slots, pos, entries, entry_mask, sink, scale):
+def _(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio):
     return torch.empty(q.shape, dtype=q.dtype, device=q.device)
 
 
-def _supported(q, win_kv, entries, entry_mask) -> bool:
+def _supported(q, win_kv, entries, entry_mask, ratio: int) -> bool:
     """What the kernel tiles: D a power of two in [16, 512], BLOCK_H·D ≤ 8192 (H ≤ 16 at D=512,
-    ≤ 64 at D=128), one float dtype for q and keys, unit stride along D, entries and mask together."""
+    ≤ 64 at D=128), one float dtype for q and keys, unit stride along D, entries with a mask or a ratio."""
     H, D = q.shape[1], q.shape[2]
     keys = [win_kv] if entries is None else [win_kv, entries]
     return (D & (D - 1) == 0 and 16 <= D <= 512 and _block_h(H) * D <= _MAX_ACC
-            and (entries is None) == (entry_mask is None)
+            and (entries is not None or entry_mask is None) and (entry_mask is not None or ratio > 0 or entries is None)
             and q.dtype in (torch.float32, torch.bfloat16, torch.float16) and q.stride(-1) == 1
             and all(k.dtype == q.dtype and k.stride(-1) == 1 for k in keys))
 
 
-def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float) -> torch.Tensor:
+def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, ratio: int = 0) -> torch.Tensor:
     """Same contract as the reference `decode_attention`. Shapes `_supported` rejects (D not a power
     of two or outside [16, 512], more heads than the accumulator holds, mixed dtypes, a non-unit
-    stride along D, only one of entries/entry_mask) go to the reference."""
-    if not _supported(q, win_kv, entries, entry_mask):
+    stride along D, a mask without entries, entries with neither mask nor ratio) go to the reference."""
+    if not _supported(q, win_kv, entries, entry_mask, ratio):
         from dsv4rt.kernels.reference import decode_attention as ref
 
-        return ref(q, win_kv, slots, pos, entries, entry_mask, sink, scale)
-    return _attention_op(q, win_kv, slots, pos, entries, entry_mask, sink, scale)
+        return ref(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio)
+    return _attention_op(q, win_kv, slots, pos, entries, entry_mask, sink, scale, int(ratio))
 
 
 def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
-    """Relative error against the reference on a small bf16 case (a young ring, a partial entry mask,
-    slots out of order): the registry's gate before this kernel may decode anything."""
+    """Relative error against the reference on a small bf16 case (a young ring, a partial entry mask
+    or the entries compressed so far, slots out of order): the registry's gate before this kernel
+    may decode anything."""
     from dsv4rt.kernels.reference import decode_attention as ref
 
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -154,9 +162,12 @@ def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> flo
     slots, pos = torch.tensor([2, 0, 3], device=device), torch.tensor([5, 77, 40], device=device)
     mask = (torch.rand(3, 40, generator=g) < 0.5).to(device)
     sink = torch.randn(16, generator=g).to(device)
-    got = decode_attention(q, win, slots, pos, ent, mask, sink, 0.1).float()
-    want = ref(q, win, slots, pos, ent, mask, sink, 0.1).float()
-    return float((got - want).abs().max() / want.abs().max())
+    err = 0.0
+    for m, ratio in ((mask, 0), (None, 4)):  # selected entries; all entries compressed so far
+        got = decode_attention(q, win, slots, pos, ent, m, sink, 0.1, ratio).float()
+        want = ref(q, win, slots, pos, ent, m, sink, 0.1, ratio).float()
+        err = max(err, float((got - want).abs().max() / want.abs().max()))
+    return err
 
 
 if torch.cuda.is_available():
