@@ -29,8 +29,8 @@ def align(idx: torch.Tensor, num_experts: int, block_m: int) -> MoeWork:
     """idx [N, top_k] expert ids -> tiles of rows that share an expert."""
     flat = idx.flatten()
     P, dev = flat.numel(), flat.device
-    counts = torch.zeros(num_experts, dtype=torch.int64, device=dev)
-    counts.scatter_add_(0, flat, torch.ones_like(flat))  # bincount would sync on CUDA
+    # bincount would sync on CUDA; a one-hot sum is one reduction kernel under torch.compile
+    counts = (flat[:, None] == torch.arange(num_experts, device=dev)).sum(0)
     padded = (counts + block_m - 1) // block_m * block_m
     pad_end = padded.cumsum(0)
     order = torch.sort(flat, stable=True).indices

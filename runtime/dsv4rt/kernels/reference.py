@@ -123,9 +123,10 @@ def moe_route(x, weight, bias, tid2eid, ids, topk: int, route_scale: float, scor
 
 
 def with_shared(weights: torch.Tensor, idx: torch.Tensor, expert: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """weights/idx [N, k] -> [N, k+1]: every token also picks `expert` with weight 1."""
-    n = idx.shape[0]
-    return torch.cat([weights, weights.new_ones(n, 1)], 1), torch.cat([idx, idx.new_full((n, 1), expert)], 1)
+    """weights/idx [N, k] -> [N, k+1]: every token also picks `expert` with weight 1 (a pad, which
+    torch.compile writes in one kernel; a cat of a new column was two)."""
+    pad = torch.nn.functional.pad
+    return pad(weights, (0, 1), value=1.0), pad(idx, (0, 1), value=expert)
 
 
 @register("moe_experts")
