@@ -106,11 +106,11 @@ _INTERPRETED = textwrap.dedent("""
     assert torch.equal(i, ri) and (w - rw).abs().max() < 1e-5, (i, ri)
     # the fused rest of an mHC pre (split, Sinkhorn, stream sum, RMSNorm), with a partial last D chunk
     assert triton_mhc.pre_self_check("cpu", torch.float32) < 1e-5
-    h, nw = torch.randn(3, 5, 4, 2000), torch.rand(2000) + 0.5
-    got = triton_mhc.pre_apply(mix, scale, base, h, nw, 4, 20, 1e-6, 1e-6)
-    traced = torch.compile(lambda m, h: triton_mhc.pre_apply(m, scale, base, h, nw, 4, 20, 1e-6, 1e-6),
+    h, nw = torch.randn(3, 5, 4, 2000) * 3, torch.rand(2000) + 0.5  # RMS 3: the mix is scaled by ~1/3
+    got = triton_mhc.pre_apply(mix, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6)
+    traced = torch.compile(lambda m, h: triton_mhc.pre_apply(m, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6),
                            backend="aot_eager", fullgraph=True)(mix, h)
-    for a, b, c in zip(got, reference.hc_pre(mix, scale, base, h, nw, 4, 20, 1e-6, 1e-6), traced):
+    for a, b, c in zip(got, reference.hc_pre(mix, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6), traced):
         assert a.shape == b.shape and (a - b).abs().max() < 1e-5 * b.abs().max() and torch.equal(a, c)
     E, D, I, k = 8, 128, 64, 3
     w13, w2 = torch.randn(E, 2 * I, D) * D ** -0.5, torch.randn(E, D, I) * I ** -0.5

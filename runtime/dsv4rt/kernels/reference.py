@@ -31,12 +31,15 @@ def hc_split_sinkhorn(mix, scale, base, n: int, iters: int, eps: float):
 
 
 @register("hc_pre")
-def hc_pre(mix, scale, base, h, norm_weight, n: int, iters: int, hc_eps: float, norm_eps: float):
-    """The rest of an mHC pre once the mix is known: the Sinkhorn split, the pre-weighted sum of the
-    streams h [..., n, d] (rounded to h's dtype) and the sub-block's RMSNorm
+def hc_pre(raw, scale, base, h, norm_weight, n: int, iters: int, hc_eps: float, norm_eps: float, mix_eps: float):
+    """The rest of an mHC pre once the streams h [..., n, d] are projected (raw [..., (2+n)n], not
+    yet RMS-normalised): the mix's RMS scale (mix_eps), the Sinkhorn split, the pre-weighted sum of
+    the streams (rounded to h's dtype) and the sub-block's RMSNorm (norm_eps)
     -> (normed x [..., d], post [..., n], comb [..., n, n])."""
     from dsv4rt.kernels.registry import get
 
+    hf = h.flatten(-2).float()
+    mix = raw * torch.rsqrt(hf.square().mean(-1, keepdim=True) + mix_eps)
     pre, post, comb = get("hc_split_sinkhorn")(mix, scale, base, n, iters, hc_eps)
     x = (pre.unsqueeze(-1) * h).sum(dim=-2).to(h.dtype)
     return get("rmsnorm")(x, norm_weight, norm_eps), post, comb

@@ -21,17 +21,19 @@ log = logging.getLogger(__name__)
 
 
 @triton.jit
-def _split(mix_ptr, scale_ptr, base_ptr, rows, ok, eps, ITERS: tl.constexpr, N: tl.constexpr):
-    """pre [R, N], post [R, N], comb [R, N, N] of mix rows `rows` (where `ok`), all in registers."""
+def _split(mix_ptr, scale_ptr, base_ptr, rows, ok, ms, eps, ITERS: tl.constexpr, N: tl.constexpr):
+    """pre [R, N], post [R, N], comb [R, N, N] of mix rows `rows` (where `ok`) times `ms` [R], all in
+    registers."""
     W: tl.constexpr = (2 + N) * N
     j = tl.arange(0, N)
     row_ptr = mix_ptr + rows[:, None] * W + j[None, :]
-    pre = tl.load(row_ptr, mask=ok[:, None], other=0.0) * tl.load(scale_ptr) + tl.load(base_ptr + j)[None, :]
-    post = tl.load(row_ptr + N, mask=ok[:, None], other=0.0) * tl.load(scale_ptr + 1)
+    pre = tl.load(row_ptr, mask=ok[:, None], other=0.0) * ms[:, None] * tl.load(scale_ptr)
+    pre += tl.load(base_ptr + j)[None, :]
+    post = tl.load(row_ptr + N, mask=ok[:, None], other=0.0) * ms[:, None] * tl.load(scale_ptr + 1)
     post = 2.0 * tl.sigmoid(post + tl.load(base_ptr + N + j)[None, :])
     cell = j[:, None] * N + j[None, :]  # [N, N]: row = input stream, column = output stream
     z = tl.load(mix_ptr + rows[:, None, None] * W + 2 * N + cell[None], mask=ok[:, None, None], other=0.0)
-    z = z * tl.load(scale_ptr + 2) + tl.load(base_ptr + 2 * N + cell)[None]
+    z = z * ms[:, None, None] * tl.load(scale_ptr + 2) + tl.load(base_ptr + 2 * N + cell)[None]
     z = tl.exp(z - tl.max(z, axis=2)[:, :, None])
     c = z / tl.sum(z, axis=2)[:, :, None] + eps
     c = c / (tl.sum(c, axis=1)[:, None, :] + eps)
@@ -54,7 +56,7 @@ def _split_sinkhorn(mix_ptr, scale_ptr, base_ptr, pre_ptr, post_ptr, comb_ptr, M
                     ITERS: tl.constexpr, N: tl.constexpr, BLOCK: tl.constexpr):
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = rows < M
-    pre, post, c = _split(mix_ptr, scale_ptr, base_ptr, rows, ok, eps, ITERS, N)
+    pre, post, c = _split(mix_ptr, scale_ptr, base_ptr, rows, ok, tl.full((BLOCK,), 1.0, tl.float32), eps, ITERS, N)
     tl.store(pre_ptr + rows[:, None] * N + tl.arange(0, N)[None, :], pre, mask=ok[:, None])
     _store_split(post_ptr, comb_ptr, rows, ok, post, c, N)
 
@@ -69,16 +71,23 @@ def _mixed_row(h_ptr, p, d0, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl
 
 @triton.jit
 def _pre_apply(mix_ptr, scale_ptr, base_ptr, h_ptr, w_ptr, x_ptr, post_ptr, comb_ptr, s_hm, s_hn, hc_eps, norm_eps,
-               D: tl.constexpr, ITERS: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
-    """One row: the split + Sinkhorn, then x = RMSNorm(Σ_j pre_j·h_j)·w in two passes over D (the
-    first for the mean square, the second recomputes x: h is read twice, nothing is written between)."""
+               mix_eps, D: tl.constexpr, ITERS: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """One row: the mix's RMS scale, the split + Sinkhorn, then x = RMSNorm(Σ_j pre_j·h_j)·w. Three
+    passes over the row's streams (their mean square, x's mean square, x): h is small and read again
+    rather than kept; nothing is written between."""
     row = tl.program_id(0)
+    h_ptr += row.to(tl.int64) * s_hm
+    square = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        d = d0 + tl.arange(0, BLOCK_D)
+        hv = tl.load(h_ptr + tl.arange(0, N)[:, None] * s_hn + d[None, :], mask=(d < D)[None, :], other=0.0)
+        square += tl.sum(hv.to(tl.float32) * hv.to(tl.float32), axis=0)
+    ms = 1.0 / tl.sqrt(tl.sum(square, axis=0) / (N * D) + mix_eps)
     rows = row + tl.arange(0, 2)  # a 2-row tile with its second row masked off: tiles of one row are not portable
     ok = tl.arange(0, 2) == 0
-    pre, post, c = _split(mix_ptr, scale_ptr, base_ptr, rows, ok, hc_eps, ITERS, N)
+    pre, post, c = _split(mix_ptr, scale_ptr, base_ptr, rows, ok, ms + tl.zeros((2,), tl.float32), hc_eps, ITERS, N)
     _store_split(post_ptr, comb_ptr, rows, ok, post, c, N)
     p = tl.sum(tl.where(ok[:, None], pre, 0.0), axis=0)
-    h_ptr += row.to(tl.int64) * s_hm
     square = tl.zeros((BLOCK_D,), dtype=tl.float32)
     for d0 in range(0, D, BLOCK_D):
         x, _ = _mixed_row(h_ptr, p, d0, s_hn, D, N, BLOCK_D)
@@ -126,32 +135,34 @@ def split_sinkhorn(mix, scale, base, n: int, iters: int, eps: float):
 # also an opaque custom op (as above): the split, the stream sum and the norm are one launch
 @torch.library.custom_op("dsv4rt::hc_pre", mutates_args=())
 def _pre_op(flat: torch.Tensor, scale: torch.Tensor, base: torch.Tensor, h: torch.Tensor, weight: torch.Tensor,
-            n: int, iters: int, hc_eps: float, norm_eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """flat [M, (2+n)n] fp32, h [M, n, D] -> x [M, D] (h's dtype), post [M, n], comb [M, n, n]."""
+            n: int, iters: int, hc_eps: float, norm_eps: float,
+            mix_eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """flat [M, (2+n)n] fp32 (not yet RMS-scaled), h [M, n, D] -> x [M, D] (h's dtype), post [M, n],
+    comb [M, n, n]."""
     M, D = h.shape[0], h.shape[2]
     x, post, comb = h.new_empty(M, D), flat.new_empty(M, n), flat.new_empty(M, n, n)
     _pre_apply[(M,)](flat.contiguous(), scale.contiguous(), base.contiguous(), h, weight.contiguous(), x, post, comb,
-                     h.stride(0), h.stride(1), hc_eps, norm_eps, D=D, ITERS=iters, N=n,
+                     h.stride(0), h.stride(1), hc_eps, norm_eps, mix_eps, D=D, ITERS=iters, N=n,
                      BLOCK_D=min(1024, triton.next_power_of_2(D)), num_warps=4)
     return x, post, comb
 
 
 @_pre_op.register_fake
-def _(flat, scale, base, h, weight, n, iters, hc_eps, norm_eps):
+def _(flat, scale, base, h, weight, n, iters, hc_eps, norm_eps, mix_eps):
     M = h.shape[0]
     return h.new_empty(M, h.shape[2]), flat.new_empty(M, n), flat.new_empty(M, n, n)
 
 
-def pre_apply(mix, scale, base, h, norm_weight, n: int, iters: int, hc_eps: float, norm_eps: float):
+def pre_apply(mix, scale, base, h, norm_weight, n: int, iters: int, hc_eps: float, norm_eps: float, mix_eps: float):
     """Same contract as the reference `hc_pre`; shapes the kernel does not tile (n not a power of two,
     a non-fp32 mix, h not unit-stride along d) go to the reference."""
     if n & (n - 1) or mix.dtype != torch.float32 or h.stride(-1) != 1:
         from dsv4rt.kernels.reference import hc_pre
 
-        return hc_pre(mix, scale, base, h, norm_weight, n, iters, hc_eps, norm_eps)
+        return hc_pre(mix, scale, base, h, norm_weight, n, iters, hc_eps, norm_eps, mix_eps)
     lead, D = h.shape[:-2], h.shape[-1]
     x, post, comb = _pre_op(mix.reshape(-1, mix.shape[-1]), scale, base, h.reshape(-1, n, D), norm_weight, n,
-                            iters, hc_eps, norm_eps)
+                            iters, hc_eps, norm_eps, mix_eps)
     return x.view(*lead, D), post.view(*lead, n), comb.view(*lead, n, n)
 
 
@@ -162,10 +173,10 @@ def pre_self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) ->
 
     g = torch.Generator(device="cpu").manual_seed(0)
     mix, scale, base = torch.randn(3, 24, generator=g), torch.rand(3, generator=g) + 0.5, torch.randn(24, generator=g)
-    h, w = torch.randn(3, 4, 1000, generator=g), torch.rand(1000, generator=g) + 0.5
+    h, w = torch.randn(3, 4, 1000, generator=g) * 3, torch.rand(1000, generator=g) + 0.5  # mix scale ~1/3
     args = [mix.to(device), scale.to(device), base.to(device), h.to(device, dtype), w.to(device, dtype)]
-    got = pre_apply(*args, 4, 20, 1e-6, 1e-6)
-    want = hc_pre(*args, 4, 20, 1e-6, 1e-6)
+    got = pre_apply(*args, 4, 20, 1e-6, 1e-6, 1e-6)
+    want = hc_pre(*args, 4, 20, 1e-6, 1e-6, 1e-6)
     return max(float((a.float() - b.float()).abs().max() / b.float().abs().max()) for a, b in zip(got, want))
 
 

@@ -18,13 +18,19 @@ from dsv4rt.kernels import get
 _REDUCE_MAX_ROWS = 256  # covers every decode batch size the engine captures: no extra recompile
 
 
-def _mix(h: torch.Tensor, fn: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMS-normalised (no weight) projection of the flattened streams: [B, T, n*d] -> [B, T, k]."""
+def _project(h: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
+    """Projection of the flattened streams, before their RMS normalisation: [B, T, n*d] -> [B, T, k].
+    The norm is a scalar per row, so it can come after (in `hc_pre`, which reads the streams anyway)."""
     xf = h.flatten(-2).float()
-    xf = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + eps)
     if torch.compiler.is_compiling() and xf.shape[:-1].numel() <= _REDUCE_MAX_ROWS:
         return (xf.unsqueeze(-2) * fn.float()).sum(-1)
     return xf @ fn.float().t()
+
+
+def _mix(h: torch.Tensor, fn: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMS-normalised (no weight) projection of the flattened streams: [B, T, n*d] -> [B, T, k]."""
+    xf = h.flatten(-2).float()
+    return _project(h, fn) * torch.rsqrt(xf.square().mean(-1, keepdim=True) + eps)
 
 
 class HyperConnection(nn.Module):
@@ -36,9 +42,8 @@ class HyperConnection(nn.Module):
 
     def pre(self, h, fn, scale, base, norm):
         """-> (norm(x_in) [B,T,d], post [B,T,n], comb [B,T,n,n]); `norm` is the sub-block's RMSNorm."""
-        mix = _mix(h, fn, self.norm_eps)
-        return get("hc_pre")(mix, scale.float(), base.float(), h, norm.weight, self.n, self.iters, self.hc_eps,
-                             norm.eps)
+        return get("hc_pre")(_project(h, fn), scale.float(), base.float(), h, norm.weight, self.n, self.iters,
+                             self.hc_eps, norm.eps, self.norm_eps)
 
     @staticmethod
     def post(out: torch.Tensor, res: torch.Tensor, post: torch.Tensor, comb: torch.Tensor) -> torch.Tensor:
