@@ -40,6 +40,12 @@ def register(op: str, backend: str = "reference", priority: int = 0,
     return deco
 
 
+def rel_err(got, want) -> float:
+    """max|got - want| / max|want| in float32: the error a self-check reports."""
+    got, want = got.float(), want.float()
+    return float((got - want).abs().max() / want.abs().max())
+
+
 def self_checked(what: str, check: Callable[[], float], tolerance: float) -> bool:
     """True if `check()` (a kernel's relative error against the reference on a small input, on this
     machine) is below `tolerance`; otherwise logs why. A kernel that fails to build or disagrees

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from dsv4rt.kernels.registry import register_checked
+from dsv4rt.kernels.registry import register_checked, rel_err
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +162,9 @@ def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> flo
     slots, pos = torch.tensor([2, 0, 3], device=device), torch.tensor([5, 77, 40], device=device)
     mask = (torch.rand(3, 40, generator=g) < 0.5).to(device)
     sink = torch.randn(16, generator=g).to(device)
-    err = 0.0
-    for m, ratio in ((mask, 0), (None, 4)):  # selected entries; all entries compressed so far
-        got = decode_attention(q, win, slots, pos, ent, m, sink, 0.1, ratio).float()
-        want = ref(q, win, slots, pos, ent, m, sink, 0.1, ratio).float()
-        err = max(err, float((got - want).abs().max() / want.abs().max()))
-    return err
+    cases = ((mask, 0), (None, 4))  # selected entries; all entries compressed so far
+    return max(rel_err(decode_attention(q, win, slots, pos, ent, m, sink, 0.1, ratio),
+                       ref(q, win, slots, pos, ent, m, sink, 0.1, ratio)) for m, ratio in cases)
 
 
 if torch.cuda.is_available():

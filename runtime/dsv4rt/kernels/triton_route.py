@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from dsv4rt.kernels.registry import register_checked
+from dsv4rt.kernels.registry import register_checked, rel_err
 
 log = logging.getLogger(__name__)
 MAX_TOKENS = 64  # the decode batches; above, the reference (cuBLAS GEMM + torch top-k)
@@ -115,7 +115,7 @@ def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> flo
             return 1.0
         order = lambda i: i.argsort(-1)  # noqa: E731 - compare weights pick by pick
         got_w, want_w = got_w.gather(1, order(got_i)), want_w.gather(1, order(want_i))
-        err = max(err, float((got_w - want_w).abs().max() / want_w.abs().max()))
+        err = max(err, rel_err(got_w, want_w))
     return err
 
 
