@@ -150,8 +150,8 @@ class Compressor(CachedModule):
         _write_rows(slots, (ring_kv, pos % R, a), (ring_sc, pos % R, z))
         hpos = pos - R + 1 + _arange(R, pos)  # [B, R], in position order
         cols = (hpos % R)[:, None, :].expand(-1, self.ring_kv.shape[1], -1)
-        take = lambda ring: ring[slots].gather(-1, cols)[:, None]  # noqa: E731 - [B, 1, C, R], channel-major
-        entry = self._pool(take(self.ring_kv), take(self.ring_sc), hpos[:, None])
+        kv_r, sc_r = (ring[slots].gather(-1, cols)[:, None] for ring in (self.ring_kv, self.ring_sc))  # [B, 1, C, R]
+        entry = self._pool(kv_r, sc_r, hpos[:, None])
         entry = self.rope(self.norm(entry).to(self.entries.dtype), pos - m + 1)
         rows = torch.where((pos + 1) % m == 0, pos // m, self.entries.shape[1] - 1)
         _write_rows(slots, (self.entries, rows, entry))
@@ -193,7 +193,7 @@ class Indexer(nn.Module):
         """The top-k of at most k entries is all of them, so scoring can be skipped (exactly)."""
         return n_entries <= self.topk
 
-    def forward(self, xw, xa, xz, qr, pos, slots, visible: torch.Tensor) -> torch.Tensor:
+    def forward(self, xw, xa, xz, qr, pos, slots, visible: torch.Tensor) -> torch.Tensor | None:
         """xw, xa, xz: weights_proj(x) and the compressor's wkv(x), wgate(x) (`Attention.project`).
         -> bool [B,T,N]: the entries each query attends to (a subset of `visible`), or None where
         that is all of `visible` (`selects_all`)."""
@@ -248,7 +248,7 @@ class Attention(CachedModule):
     def allocate(self, num_slots: int, max_seq_len: int, device, dtype) -> None:
         super().allocate(num_slots, max_seq_len, device, dtype)
         # the RoPE tables too: built inside a compiled decode step, they would be traced into it
-        for dim in {self.head_dim, self.indexer.head_dim if self.indexer else self.head_dim}:
+        for dim in [self.head_dim] + ([self.indexer.head_dim] if self.indexer else []):
             self.rope.table(torch.device(device), dim)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:

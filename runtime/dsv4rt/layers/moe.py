@@ -10,6 +10,7 @@ from dsv4rt.config import ModelArgs
 from dsv4rt.kernels import get
 from dsv4rt.kernels.reference import swiglu
 
+
 class Gate(nn.Module):
     """Router. `bias` shifts the scores for expert *selection* only, never the weights;
     hash layers select by `tid2eid[token_id]` instead."""
@@ -49,7 +50,7 @@ class MoE(nn.Module):
 
     All experts run through one `moe_experts` op on stacked weights, w13 [E+1, 2I, D] and
     w2 [E+1, D, I]: the routed ones, then the shared one at index E, which every token picks with
-    weight 1 and no clamp. At decode batch 1 that is two launches for the whole FFN; the shared
+    weight 1 and no clamp. At decode batch 1 that is two launches for all experts; the shared
     expert's own GEMMs and activation were three more. Each expert's parameters become views into
     the stacks, so stacking costs no memory and the checkpoint names stay the same.
     """
