@@ -20,6 +20,7 @@ from torch import nn
 
 from dsv4rt.config import ModelArgs
 from dsv4rt.kernels import get
+from dsv4rt.kernels.reference import with_entries
 from dsv4rt.layers.fused import FusedLinears
 from dsv4rt.layers.mhc import HyperConnection, hc_head
 from dsv4rt.layers.moe import MoE
@@ -270,8 +271,7 @@ class Attention(CachedModule):
         else:
             keys, mask = self._window(kv, pos, slots)
             if entries is not None:
-                keys = torch.cat([keys, entries[slots, : visible.shape[-1]]], 1)
-                mask = torch.cat([mask, visible if selected is None else selected], -1)
+                keys, mask = with_entries(keys, mask, entries, slots, visible if selected is None else selected)
             o = get("sink_attention")(q, keys, mask, self.attn_sink, self.scale)
         o = self.rope(o, pos, inverse=True)
         o = o.flatten(2).unflatten(-1, (self.o_groups, -1))  # [B,T,G,H·D/G]

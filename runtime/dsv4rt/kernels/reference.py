@@ -58,6 +58,13 @@ def sink_attention(q, kv, mask, sink, scale: float) -> torch.Tensor:
     return torch.einsum("bths,bsd->bthd", p, kv.float()).to(q.dtype)
 
 
+def with_entries(keys, mask, entries, slots, entry_mask):
+    """Window keys [B, S, D] and their mask [..., S], followed by the slots' first N compressed
+    entries and their mask [..., N]."""
+    keys = torch.cat([keys, entries[slots, : entry_mask.shape[-1]]], 1)
+    return keys, torch.cat([mask, entry_mask], -1)
+
+
 @register("decode_attention")
 def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, ratio: int = 0) -> torch.Tensor:
     """One query per row (a decode step) over its slot's window ring and the selected compressed entries.
@@ -74,8 +81,7 @@ def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: fl
     keys = win_kv[slots]
     mask = torch.arange(win_kv.shape[1], device=q.device) <= pos[:, None]
     if entries is not None:
-        keys = torch.cat([keys, entries[slots, : entry_mask.shape[-1]]], 1)
-        mask = torch.cat([mask, entry_mask], -1)
+        keys, mask = with_entries(keys, mask, entries, slots, entry_mask)
     return sink_attention(q[:, None], keys, mask[:, None], sink, scale)[:, 0]
 
 
