@@ -62,11 +62,18 @@ def _split_sinkhorn(mix_ptr, scale_ptr, base_ptr, pre_ptr, post_ptr, comb_ptr, M
 
 
 @triton.jit
-def _mixed_row(h_ptr, p, d0, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Σ_j p[j]·h[j, d0:d0+BLOCK_D] of one row's streams, rounded to h's dtype as the reference does."""
+def _streams(h_ptr, d0, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """h[:, d0:d0+BLOCK_D] of one row's N streams as fp32 [N, BLOCK_D] (0 past D), and the columns."""
     d = d0 + tl.arange(0, BLOCK_D)
     hv = tl.load(h_ptr + tl.arange(0, N)[:, None] * s_hn + d[None, :], mask=(d < D)[None, :], other=0.0)
-    return tl.sum(p[:, None] * hv.to(tl.float32), axis=0).to(h_ptr.dtype.element_ty).to(tl.float32), d
+    return hv.to(tl.float32), d
+
+
+@triton.jit
+def _mixed_row(h_ptr, p, d0, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Σ_j p[j]·h[j, d0:d0+BLOCK_D] of one row's streams, rounded to h's dtype as the reference does."""
+    hv, d = _streams(h_ptr, d0, s_hn, D, N, BLOCK_D)
+    return tl.sum(p[:, None] * hv, axis=0).to(h_ptr.dtype.element_ty).to(tl.float32), d
 
 
 @triton.jit
@@ -79,9 +86,8 @@ def _pre_apply(mix_ptr, scale_ptr, base_ptr, h_ptr, w_ptr, x_ptr, post_ptr, comb
     h_ptr += row.to(tl.int64) * s_hm
     square = tl.zeros((BLOCK_D,), dtype=tl.float32)
     for d0 in range(0, D, BLOCK_D):
-        d = d0 + tl.arange(0, BLOCK_D)
-        hv = tl.load(h_ptr + tl.arange(0, N)[:, None] * s_hn + d[None, :], mask=(d < D)[None, :], other=0.0)
-        square += tl.sum(hv.to(tl.float32) * hv.to(tl.float32), axis=0)
+        hv, _ = _streams(h_ptr, d0, s_hn, D, N, BLOCK_D)
+        square += tl.sum(hv * hv, axis=0)
     ms = 1.0 / tl.sqrt(tl.sum(square, axis=0) / (N * D) + mix_eps)
     rows = row + tl.arange(0, 2)  # a 2-row tile with its second row masked off: tiles of one row are not portable
     ok = tl.arange(0, 2) == 0

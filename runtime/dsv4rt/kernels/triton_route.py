@@ -58,13 +58,11 @@ def _route(logit_ptr, bias_ptr, table_ptr, ids_ptr, out_w_ptr, out_i_ptr, E, rou
 
 # A custom op, so torch.compile (kernels/compiled.py) calls the launch as it is.
 @torch.library.custom_op("dsv4rt::moe_route", mutates_args=())
-def _route_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, tid2eid: torch.Tensor | None,
+def _route_op(logits: torch.Tensor, bias: torch.Tensor | None, tid2eid: torch.Tensor | None,
               ids: torch.Tensor | None, topk: int, route_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    from dsv4rt.kernels.registry import get
-
-    logits = get("fp32_linear")(x, weight)  # cuBLAS: a GEMV in one program was ~23 µs (H100, mini)
+    """logits [N, E] fp32 (the router GEMM's) -> weights [N, topk] fp32, expert indices [N, topk]."""
     N, E = logits.shape
-    w, idx = x.new_empty(N, topk, dtype=torch.float32), x.new_empty(N, topk, dtype=torch.long)
+    w, idx = logits.new_empty(N, topk), logits.new_empty(N, topk, dtype=torch.long)
     hashed = bias is None  # unused pointers get a tensor of the right kind, never read
     table, ids = (tid2eid, ids) if hashed else (idx, idx)
     _route[(N,)](logits, logits if hashed else bias, table, ids, w, idx, E, route_scale, logits.stride(0),
@@ -74,9 +72,9 @@ def _route_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
 
 
 @_route_op.register_fake
-def _(x, weight, bias, tid2eid, ids, topk, route_scale):
-    N = x.shape[0]
-    return x.new_empty(N, topk, dtype=torch.float32), x.new_empty(N, topk, dtype=torch.long)
+def _(logits, bias, tid2eid, ids, topk, route_scale):
+    N = logits.shape[0]
+    return logits.new_empty(N, topk), logits.new_empty(N, topk, dtype=torch.long)
 
 
 def moe_route(x, weight, bias, tid2eid, ids, topk: int, route_scale: float, score_func: str):
@@ -86,12 +84,15 @@ def moe_route(x, weight, bias, tid2eid, ids, topk: int, route_scale: float, scor
         from dsv4rt.kernels.reference import moe_route as ref
 
         return ref(x, weight, bias, tid2eid, ids, topk, route_scale, score_func)
-    return _route_op(x, weight, bias, tid2eid, ids, topk, float(route_scale))
+    from dsv4rt.kernels.registry import get
+
+    # the GEMM stays cuBLAS, outside the op: a GEMV in one program per token was ~23 µs (H100, mini)
+    return _route_op(get("fp32_linear")(x, weight), bias, tid2eid, ids, topk, float(route_scale))
 
 
 def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
     """Relative error of the weights against the reference (bias and hash routing, E = 48 not a
-    power of two, D with a partial chunk), or 1.0 where any picked expert differs."""
+    power of two, repeated token ids), or 1.0 where any picked expert differs."""
     from dsv4rt.kernels.reference import moe_route as ref
 
     g = torch.Generator(device="cpu").manual_seed(0)
