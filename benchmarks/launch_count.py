@@ -119,7 +119,7 @@ def launches(code: str) -> collections.Counter:
     count: collections.Counter = collections.Counter()
     for line in body.splitlines():
         line = line.strip()
-        if m := re.match(r"(triton_\w+?)_\d+\.run\(", line):
+        if re.match(r"triton_\w+\.run\(", line):
             count["triton"] += 1
         elif re.match(r"extern_kernels\.\w+\(", line):
             count["cublas"] += 1
