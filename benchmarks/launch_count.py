@@ -38,8 +38,9 @@ from dsv4rt.kernels import registry
 from dsv4rt.model import Block, HeadMixin, Transformer
 
 # launches inside each opaque op (its implementation's kernel launches, read from its module)
-OPAQUE_LAUNCHES = {"decode_attention": 1, "hc_split_sinkhorn": 1, "hc_pre": 1, "moe_gemv": 2,
-                   "moe_grouped_gemms": 2, "moe_route": 1, "fp32_mm": 1}
+# (decode_attention: the split kernel and its combine, as below 128 rows)
+OPAQUE_LAUNCHES = {"decode_attention": 2, "hc_split_sinkhorn": 1, "hc_pre": 1, "moe_gemv": 2,
+                   "moe_grouped_gemms": 2, "moe_route": 1, "fp32_mm": 1, "gemv": 1}
 
 
 class _NotRun(RuntimeError):
@@ -86,7 +87,7 @@ def _(x, w):
 @contextmanager
 def as_on_cuda():
     """The CUDA implementations registered for every device, as on a GPU whose self-checks pass."""
-    from dsv4rt.kernels import triton_attention, triton_mhc, triton_moe, triton_route
+    from dsv4rt.kernels import triton_attention, triton_gemv, triton_mhc, triton_moe, triton_route
 
     gemv_ok = triton_moe._GEMV_OK
     with registry.scoped():
@@ -97,6 +98,8 @@ def as_on_cuda():
         triton_moe._GEMV_OK = True
         registry.register("moe_experts", "triton", 10)(triton_moe.moe_experts)
         registry.register("fp32_linear", "cublas", 10)(fp32_mm)
+        registry.register("fp32_linear", "triton", 20)(triton_gemv.fp32_linear)
+        registry.register("linear", "triton", 10)(triton_gemv.linear)
         try:
             yield
         finally:

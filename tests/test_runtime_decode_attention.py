@@ -22,7 +22,7 @@ _INTERPRETED = textwrap.dedent("""
     torch.manual_seed(0)
     S, W, N, D = 6, 32, 20, 128
 
-    def case(H, B, with_entries, block_s=None):
+    def case(H, B, with_entries, block_s=None, splits=None):
         q = torch.randn(B, H, D)
         win = torch.randn(S, W + 3, D)[:, :W]  # slot stride != W·D, as a slice of a larger buffer
         ent = torch.randn(S, N + 9, D)  # N' > N: the entries past N are never attended
@@ -42,15 +42,20 @@ _INTERPRETED = textwrap.dedent("""
         bad_ent[:, N:] = float("nan")
         for b in range(B):
             bad_ent[int(slots[b]), :N][~mask[b]] = float("nan")
-        got = ta._launch(q, bad, slots, pos, bad_ent if with_entries else None, emask, sink, D ** -0.5, block_s=block_s)
+        got = ta._launch(q, bad, slots, pos, bad_ent if with_entries else None, emask, sink, D ** -0.5, block_s=block_s,
+                         splits=splits)
         err = float((got - ref).abs().max() / ref.abs().max())
-        assert err < 1e-5, (H, B, with_entries, block_s, err)
+        assert err < 1e-5, (H, B, with_entries, block_s, splits, err)
         return q, win, slots, pos, entries, emask, sink
 
     case(8, 6, True)
     case(16, 6, True, block_s=16)  # several chunks in the window and in the entries
     case(16, 6, False)  # row 5 attends nothing but its sink: zeros
     case(8, 2, False, block_s=16)
+    # split rows: partials merged by _combine, splits with no chunk (8 > 4 window + 2 entry chunks) included
+    case(16, 6, True, block_s=16, splits=3)
+    case(16, 6, False, splits=2)  # row 5's splits see no key
+    case(8, 2, True, block_s=16, splits=8)
     # as a custom op it traces whole under torch.compile (kernels/compiled.py)
     args = case(8, 5, True)
     fn = lambda *a: ta.decode_attention(*a, D ** -0.5)
@@ -59,8 +64,9 @@ _INTERPRETED = textwrap.dedent("""
     q, win, slots, pos, entries, _, sink = args
     for ratio in (4, 128):
         want = reference.decode_attention(q, win, slots, pos, entries, None, sink, D ** -0.5, ratio)
-        got = ta._launch(q, win, slots, pos, entries, None, sink, D ** -0.5, ratio, block_s=16)
-        assert (got - want).abs().max() < 1e-5 * want.abs().max(), ratio
+        for splits in (1, 3):
+            got = ta._launch(q, win, slots, pos, entries, None, sink, D ** -0.5, ratio, block_s=16, splits=splits)
+            assert (got - want).abs().max() < 1e-5 * want.abs().max(), (ratio, splits)
     # a head dim the kernel does not tile goes to the reference
     q96 = torch.randn(2, 8, 96)
     odd = (q96, torch.randn(S, W, 96), torch.tensor([1, 3]), torch.tensor([5, 50]), None, None, torch.randn(8))

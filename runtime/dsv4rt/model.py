@@ -37,8 +37,18 @@ class RMSNorm(nn.Module):
         return get("rmsnorm")(x, self.weight, self.eps)
 
 
-def _linear(i: int, o: int) -> nn.Linear:
-    return nn.Linear(i, o, bias=False)
+class Linear(nn.Linear):
+    """Bias-free nn.Linear through the `linear` op (GEMV kernels at decode batches of 1-2 rows)."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__(in_features, out_features, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return get("linear")(x, self.weight)
+
+
+def _linear(i: int, o: int) -> Linear:
+    return Linear(i, o)
 
 
 class Rope:
@@ -274,10 +284,8 @@ class Attention(CachedModule):
                 keys, mask = with_entries(keys, mask, entries, slots, visible if selected is None else selected)
             o = get("sink_attention")(q, keys, mask, self.attn_sink, self.scale)
         o = self.rope(o, pos, inverse=True)
-        o = o.flatten(2).unflatten(-1, (self.o_groups, -1))  # [B,T,G,H·D/G]
-        wo_a = self.wo_a.weight.view(self.o_groups, self.o_lora_rank, -1)
-        o = torch.einsum("btgi,goi->btgo", o, wo_a)
-        return self.wo_b(o.flatten(2))
+        o = get("linear")(o.flatten(2), self.wo_a.weight, self.o_groups)  # group g of wo_a reads heads' slice g
+        return self.wo_b(o)
 
     def _decode(self, q, kv, pos, slots, entries, selected):
         """T=1: the ring, once it holds this token, is exactly the window (pos-W, pos]; writing first

@@ -160,6 +160,16 @@ def moe_experts(x, w13, w2, weights, idx, limit: float, shared: bool = False) ->
     return y
 
 
+@register("linear")
+def linear(x: torch.Tensor, w: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """x [..., G·K] · wᵀ for a block-diagonal w [G·O, K]: output group g (rows g·O..) reads input
+    slice g (the grouped `wo_a`); groups 1 is F.linear."""
+    if groups == 1:
+        return torch.nn.functional.linear(x, w)
+    out = torch.einsum("...gi,goi->...go", x.unflatten(-1, (groups, -1)), w.view(groups, -1, w.shape[1]))
+    return out.flatten(-2)
+
+
 @register("fp32_linear")
 def fp32_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """x·wᵀ in float32 (router scores, vocab logits)."""

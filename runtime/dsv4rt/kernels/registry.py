@@ -17,10 +17,11 @@ from typing import Callable
 log = logging.getLogger(__name__)
 _REGISTRY: dict[str, list[Callable]] = {}
 _BEST: dict[str, Callable] = {}  # op -> what get(op) returns (cleared whenever an op registers)
+_NEXT: dict[tuple[str, str], Callable] = {}  # (op, backend) -> what next_impl returns (cleared likewise)
 # imported once, in this order, by the first get(); each registers only where it can run
 _OPTIONAL_MODULES: tuple[str, ...] = (
     "dsv4rt.kernels.cuda_ops", "dsv4rt.kernels.triton_moe", "dsv4rt.kernels.triton_mhc",
-    "dsv4rt.kernels.triton_attention", "dsv4rt.kernels.triton_route",
+    "dsv4rt.kernels.triton_attention", "dsv4rt.kernels.triton_route", "dsv4rt.kernels.triton_gemv",
 )
 _loaded = False
 
@@ -35,6 +36,7 @@ def register(op: str, backend: str = "reference", priority: int = 0,
         impls[:] = [f for f in impls if f.backend != backend] + [fn]
         impls.sort(key=lambda f: -f.priority)
         _BEST.pop(op, None)
+        _NEXT.clear()
         return fn
 
     return deco
@@ -130,6 +132,14 @@ def get(op: str, backend: str | None = None) -> Callable:
     raise KeyError(f"op '{op}' has no '{backend}' backend (have {[f.backend for f in impls]})")
 
 
+def next_impl(op: str, backend: str) -> Callable:
+    """What `get(op)` would return without `backend`: for a backend that takes only some shapes."""
+    _ensure_loaded()
+    if (op, backend) not in _NEXT:
+        _NEXT[op, backend] = _dispatcher([f for f in _REGISTRY[op] if f.backend != backend])
+    return _NEXT[op, backend]
+
+
 @contextmanager
 def scoped():
     """Registrations made inside are undone on exit (a tool that poses as another machine, a test)."""
@@ -141,6 +151,7 @@ def scoped():
         _REGISTRY.clear()
         _REGISTRY.update(saved)
         _BEST.clear()
+        _NEXT.clear()
 
 
 def available() -> dict[str, list[str]]:

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _MAX_ACC = 8192  # fp32 accumulator elements (BLOCK_H × D) one program keeps in registers
 _TILE_BYTES = 32768  # one key chunk: room for the default 3 pipeline stages in shared memory (not yet measured)
+_PROGRAMS = 128  # rows × splits to aim for: about one program per SM of an H100 (132)
 
 
 @triton.jit
@@ -52,50 +53,101 @@ def _chunk(q, kv_ptrs, ok, m, l, acc, qk_scale, IEEE: tl.constexpr):
 
 
 @triton.jit
-def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr, out_ptr, H, W, N, ratio, qk_scale,
-                 s_slot, s_pos, s_qb, s_qh, s_ws, s_wr, s_es, s_er, s_mb, s_mn, s_ob, s_oh, D: tl.constexpr,
-                 BLOCK_H: tl.constexpr, BLOCK_S: tl.constexpr, HAS_ENTRIES: tl.constexpr, HAS_MASK: tl.constexpr,
-                 IEEE: tl.constexpr):
-    b = tl.program_id(0)
+def _chunk_keys(c, CW, win, ent, emask_ptr, b, last, W, N, n_vis, s_wr, s_er, s_mb, s_mn, d, BLOCK_S: tl.constexpr,
+                HAS_MASK: tl.constexpr):
+    """Key pointers and valid rows of chunk c of a row's keys: the window's CW chunks, then the entries'."""
+    r = tl.arange(0, BLOCK_S)
+    if c < CW:
+        rows = c * BLOCK_S + r
+        ptrs = win + rows[:, None] * s_wr + d[None, :]
+        ok = (rows < W) & (rows <= last)  # a young ring's empty rows are masked, not skipped: rare, and cheap
+    else:
+        rows = (c - CW) * BLOCK_S + r
+        ptrs = ent + rows[:, None] * s_er + d[None, :]
+        if HAS_MASK:
+            ok = tl.load(emask_ptr + b * s_mb + rows * s_mn, mask=rows < N, other=0) != 0
+        else:
+            ok = rows < n_vis
+    return ptrs, ok
+
+
+@triton.jit
+def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr, out_ptr, part_ptr, ml_ptr, H, W, N,
+                 ratio, qk_scale, s_slot, s_pos, s_qb, s_qh, s_ws, s_wr, s_es, s_er, s_mb, s_mn, s_ob, s_oh,
+                 D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_S: tl.constexpr, HAS_ENTRIES: tl.constexpr,
+                 HAS_MASK: tl.constexpr, SPLIT: tl.constexpr, IEEE: tl.constexpr):
+    """Program (b, s) folds chunks s, s + S, s + 2S, ... of row b's keys (S = the grid's second size).
+    S = 1: the row's output; S > 1 (SPLIT): its partial max, sum and acc, which `_combine` merges."""
+    b, s, splits = tl.program_id(0), tl.program_id(1), tl.num_programs(1)
     slot = tl.load(slot_ptr + b * s_slot).to(tl.int64)  # int64: slot × slot stride can pass 2^31 elements
     last = tl.load(pos_ptr + b * s_pos).to(tl.int64)
-    heads, d, r = tl.arange(0, BLOCK_H), tl.arange(0, D), tl.arange(0, BLOCK_S)
+    heads, d = tl.arange(0, BLOCK_H), tl.arange(0, D)
     live = heads < H  # tl.dot needs M >= 16: heads are padded, the padding is never stored
     q = tl.load(q_ptr + b * s_qb + heads[:, None] * s_qh + d[None, :], mask=live[:, None], other=0.0)
     m = tl.full([BLOCK_H], float("-inf"), tl.float32)
     l = tl.zeros([BLOCK_H], tl.float32)
     acc = tl.zeros([BLOCK_H, D], tl.float32)
-    win = win_ptr + slot * s_ws
-    for r0 in range(0, W, BLOCK_S):  # a young ring's empty rows are masked, not skipped: rare, and cheap
-        rows = r0 + r
-        ok = (rows < W) & (rows <= last)
-        m, l, acc = _chunk(q, win + rows[:, None] * s_wr + d[None, :], ok, m, l, acc, qk_scale, IEEE)
-    if HAS_ENTRIES:
-        ent = ent_ptr + slot * s_es
-        n_vis = tl.minimum(N, (last + 1) // ratio)  # without a mask: the entries compressed so far
-        for r0 in range(0, N, BLOCK_S):
-            rows = r0 + r
-            if HAS_MASK:
-                ok = tl.load(emask_ptr + b * s_mb + rows * s_mn, mask=rows < N, other=0) != 0
-            else:
-                ok = rows < n_vis
-            m, l, acc = _chunk(q, ent + rows[:, None] * s_er + d[None, :], ok, m, l, acc, qk_scale, IEEE)
-    sink = tl.load(sink_ptr + heads, mask=live, other=0.0).to(tl.float32) * 1.4426950408889634
-    m_f = tl.maximum(m, sink)  # finite, so exp2(m - m_f) is 0 (not NaN) for a head that saw no key
-    keep = tl.exp2(m - m_f)
-    out = acc * (keep / (l * keep + tl.exp2(sink - m_f)))[:, None]
-    tl.store(out_ptr + b * s_ob + heads[:, None] * s_oh + d[None, :], out.to(out_ptr.dtype.element_ty),
-             mask=live[:, None])
+    n_vis = tl.minimum(N, (last + 1) // ratio)  # without a mask: the entries compressed so far
+    CW = tl.cdiv(W, BLOCK_S)
+    chunks = CW
+    if HAS_ENTRIES:  # the loop ends at the last visible entry, not at the buffer's end
+        chunks += tl.cdiv(N if HAS_MASK else n_vis, BLOCK_S)
+    for c in range(s, chunks, splits):
+        ptrs, ok = _chunk_keys(c, CW, win_ptr + slot * s_ws, ent_ptr + slot * s_es, emask_ptr, b, last, W, N, n_vis,
+                               s_wr, s_er, s_mb, s_mn, d, BLOCK_S, HAS_MASK)
+        m, l, acc = _chunk(q, ptrs, ok, m, l, acc, qk_scale, IEEE)
+    if SPLIT:
+        part = (b * splits + s) * H + heads
+        tl.store(ml_ptr + part, m, mask=live)
+        tl.store(ml_ptr + tl.num_programs(0) * splits * H + part, l, mask=live)
+        if s < chunks:  # a split with no chunk leaves acc unwritten; its weight in `_combine` is 0
+            tl.store(part_ptr + part[:, None].to(tl.int64) * D + d[None, :], acc, mask=live[:, None])
+    else:
+        sink = tl.load(sink_ptr + heads, mask=live, other=0.0).to(tl.float32) * 1.4426950408889634
+        m_f = tl.maximum(m, sink)  # finite, so exp2(m - m_f) is 0 (not NaN) for a head that saw no key
+        keep = tl.exp2(m - m_f)
+        out = acc * (keep / (l * keep + tl.exp2(sink - m_f)))[:, None]
+        tl.store(out_ptr + b * s_ob + heads[:, None] * s_oh + d[None, :], out.to(out_ptr.dtype.element_ty),
+                 mask=live[:, None])
+
+
+@triton.jit
+def _combine(part_ptr, ml_ptr, sink_ptr, out_ptr, H, SPLITS, s_ob, s_oh, D: tl.constexpr, BLOCK_P: tl.constexpr,
+             ROWS: tl.constexpr):
+    """out[b, h] from the SPLITS partials of row b, head h, and the head's sink (all in log2 units)."""
+    b, h = tl.program_id(0), tl.program_id(1)
+    first = b * SPLITS * H + h  # partial (b, s, h) is at first + s·H
+    p = tl.arange(0, BLOCK_P)
+    m = tl.load(ml_ptr + first + p * H, mask=p < SPLITS, other=float("-inf"))
+    sink = tl.load(sink_ptr + h).to(tl.float32) * 1.4426950408889634
+    top = tl.maximum(tl.max(m, axis=0), sink)  # finite: a split that saw no key has weight exp2(-inf) = 0
+    lsum = tl.load(ml_ptr + tl.num_programs(0) * SPLITS * H + first + p * H, mask=p < SPLITS, other=0.0)
+    denom = tl.sum(tl.exp2(m - top) * lsum, axis=0) + tl.exp2(sink - top)
+    d, r = tl.arange(0, D), tl.arange(0, ROWS)
+    acc = tl.zeros([D], tl.float32)
+    for s0 in range(0, SPLITS, ROWS):
+        s = s0 + r
+        w = tl.exp2(tl.load(ml_ptr + first + s * H, mask=s < SPLITS, other=float("-inf")) - top)
+        rows = tl.load(part_ptr + (first + s[:, None] * H).to(tl.int64) * D + d[None, :], mask=(w > 0)[:, None],
+                       other=0.0)  # unwritten partials (w = 0) are never read
+        acc += tl.sum(rows * w[:, None], axis=0)
+    tl.store(out_ptr + b * s_ob + h * s_oh + d, (acc / denom).to(out_ptr.dtype.element_ty))
 
 
 def _block_h(h: int) -> int:
     return max(16, triton.next_power_of_2(h))
 
 
+def _splits(B: int, chunks: int) -> int:
+    """Programs per row: enough rows × splits to fill the GPU (one program per row left ~all SMs idle at
+    batch 1: 13 µs a layer on the H100), never more than the row has key chunks."""
+    return max(1, min(chunks, _PROGRAMS // B))
+
+
 def _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, ratio: int = 0,
-            block_s: int | None = None):
+            block_s: int | None = None, splits: int | None = None):
     """The kernel call itself (no shape checks; `decode_attention` does those). `block_s` overrides
-    the key chunk (tests use small ones to cover several chunks on short inputs)."""
+    the key chunk and `splits` the programs per row (tests cover several chunks and splits on short inputs)."""
     B, H, D = q.shape
     out = torch.empty((B, H, D), dtype=q.dtype, device=q.device)
     if B == 0:
@@ -103,14 +155,20 @@ def _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, rati
     has, has_mask = entries is not None, entry_mask is not None
     ent = entries if has else win_kv  # never read without entries
     emask = entry_mask if has_mask else slots  # never read without a mask
-    n = entry_mask.shape[1] if has_mask else (entries.shape[1] if has else 0)
+    n = entry_mask.shape[1] if has_mask else (entries.shape[1] - 1 if has else 0)
     block_s = block_s or max(16, min(64, _TILE_BYTES // (D * q.element_size())))
-    _decode_attn[(B,)](q, win_kv, slots, pos, ent, emask, sink, out, H, win_kv.shape[1], n, max(ratio, 1),
-                       float(scale) * math.log2(math.e), slots.stride(0), pos.stride(0),
-                       q.stride(0), q.stride(1), win_kv.stride(0), win_kv.stride(1), ent.stride(0),
-                       ent.stride(1), emask.stride(0), emask.stride(-1), out.stride(0), out.stride(1),
-                       D=D, BLOCK_H=_block_h(H), BLOCK_S=block_s, HAS_ENTRIES=has, HAS_MASK=has_mask,
-                       IEEE=q.dtype == torch.float32, num_warps=8 if D >= 512 else 4)
+    splits = splits or _splits(B, triton.cdiv(win_kv.shape[1], block_s) + triton.cdiv(n, block_s))
+    part = torch.empty((B, splits, H, D) if splits > 1 else (0,), dtype=torch.float32, device=q.device)
+    ml = torch.empty((2, B, splits, H) if splits > 1 else (0,), dtype=torch.float32, device=q.device)
+    _decode_attn[(B, splits)](q, win_kv, slots, pos, ent, emask, sink, out, part, ml, H, win_kv.shape[1], n,
+                              max(ratio, 1), float(scale) * math.log2(math.e), slots.stride(0), pos.stride(0),
+                              q.stride(0), q.stride(1), win_kv.stride(0), win_kv.stride(1), ent.stride(0),
+                              ent.stride(1), emask.stride(0), emask.stride(-1), out.stride(0), out.stride(1),
+                              D=D, BLOCK_H=_block_h(H), BLOCK_S=block_s, HAS_ENTRIES=has, HAS_MASK=has_mask,
+                              SPLIT=splits > 1, IEEE=q.dtype == torch.float32, num_warps=8 if D >= 512 else 4)
+    if splits > 1:
+        _combine[(B, H)](part, ml, sink, out, H, splits, out.stride(0), out.stride(1), D=D,
+                         BLOCK_P=triton.next_power_of_2(splits), ROWS=max(1, min(8, 4096 // D)), num_warps=4)
     return out
 
 

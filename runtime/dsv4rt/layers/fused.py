@@ -10,8 +10,9 @@ checkpoint names stay, and a checkpoint loaded later (new parameter tensors) is 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from dsv4rt.kernels import get
 
 
 class FusedLinears:
@@ -40,4 +41,4 @@ class FusedLinears:
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         if not self.fusable():
             return [lin(x) for lin in self.linears]
-        return list(F.linear(x, self.stack()).split(self.sizes, dim=-1))
+        return list(get("linear")(x, self.stack()).split(self.sizes, dim=-1))

@@ -1,0 +1,82 @@
+"""Triton GEMV linears (kernels/triton_gemv.py) against reference.linear / fp32_linear: fp32 under the
+CPU interpreter, bf16 on a GPU; and the reference's grouped linear against the einsum it replaced."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+from triton_interpreter import run_interpreted
+
+_INTERPRETED = textwrap.dedent("""
+    import torch
+    import triton.runtime.interpreter as interp
+    from dsv4rt.kernels import reference, triton_gemv as tg
+
+    def _patch(tensor, scope, orig=interp._patch_lang_tensor):
+        # triton#9171: under numpy >= 2.4 the interpreter cannot use a runtime int as a loop bound
+        orig(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+    interp._patch_lang_tensor = _patch
+    torch.manual_seed(0)
+    tg._PROGRAMS, tg._TILE = 8, 256  # small tiles: several K steps and every row block on small shapes
+
+    def case(M, N, K, groups, out_dtype=torch.float32):
+        x = torch.randn(M, groups * K + 5)[:, :groups * K]  # a row stride that is not the width
+        w = torch.randn(N, K + 3)[:, :K]  # nor for the weight
+        got = tg._launch(x, w, groups, out_dtype)
+        want = reference.linear(x, w, groups)
+        assert got.shape == (M, N) and got.dtype == out_dtype, (got.shape, got.dtype)
+        err = float((got.float() - want).abs().max() / want.abs().max())
+        assert err < 1e-5, (M, N, K, groups, err)
+
+    for M in (1, 2):
+        case(M, 64, 256, 1)  # 8 programs of 8 rows, 8 K steps of 32
+        case(M, 48, 128, 1)  # 48 = 16·3: rows blocks that divide N, not a power of two
+        case(M, 32, 64, 4)  # grouped: 4 groups of 8 rows, each reading its 64-wide slice of x
+    case(2, 24, 512, 3)  # 3 groups of 8 rows, many K steps
+    print("ok")
+""")
+
+
+def test_gemv_matches_reference_in_interpreter():
+    run_interpreted(_INTERPRETED)
+
+
+def test_reference_grouped_linear_is_the_grouped_einsum():
+    from dsv4rt.kernels import reference
+
+    x, w = torch.randn(3, 1, 4 * 16), torch.randn(4 * 8, 16)
+    want = torch.einsum("btgi,goi->btgo", x.unflatten(-1, (4, 16)), w.view(4, 8, 16)).flatten(2)
+    assert torch.allclose(reference.linear(x, w, 4), want, atol=1e-6)
+    assert torch.allclose(reference.linear(x, w[:, :16].repeat(1, 4)), x @ w[:, :16].repeat(1, 4).t(), atol=1e-5)
+
+
+def test_block_choice_keeps_programs_and_divides_groups():
+    pytest.importorskip("triton")
+    from dsv4rt.kernels import triton_gemv as tg
+
+    assert tg._blocks(8192, 8192, 512) == (16, 256)  # wq_b of mini: 512 programs of 16 rows
+    assert tg._blocks(2048, 512, 2048) == (4, 1024)  # wo_a: 4 groups of 512 rows
+    assert tg._blocks(64, 64, 2048) == (1, 2048)  # the router: one row a program
+    assert tg._blocks(3600, 3600, 2048) == (4, 1024)  # CSA's fused input projection
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("M", [1, 2, 3])
+def test_gemv_bf16_on_gpu_and_under_compile(M):
+    from dsv4rt.kernels import reference, registry
+
+    lin, fp32 = registry.get("linear"), registry.get("fp32_linear")
+    x = torch.randn(M, 1, 4 * 2048, device="cuda", dtype=torch.bfloat16)
+    for w, groups in ((torch.randn(2048, 2048, device="cuda", dtype=torch.bfloat16) / 45, 4),
+                      (torch.randn(3600, 8192, device="cuda", dtype=torch.bfloat16) / 90, 1)):
+        want = reference.linear(x.float(), w.float(), groups)
+        got = lin(x, w, groups)
+        assert got.dtype == torch.bfloat16 and float((got.float() - want).abs().max() / want.abs().max()) < 2e-2
+        assert torch.equal(torch.compile(lambda a, b: lin(a, b, groups), fullgraph=True)(x, w), got)
+    head = torch.randn(32000, 2048, device="cuda", dtype=torch.bfloat16)
+    got, want = fp32(x[..., :2048], head), reference.fp32_linear(x[..., :2048], head)
+    assert got.dtype == torch.float32 and float((got - want).abs().max() / want.abs().max()) < 1e-3
