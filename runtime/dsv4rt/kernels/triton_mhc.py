@@ -70,37 +70,55 @@ def _streams(h_ptr, d0, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.cons
 
 
 @triton.jit
-def _mixed_row(h_ptr, p, d0, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Σ_j p[j]·h[j, d0:d0+BLOCK_D] of one row's streams, rounded to h's dtype as the reference does."""
-    hv, d = _streams(h_ptr, d0, s_hn, D, N, BLOCK_D)
-    return tl.sum(p[:, None] * hv, axis=0).to(h_ptr.dtype.element_ty).to(tl.float32), d
+def _mixed(hv, p, dtype):
+    """Σ_j p[j]·hv[j] of [N, BLOCK_D] streams, rounded to h's dtype as the reference does."""
+    return tl.sum(p[:, None] * hv, axis=0).to(dtype).to(tl.float32)
+
+
+@triton.jit
+def _row_split(mix_ptr, scale_ptr, base_ptr, post_ptr, comb_ptr, row, square, hc_eps, mix_eps, ITERS: tl.constexpr,
+               N: tl.constexpr, D: tl.constexpr):
+    """The mix's RMS scale from the streams' summed squares, the split + Sinkhorn (post and comb stored)
+    -> pre [N]."""
+    ms = 1.0 / tl.sqrt(square / (N * D) + mix_eps)
+    rows = row + tl.arange(0, 2)  # a 2-row tile with its second row masked off: tiles of one row are not portable
+    ok = tl.arange(0, 2) == 0
+    pre, post, c = _split(mix_ptr, scale_ptr, base_ptr, rows, ok, ms + tl.zeros((2,), tl.float32), hc_eps, ITERS, N)
+    _store_split(post_ptr, comb_ptr, rows, ok, post, c, N)
+    return tl.sum(tl.where(ok[:, None], pre, 0.0), axis=0)
 
 
 @triton.jit
 def _pre_apply(mix_ptr, scale_ptr, base_ptr, h_ptr, w_ptr, x_ptr, post_ptr, comb_ptr, s_hm, s_hn, hc_eps, norm_eps,
                mix_eps, D: tl.constexpr, ITERS: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
-    """One row: the mix's RMS scale, the split + Sinkhorn, then x = RMSNorm(Σ_j pre_j·h_j)·w. Three
-    passes over the row's streams (their mean square, x's mean square, x): h is small and read again
-    rather than kept; nothing is written between."""
+    """One row: the mix's RMS scale, the split + Sinkhorn, then x = RMSNorm(Σ_j pre_j·h_j)·w. With the
+    whole row in one block (BLOCK_D ≥ D) h is read once; otherwise in three passes (the streams' mean
+    square, x's mean square, x), h read again rather than kept. Nothing is written between."""
     row = tl.program_id(0)
     h_ptr += row.to(tl.int64) * s_hm
-    square = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    for d0 in range(0, D, BLOCK_D):
-        hv, _ = _streams(h_ptr, d0, s_hn, D, N, BLOCK_D)
-        square += tl.sum(hv * hv, axis=0)
-    ms = 1.0 / tl.sqrt(tl.sum(square, axis=0) / (N * D) + mix_eps)
-    rows = row + tl.arange(0, 2)  # a 2-row tile with its second row masked off: tiles of one row are not portable
-    ok = tl.arange(0, 2) == 0
-    pre, post, c = _split(mix_ptr, scale_ptr, base_ptr, rows, ok, ms + tl.zeros((2,), tl.float32), hc_eps, ITERS, N)
-    _store_split(post_ptr, comb_ptr, rows, ok, post, c, N)
-    p = tl.sum(tl.where(ok[:, None], pre, 0.0), axis=0)
-    square = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    for d0 in range(0, D, BLOCK_D):
-        x, _ = _mixed_row(h_ptr, p, d0, s_hn, D, N, BLOCK_D)
-        square += x * x
-    rstd = 1.0 / tl.sqrt(tl.sum(square, axis=0) / D + norm_eps)
-    for d0 in range(0, D, BLOCK_D):
-        x, d = _mixed_row(h_ptr, p, d0, s_hn, D, N, BLOCK_D)
+    dt = h_ptr.dtype.element_ty
+    if BLOCK_D >= D:
+        hv, d = _streams(h_ptr, 0, s_hn, D, N, BLOCK_D)
+        p = _row_split(mix_ptr, scale_ptr, base_ptr, post_ptr, comb_ptr, row, tl.sum(tl.sum(hv * hv, axis=1), axis=0),
+                       hc_eps, mix_eps, ITERS, N, D)
+        x = _mixed(hv, p, dt)
+        rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / D + norm_eps)
+    else:
+        square = tl.zeros((BLOCK_D,), dtype=tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            hv, _ = _streams(h_ptr, d0, s_hn, D, N, BLOCK_D)
+            square += tl.sum(hv * hv, axis=0)
+        p = _row_split(mix_ptr, scale_ptr, base_ptr, post_ptr, comb_ptr, row, tl.sum(square, axis=0), hc_eps, mix_eps,
+                       ITERS, N, D)
+        square = tl.zeros((BLOCK_D,), dtype=tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            x = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D)[0], p, dt)
+            square += x * x
+        rstd = 1.0 / tl.sqrt(tl.sum(square, axis=0) / D + norm_eps)
+    for d0 in range(0, D, BLOCK_D):  # one step when the row was kept: x is still in registers
+        if BLOCK_D < D:
+            x = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D)[0], p, dt)
+        d = d0 + tl.arange(0, BLOCK_D)
         w = tl.load(w_ptr + d, mask=d < D, other=0.0).to(tl.float32)
         tl.store(x_ptr + row.to(tl.int64) * D + d, (x * rstd * w).to(x_ptr.dtype.element_ty), mask=d < D)
 
@@ -148,9 +166,19 @@ def _pre_op(flat: torch.Tensor, scale: torch.Tensor, base: torch.Tensor, h: torc
     M, D = h.shape[0], h.shape[2]
     x, post, comb = h.new_empty(M, D), flat.new_empty(M, n), flat.new_empty(M, n, n)
     _pre_apply[(M,)](flat.contiguous(), scale.contiguous(), base.contiguous(), h, weight.contiguous(), x, post, comb,
-                     h.stride(0), h.stride(1), hc_eps, norm_eps, mix_eps, D=D, ITERS=iters, N=n,
-                     BLOCK_D=min(1024, triton.next_power_of_2(D)), num_warps=4)
+                     h.stride(0), h.stride(1), hc_eps, norm_eps, mix_eps, D=D, ITERS=iters, N=n, **_pre_config(n, D))
     return x, post, comb
+
+
+PRE_CONFIG = {"row_elems": 8192, "num_warps": 4}  # gpu_checks.tune_hc_pre measures the alternatives
+
+
+def _pre_config(n: int, d: int) -> dict:
+    """The whole row in one block when its n·d elements fit PRE_CONFIG's register budget (mini: 4 × 2048),
+    else 1,024-column passes."""
+    whole = triton.next_power_of_2(d)
+    block = whole if n * whole <= PRE_CONFIG["row_elems"] else min(1024, whole)
+    return {"BLOCK_D": block, "num_warps": PRE_CONFIG["num_warps"]}
 
 
 @_pre_op.register_fake
