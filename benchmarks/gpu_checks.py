@@ -85,36 +85,50 @@ def engine_check(ckpt, model, expect: list[int], log, batch: int = 64) -> dict:
     return res
 
 
-def profile_step(model, log, bs: int = 1) -> dict:
-    """Kernel count and top kernels of one eager decode step (what a graph replay runs)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    model.allocate_cache(bs, 256)
+def _step_graph(model, bs: int):
+    """A CUDA graph of one decode step at batch bs, 64 tokens into slots 0..bs-1 (as the engine replays
+    it). The cache the decode table used is kept where it is large enough: a new shape would recompile."""
+    if model.num_slots < bs or model.max_seq_len < 72:
+        model.allocate_cache(bs, 256)
     ids = torch.randint(2, model.args.vocab_size, (bs, 64), device="cuda")
     slots = torch.arange(bs, device="cuda")
     model(ids, torch.zeros(bs, dtype=torch.long, device="cuda"), slots)
     step = (ids[:, :1], torch.full((bs,), 64, device="cuda"), slots)
-    model(*step)
+    model(*step)  # compiles, if it will, outside the capture
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        model(*step)
+    return g
+
+
+def profile_step(model, log, bs: int = 1) -> dict:
+    """Kernel count, top kernels and the idle time between them in one replay of a decode step's graph."""
+    from torch.profiler import ProfilerActivity, profile
+
+    g = _step_graph(model, bs)
+    g.replay()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        model(*step)
+        g.replay()
         torch.cuda.synchronize()
     kern = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     total = sum(e.device_time for e in kern)
+    span = max(e.time_range.end for e in kern) - min(e.time_range.start for e in kern) if kern else 0.0
     by_name: dict[str, list] = {}
     for e in kern:
         row = by_name.setdefault(e.name[:100], [0, 0.0])
         row[0] += 1
         row[1] += e.device_time
     top = sorted(([n, c, us] for n, (c, us) in by_name.items()), key=lambda r: -r[2])[:40]
-    res = {"batch": bs, "kernels": len(kern), "kernel_us": total, "top_us": top}
-    log(f"profile b={bs}: {len(kern)} kernels, {total:.0f} us of kernel time")
+    res = {"batch": bs, "kernels": len(kern), "kernel_us": total, "span_us": span, "top_us": top}
+    log(f"profile b={bs} (graph replay): {len(kern)} kernels, {total:.0f} us of kernel time in a {span:.0f} us span")
     for name, count, us in top[:25]:
         log(f"  {us:9.1f} us {count:5d}x  {name}")
     return res
 
 
-def compile_check(model, log) -> dict:
+def compile_check(model, log, dynamic: bool | None = None) -> dict:
     """Install the torch.compile decode block (kernels/compiled.py) and compare greedy tokens and
     last logits against the same model's eager bf16 decode; the wall time of the first decode steps
     (which compile at batch 1) is in `first_generate_s`."""
@@ -123,7 +137,7 @@ def compile_check(model, log) -> dict:
     model.compiled_decode = None
     model.allocate_cache(1, 128)
     want, want_logits = greedy_generate(model, PROMPT, NEW)
-    res = {"installed": compile_decode(model)}
+    res = {"installed": compile_decode(model, dynamic=dynamic), "dynamic": dynamic}
     t0 = time.perf_counter()
     got, got_logits = greedy_generate(model, PROMPT, NEW)
     res["first_generate_s"] = time.perf_counter() - t0

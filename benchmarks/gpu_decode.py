@@ -185,7 +185,14 @@ def _args(argv):
     p.add_argument("--skip", default="", help="comma list of: cpu,transformers,engine,profile[_eager|_compiled],baseline,compile_f32")
     p.add_argument("--compile", action="store_true",
                    help="also time the torch.compile decode block (the plain-graph table becomes 'baseline')")
+    p.add_argument("--dynamic", choices=("static", "auto"), default="static",
+                   help="static: every batch size and cache shape compiles its own graph; auto: torch's "
+                        "automatic dynamic shapes (the second shape recompiles with symbolic sizes)")
     return p.parse_args(argv)
+
+
+def _dynamic(a) -> bool | None:
+    return False if a.dynamic == "static" else None
 
 
 def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
@@ -198,7 +205,7 @@ def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
     steps = [("profile_eager", profile),
              ("correctness", lambda: correctness(ckpt, model, "cpu" not in skip_set(a), log))]
     if a.compile:
-        steps += [("baseline", decode), ("compile", lambda: compile_check(model, log)), ("decode", decode),
+        steps += [("baseline", decode), ("compile", lambda: compile_check(model, log, _dynamic(a))), ("decode", decode),
                   ("compile_f32", lambda: compile_f32_check(ckpt, cpu(), log)), ("profile_compiled", profile)]
     else:
         steps += [("decode", decode)]

@@ -13,7 +13,8 @@ eager, they were 27 launches of a ~300-launch step.
 - No CUDA graphs inside Inductor (`mode` never "reduce-overhead"): the engine captures the whole step
   in its own graphs (engine/cuda_graphs.py), compiled code included.
 - `dynamic=None` is torch's automatic dynamic shapes: the first batch size (or cache shape) compiles
-  static, the next one recompiles with symbolic sizes that then serve the others.
+  static, the next one recompiles with symbolic sizes that then serve the others. `dynamic=False`
+  compiles each batch size (and cache shape) on its own: slower to start, no symbolic-size kernels.
 - Any exception from a compiled call (a failed compile) is logged once and the block goes back to
   the eager method for good; that call is re-run eagerly, so a failure costs speed, not tokens.
 """
@@ -27,7 +28,7 @@ import torch
 from dsv4rt.kernels.registry import available
 
 log = logging.getLogger(__name__)
-RECOMPILE_LIMIT = 64  # layer kinds (SWA/CSA/HCA × hash/score routing) × a few batch-size guards
+RECOMPILE_LIMIT = 256  # layer kinds (SWA/CSA/HCA × hash/score routing) × batch sizes (static compiles)
 
 
 class _Guarded:

@@ -87,11 +87,14 @@ def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr
     m = tl.full([BLOCK_H], float("-inf"), tl.float32)
     l = tl.zeros([BLOCK_H], tl.float32)
     acc = tl.zeros([BLOCK_H, D], tl.float32)
-    n_vis = tl.minimum(N, (last + 1) // ratio)  # without a mask: the entries compressed so far
+    n_vis = tl.minimum(N, (last + 1) // ratio).to(tl.int32)  # without a mask: the entries compressed so far
     CW = tl.cdiv(W, BLOCK_S)
     chunks = CW
-    if HAS_ENTRIES:  # the loop ends at the last visible entry, not at the buffer's end
-        chunks += tl.cdiv(N if HAS_MASK else n_vis, BLOCK_S)
+    if HAS_ENTRIES:  # without a mask the loop ends at the last visible entry, not at the buffer's end
+        if HAS_MASK:
+            chunks += tl.cdiv(N, BLOCK_S)
+        else:
+            chunks += tl.cdiv(n_vis, BLOCK_S)
     for c in range(s, chunks, splits):
         ptrs, ok = _chunk_keys(c, CW, win_ptr + slot * s_ws, ent_ptr + slot * s_es, emask_ptr, b, last, W, N, n_vis,
                                s_wr, s_er, s_mb, s_mn, d, BLOCK_S, HAS_MASK)

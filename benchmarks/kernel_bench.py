@@ -1,0 +1,125 @@
+"""Per-kernel times at the mini model's decode shapes, alternatives side by side, in one GPU run.
+
+    PYTHONPATH=runtime:benchmarks python benchmarks/kernel_bench.py [--json out.json]
+
+Each case is captured 20 times in one CUDA graph and replayed, so a time includes the gap to the next
+launch as in the engine's decode graphs (a loop of eager calls would time the CPU's launches instead).
+Cases: decode attention split over key chunks against one program per row; the `hc_pre` kernel's
+register/warp choices; the Triton GEMVs against cuBLAS for every linear of a mini layer and the head.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+
+import torch
+
+CALLS = 20  # launches per captured graph
+
+
+def graph_us(fn, repeats: int = 7) -> float:
+    """Median µs per call of fn() over `repeats` replays of a graph holding CALLS calls."""
+    fn()
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(CALLS):
+            fn()
+    times = []
+    for _ in range(repeats + 1):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        g.replay()
+        e1.record()
+        torch.cuda.synchronize()
+        times.append(e0.elapsed_time(e1) * 1e3 / CALLS)
+    return statistics.median(times[1:])
+
+
+def _rand(*shape, dtype=torch.bfloat16):
+    return torch.randn(*shape, device="cuda").to(dtype)
+
+
+def attention_cases(B: int) -> dict[str, float]:
+    """mini's decode attention at a 168- and a 4,136-position cache: split rows against one program a row."""
+    from dsv4rt.kernels import triton_attention as ta
+
+    H, D, W, out = 16, 512, 128, {}
+    for ctx in (168, 4136):
+        for name, ratio in (("SWA", 0), ("HCA", 128), ("CSA", 4)):
+            n = ctx // max(ratio, 1) + 1
+            q, win, ent, sink = _rand(B, H, D), _rand(B, W, D), _rand(B, n, D), torch.randn(H, device="cuda")
+            slots, pos = torch.arange(B, device="cuda"), torch.full((B,), ctx - 1, device="cuda")
+            entries = ent if ratio else None
+            mask = (torch.rand(B, n - 1, device="cuda") < 0.5) if ratio == 4 and ctx > 2048 else None
+            for splits in (1, None):
+                fn = lambda: ta._launch(q, win, slots, pos, entries, mask, sink, 0.04, ratio, splits=splits)  # noqa: E731,B023
+                out[f"{name} ctx {ctx} {'split' if splits is None else 'one program'}"] = graph_us(fn)
+    return out
+
+
+def hc_pre_cases(M: int) -> dict[str, float]:
+    from dsv4rt.kernels import triton_mhc as tm
+
+    mix, scale, base = torch.randn(M, 24, device="cuda"), torch.rand(3, device="cuda"), torch.randn(24, device="cuda")
+    h, w = _rand(M, 4, 2048), _rand(2048)
+    saved, out = dict(tm.PRE_CONFIG), {}
+    for row_elems in (0, 8192):
+        for warps in (1, 2, 4, 8):
+            tm.PRE_CONFIG.update(row_elems=row_elems, num_warps=warps)
+            fn = lambda: tm.pre_apply(mix, scale, base, h, w, 4, 20, 1e-6, 1e-6, 1e-6)  # noqa: E731
+            out[f"{'row in registers' if row_elems else '3 passes'}, {warps} warps"] = graph_us(fn)
+    tm.PRE_CONFIG.update(saved)
+    return out
+
+
+MINI_LINEARS = {  # name: (out rows, in features, groups) of one mini layer, and the head
+    "project SWA": (1024, 2048, 1), "project CSA": (3600, 2048, 1), "wq_b": (8192, 512, 1),
+    "wo_a": (2048, 2048, 4), "wo_b": (2048, 2048, 1), "router (fp32 out)": (64, 2048, 1),
+    "head (fp32 out)": (32000, 2048, 1)}
+
+
+def linear_cases(M: int) -> dict[str, float]:
+    from dsv4rt.kernels import reference, triton_gemv as tg
+    from dsv4rt.kernels.registry import next_impl
+
+    out = {}
+    for name, (n, k, groups) in MINI_LINEARS.items():
+        x, w = _rand(M, groups * k), _rand(n, k)
+        fp32 = "fp32" in name
+        ours = (lambda: tg.fp32_linear(x, w)) if fp32 else (lambda: tg.linear(x, w, groups))  # noqa: B023
+        cublas = (lambda: next_impl("fp32_linear", "triton")(x, w)) if fp32 else (  # noqa: B023
+            lambda: reference.linear(x, w, groups))  # noqa: B023
+        gb = n * k * 2 / 1e9
+        for label, fn in (("triton", ours), ("cublas", cublas)):
+            us = graph_us(fn)
+            out[f"{name} {label}"] = us
+            out[f"{name} {label} TB/s"] = gb / us * 1e3
+    return out
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json")
+    a = p.parse_args(argv)
+    from dsv4rt.kernels import available
+
+    available()  # the backends register (and self-check) first
+    res = {"attention B=1": attention_cases(1), "attention B=8": attention_cases(8),
+           "hc_pre M=1": hc_pre_cases(1), "hc_pre M=64": hc_pre_cases(64),
+           "linear M=1": linear_cases(1), "linear M=2": linear_cases(2)}
+    for part, rows in res.items():
+        print(f"## {part}")
+        for name, v in rows.items():
+            print(f"  {name:<40} {v:8.2f}" + ("" if name.endswith("TB/s") else " us"))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=2)
+    return res
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
