@@ -5,7 +5,8 @@
 Each case is captured 20 times in one CUDA graph and replayed, so a time includes the gap to the next
 launch as in the engine's decode graphs (a loop of eager calls would time the CPU's launches instead).
 Cases: decode attention split over key chunks against one program per row; the `hc_pre` kernel's
-register/warp choices; the Triton GEMVs against cuBLAS for every linear of a mini layer and the head.
+register/warp choices; the Triton GEMVs against cuBLAS for every linear of a mini layer and the head;
+the routed-expert GEMVs' rows per program.
 """
 
 from __future__ import annotations
@@ -101,16 +102,37 @@ def linear_cases(M: int) -> dict[str, float]:
     return out
 
 
+def moe_gemv_cases() -> dict[str, float]:
+    """mini's routed experts at batch 1 (6 picks + the shared expert) per rows-per-program choice."""
+    from dsv4rt.kernels import triton_moe_gemv as mg
+
+    E, D, inter = 65, 2048, 1024
+    x, w13, w2 = _rand(1, D), _rand(E, 2 * inter, D) / 45, _rand(E, D, inter) / 32
+    idx = torch.randperm(E - 1, device="cuda")[:6][None]
+    wts = torch.rand(1, 6, device="cuda")
+    gb = 7 * 3 * D * inter * 2 / 1e9
+    saved, out = dict(mg.GEMV_CONFIG), {}
+    for up, down in ((16, 8), (8, 8), (4, 8), (8, 4), (8, 16), (4, 4)):
+        mg.GEMV_CONFIG.update(up_rows=up, down_rows=down)
+        us = graph_us(lambda: mg.gemv_moe(x, w13, w2, wts, idx, 10.0, shared=True))
+        out[f"gate/up {up} rows, down {down} rows"] = us
+        out[f"gate/up {up} rows, down {down} rows TB/s"] = gb / us * 1e3
+    mg.GEMV_CONFIG.update(saved)
+    return out
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json")
+    p.add_argument("--parts", default="attention,hc_pre,linear,moe", help="comma list of the parts to time")
     a = p.parse_args(argv)
     from dsv4rt.kernels import available
 
     available()  # the backends register (and self-check) first
-    res = {"attention B=1": attention_cases(1), "attention B=8": attention_cases(8),
-           "hc_pre M=1": hc_pre_cases(1), "hc_pre M=64": hc_pre_cases(64),
-           "linear M=1": linear_cases(1), "linear M=2": linear_cases(2)}
+    parts = {"attention": {"attention B=1": lambda: attention_cases(1), "attention B=8": lambda: attention_cases(8)},
+             "hc_pre": {"hc_pre M=1": lambda: hc_pre_cases(1), "hc_pre M=64": lambda: hc_pre_cases(64)},
+             "linear": {"linear M=1": lambda: linear_cases(1)}, "moe": {"moe gemv B=1": moe_gemv_cases}}
+    res = {name: fn() for part in a.parts.split(",") for name, fn in parts[part].items()}
     for part, rows in res.items():
         print(f"## {part}")
         for name, v in rows.items():

@@ -88,6 +88,14 @@ def _write_rows(slots: torch.Tensor, *writes) -> None:
         buf[slots[:, None], rows] = src
 
 
+def _write_cols(slots: torch.Tensor, *writes) -> None:
+    """`_write_rows` for channel-major buffers [S, C, R]: buf[slots[b], :, cols[b, i]] = src[b, i].
+    Written through the base, not a transposed view: torch 2.11's Inductor copied the whole ring
+    back after a scatter into the view (12 µs a layer with 65 slots on the H100)."""
+    for buf, cols, src in writes:
+        buf[slots[:, None], :, cols] = src
+
+
 class CachedModule(nn.Module):
     """A module with per-slot decode state: `cache_shapes` is the single source of buffer sizes."""
 
@@ -146,7 +154,8 @@ class Compressor(CachedModule):
         entry = self.rope(self.norm(entry).to(self.entries.dtype), ends - m + 1)
         rows = torch.where(valid, ends // m, self.entries.shape[1] - 1)
         keep = seq_pos[:, -R:] % R
-        _write_rows(slots, (self.entries, rows, entry), (ring_kv, keep, seq_a[:, -R:]), (ring_sc, keep, seq_z[:, -R:]))
+        _write_rows(slots, (self.entries, rows, entry))
+        _write_cols(slots, (self.ring_kv, keep, seq_a[:, -R:]), (self.ring_sc, keep, seq_z[:, -R:]))
 
     def rings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """ring_kv, ring_sc as [S, span, width] views (token rows) of their channel-major storage."""
@@ -157,8 +166,7 @@ class Compressor(CachedModule):
         the R positions an entry ending here pools. Every row pools; rows whose block does not end
         here write their entry to the scratch row."""
         R, m = self.span, self.ratio
-        ring_kv, ring_sc = self.rings()
-        _write_rows(slots, (ring_kv, pos % R, a), (ring_sc, pos % R, z))
+        _write_cols(slots, (self.ring_kv, pos % R, a), (self.ring_sc, pos % R, z))
         hpos = pos - R + 1 + _arange(R, pos)  # [B, R], in position order
         cols = (hpos % R)[:, None, :].expand(-1, self.ring_kv.shape[1], -1)
         kv_r, sc_r = (ring[slots].gather(-1, cols)[:, None] for ring in (self.ring_kv, self.ring_sc))  # [B, 1, C, R]
