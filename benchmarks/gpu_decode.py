@@ -212,8 +212,14 @@ def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
     if a.long_len:
         long = argparse.Namespace(**{**vars(a), "prompt_len": a.long_len})
         steps += [("decode_long", lambda: decode_section(model, [1, 8], long, res["hbm_bytes_s"], log))]
-    return steps + [("engine", lambda: engine_check(ckpt, model, _expected_tokens(res), log)),
-                    ("transformers_tok_s", lambda: hf_section(model, ckpt, a, log))]
+    steps += [("engine", lambda: engine_check(ckpt, model, _expected_tokens(res), log))]
+    # transformers right after the table: a run cut off by its time limit keeps the ratio
+    return steps[:_index(steps, "decode") + 1] + [("transformers_tok_s", lambda: hf_section(model, ckpt, a, log))] \
+        + steps[_index(steps, "decode") + 1:]
+
+
+def _index(steps: list, name: str) -> int:
+    return next(i for i, (n, _) in enumerate(steps) if n == name)
 
 
 def _expected_tokens(res: dict) -> list[int]:
