@@ -1,13 +1,14 @@
-"""Decode attention in one Triton launch (op `decode_attention`, CUDA tensors).
+"""Decode attention in Triton (op `decode_attention`, CUDA tensors): one launch, or two at small batches.
 
-One program per batch row owns all H query heads: the layer has a single KV head (shared K=V, MQA),
-so the row's keys are read from memory once and every head's scores come out of one `tl.dot`.
-The program walks the slot's window ring, then the row's selected compressed entries, in BLOCK_S
-key chunks with an online softmax (fp32, base 2), and folds the per-head sink in at the end. Masked
-keys are never loaded: unwritten ring rows may hold anything, and a top-k entry mask skips most of
-the entry buffer. No host syncs and no torch ops but the output's `torch.empty`: it runs inside the
-engine's CUDA graphs, and as a torch custom op Inductor calls it as it is.
-"""
+A program owns all H query heads of a row: the layer has a single KV head (shared K=V, MQA), so the
+row's keys are read from memory once and every head's scores come out of one `tl.dot`. The row's
+keys are the slot's window ring, then its selected (or, without a mask, its visible) compressed
+entries, in BLOCK_S key chunks folded with an online softmax (fp32, base 2). With few rows one
+program a row left most SMs idle (13 µs a layer at batch 1 on the H100), so the chunks are dealt to
+several programs a row and `_combine` merges their partial max, sum and accumulator with the per-head
+sink (7 µs). Masked keys are never loaded: unwritten ring rows may hold anything, and a top-k entry
+mask skips most of the entry buffer. No host syncs and no torch ops but `torch.empty`: it runs inside
+the engine's CUDA graphs, and as a torch custom op Inductor calls it as it is."""
 
 from __future__ import annotations
 
