@@ -1,0 +1,81 @@
+"""The runtime's Triton kernels compile for an H100 (sm_90) at the mini model's decode shapes, without
+register spills: checked on a CPU machine with Triton's own ptxas (tests/sm90_compile.py)."""
+
+from __future__ import annotations
+
+import pytest
+from sm90_compile import compile_sm90, signature
+
+pytest.importorskip("triton")
+C, BF16, F32 = "constexpr", "*bf16", "*fp32"
+
+
+def _attention_cases():
+    from dsv4rt.kernels import triton_attention as ta
+
+    types = {p: BF16 for p in ("q_ptr", "win_ptr", "ent_ptr", "out_ptr")}
+    types.update(slot_ptr="*i64", pos_ptr="*i64", emask_ptr="*i1", sink_ptr=F32, part_ptr=F32, ml_ptr=F32,
+                 qk_scale="fp32", **{k: C for k in ("D", "BLOCK_H", "BLOCK_S", "HAS_ENTRIES", "HAS_MASK", "SPLIT", "IEEE")})
+    for has, mask, split in ((False, False, True), (True, False, True), (True, True, True), (True, True, False)):
+        yield ("attention", has, mask, split), ta._decode_attn, signature(ta._decode_attn, types), dict(
+            D=512, BLOCK_H=16, BLOCK_S=32, HAS_ENTRIES=has, HAS_MASK=mask, SPLIT=split, IEEE=False), 8
+    types = dict(part_ptr=F32, ml_ptr=F32, sink_ptr=F32, out_ptr=BF16, D=C, BLOCK_P=C, ROWS=C)
+    yield "combine", ta._combine, signature(ta._combine, types), dict(D=512, BLOCK_P=8, ROWS=8), 4
+
+
+def _gemv_cases():
+    from dsv4rt.kernels import triton_gemv as tg
+
+    for n, k, groups, out in ((8192, 512, 1, BF16), (2048, 2048, 4, BF16), (64, 2048, 1, F32), (32000, 2048, 1, F32)):
+        block_n, block_k = tg._blocks(n, n // groups, k)
+        types = dict(x_ptr=BF16, w_ptr=BF16, y_ptr=out, M_PAD=C, BLOCK_N=C, BLOCK_K=C, VEC=C)
+        yield ("gemv", n, k), tg._gemv, signature(tg._gemv, types), dict(M_PAD=1, BLOCK_N=block_n, BLOCK_K=block_k,
+                                                                          VEC=8), 4
+
+
+def _mhc_and_moe_cases():
+    from dsv4rt.kernels import triton_mhc as tm, triton_moe_gemv as mg
+
+    types = dict(mix_ptr=F32, scale_ptr=F32, base_ptr=F32, h_ptr=BF16, w_ptr=BF16, x_ptr=BF16, post_ptr=F32,
+                 comb_ptr=F32, hc_eps="fp32", norm_eps="fp32", mix_eps="fp32", D=C, ITERS=C, N=C, BLOCK_D=C)
+    config = tm._pre_config(4, 2048)
+    yield "hc_pre", tm._pre_apply, signature(tm._pre_apply, types), dict(D=2048, ITERS=20, N=4,
+                                                                          BLOCK_D=config["BLOCK_D"]), config["num_warps"]
+    up, down = mg._config(2048, 1024)
+    types = dict(x_ptr=BF16, w_ptr=BF16, idx_ptr="*i64", wt_ptr=F32, h_ptr=BF16, limit="fp32", D=C, I=C, TOPK=C,
+                 PICKS=C, BLOCK_N=C, BLOCK_K=C)
+    yield "gate_up", mg._gate_up, signature(mg._gate_up, types), dict(
+        D=2048, I=1024, TOPK=6, PICKS=7, BLOCK_N=up["BLOCK_N"], BLOCK_K=up["BLOCK_K"]), up["num_warps"]
+    types = dict(h_ptr=BF16, w_ptr=BF16, idx_ptr="*i64", wt_ptr=F32, y_ptr=F32, I=C, TOPK=C, PICKS=C, BLOCK_D=C,
+                 BLOCK_I=C, VEC=C)
+    yield "down", mg._down, signature(mg._down, types), dict(
+        I=1024, TOPK=6, PICKS=7, BLOCK_D=down["BLOCK_D"], BLOCK_I=down["BLOCK_I"], VEC=8), down["num_warps"]
+
+
+def _cases():
+    yield from _attention_cases()
+    yield from _gemv_cases()
+    yield from _mhc_and_moe_cases()
+
+
+@pytest.mark.slow
+def test_kernels_compile_for_sm90_without_spills():
+    failed = {}
+    for name, fn, sig, consts, warps in _cases():
+        report = compile_sm90(fn, sig, consts, warps)
+        if report["spill_bytes"]:
+            failed[str(name)] = report
+    assert not failed, f"register spills: {failed}"
+
+
+def test_compile_report_reads_registers_and_spills():
+    """The reader itself: a kernel that keeps too much live in one warp spills, a small one does not."""
+    from dsv4rt.kernels import triton_mhc as tm
+
+    types = dict(mix_ptr=F32, scale_ptr=F32, base_ptr=F32, h_ptr=BF16, w_ptr=BF16, x_ptr=BF16, post_ptr=F32,
+                 comb_ptr=F32, hc_eps="fp32", norm_eps="fp32", mix_eps="fp32", D=C, ITERS=C, N=C, BLOCK_D=C)
+    sig = signature(tm._pre_apply, types)
+    whole_row_one_warp = compile_sm90(tm._pre_apply, sig, dict(D=2048, ITERS=20, N=4, BLOCK_D=2048), 1)
+    passes = compile_sm90(tm._pre_apply, sig, dict(D=2048, ITERS=20, N=4, BLOCK_D=1024), 4)
+    assert whole_row_one_warp["spill_bytes"] > 0 and whole_row_one_warp["registers"] == 255
+    assert passes["spill_bytes"] == 0 and 0 < passes["registers"] < 255
