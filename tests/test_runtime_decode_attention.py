@@ -11,14 +11,7 @@ from triton_interpreter import run_interpreted
 
 _INTERPRETED = textwrap.dedent("""
     import torch
-    import triton.runtime.interpreter as interp
     from dsv4rt.kernels import reference, triton_attention as ta
-
-    def _patch(tensor, scope, orig=interp._patch_lang_tensor):
-        # triton#9171: under numpy >= 2.4 the interpreter cannot use a runtime int as a loop bound
-        orig(tensor, scope)
-        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
-    interp._patch_lang_tensor = _patch
     torch.manual_seed(0)
     S, W, N, D = 6, 32, 20, 128
 
