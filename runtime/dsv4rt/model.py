@@ -38,17 +38,13 @@ class RMSNorm(nn.Module):
 
 
 class Linear(nn.Linear):
-    """Bias-free nn.Linear through the `linear` op (GEMV kernels at decode batches of 1-2 rows)."""
+    """Bias-free nn.Linear through the `linear` op (a GEMV kernel for batch-1 decode on CUDA)."""
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__(in_features, out_features, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return get("linear")(x, self.weight)
-
-
-def _linear(i: int, o: int) -> Linear:
-    return Linear(i, o)
 
 
 class Rope:
@@ -120,8 +116,8 @@ class Compressor(CachedModule):
         self.ratio, self.head_dim, self.overlap, self.rope = ratio, head_dim, ratio == 4, rope
         c = 2 if self.overlap else 1
         self.span = c * ratio  # tokens one entry looks at
-        self.wkv = _linear(args.dim, c * head_dim)
-        self.wgate = _linear(args.dim, c * head_dim)
+        self.wkv = Linear(args.dim, c * head_dim)
+        self.wgate = Linear(args.dim, c * head_dim)
         self.ape = nn.Parameter(torch.zeros(ratio, c * head_dim))
         self.norm = RMSNorm(head_dim, args.norm_eps)
 
@@ -203,8 +199,8 @@ class Indexer(nn.Module):
     def __init__(self, args: ModelArgs, ratio: int, rope: Rope):
         super().__init__()
         self.n_heads, self.head_dim, self.topk = args.index_n_heads, args.index_head_dim, args.index_topk
-        self.wq_b = _linear(args.q_lora_rank, self.n_heads * self.head_dim)
-        self.weights_proj = _linear(args.dim, self.n_heads)
+        self.wq_b = Linear(args.q_lora_rank, self.n_heads * self.head_dim)
+        self.weights_proj = Linear(args.dim, self.n_heads)
         self.compressor = Compressor(args, ratio, self.head_dim, rope)
         self.scale = self.head_dim ** -0.5 * self.n_heads ** -0.5
 
@@ -238,13 +234,13 @@ class Attention(CachedModule):
         self.o_groups, self.o_lora_rank, self.eps = args.o_groups, args.o_lora_rank, args.norm_eps
         self.ratio = args.compress_ratios[layer_id]
         self.scale = self.head_dim ** -0.5  # no YaRN mscale (§2.4)
-        self.wq_a = _linear(args.dim, args.q_lora_rank)
+        self.wq_a = Linear(args.dim, args.q_lora_rank)
         self.q_norm = RMSNorm(args.q_lora_rank, args.norm_eps)
-        self.wq_b = _linear(args.q_lora_rank, self.n_heads * self.head_dim)
-        self.wkv = _linear(args.dim, self.head_dim)
+        self.wq_b = Linear(args.q_lora_rank, self.n_heads * self.head_dim)
+        self.wkv = Linear(args.dim, self.head_dim)
         self.kv_norm = RMSNorm(self.head_dim, args.norm_eps)
-        self.wo_a = _linear(self.n_heads * self.head_dim // self.o_groups, self.o_groups * self.o_lora_rank)
-        self.wo_b = _linear(self.o_groups * self.o_lora_rank, args.dim)
+        self.wo_a = Linear(self.n_heads * self.head_dim // self.o_groups, self.o_groups * self.o_lora_rank)
+        self.wo_b = Linear(self.o_groups * self.o_lora_rank, args.dim)
         self.attn_sink = nn.Parameter(torch.zeros(self.n_heads))
         self.rope = Rope(args, self.ratio)
         self.compressor = Compressor(args, self.ratio, self.head_dim, self.rope) if self.ratio else None
@@ -370,7 +366,7 @@ class MTPBlock(HeadMixin, Block):
 
     def __init__(self, layer_id: int, args: ModelArgs):
         super().__init__(layer_id, args)
-        self.e_proj, self.h_proj = _linear(args.dim, args.dim), _linear(args.dim, args.dim)
+        self.e_proj, self.h_proj = Linear(args.dim, args.dim), Linear(args.dim, args.dim)
         self.enorm, self.hnorm = RMSNorm(args.dim, args.norm_eps), RMSNorm(args.dim, args.norm_eps)
         self.norm = RMSNorm(args.dim, args.norm_eps)
         self._hc_head_params(args)
@@ -389,7 +385,7 @@ class Transformer(HeadMixin, nn.Module):
         self.embed = nn.Embedding(args.vocab_size, args.dim)
         self.layers = nn.ModuleList(Block(i, args) for i in range(args.n_layers))
         self.norm = RMSNorm(args.dim, args.norm_eps)
-        self.head = _linear(args.dim, args.vocab_size)
+        self.head = Linear(args.dim, args.vocab_size)
         self._hc_head_params(args)
         self.mtp = nn.ModuleList(MTPBlock(args.n_layers + i, args) for i in range(args.n_mtp_layers))
         self.num_slots = self.max_seq_len = 0

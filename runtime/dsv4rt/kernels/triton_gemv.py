@@ -1,4 +1,4 @@
-"""Linears of one or two rows (decode at batch 1-2) as Triton GEMVs: ops `linear` and `fp32_linear`.
+"""Linears of one row (decode at batch 1) as Triton GEMVs: ops `linear` and `fp32_linear`.
 
 At batch 1 cuBLAS ran the layers' projections at ~1.3 TB/s on the H100 (8 MiB `wq_b`/`wo_b` in 6.1 µs)
 and the router's 64×2048 scores in 5.1 µs (docs/performance.md, round 3): its tiles are sized for M ≥ 8
