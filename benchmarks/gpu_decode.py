@@ -204,22 +204,17 @@ def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
     cpu = lambda: res.get("correctness", {}).get("cpu_f32_tokens")  # noqa: E731
     steps = [("profile_eager", profile),
              ("correctness", lambda: correctness(ckpt, model, "cpu" not in skip_set(a), log))]
+    # transformers right after the table: a run cut off by its time limit keeps the ratio
+    hf = ("transformers_tok_s", lambda: hf_section(model, ckpt, a, log))
     if a.compile:
         steps += [("baseline", decode), ("compile", lambda: compile_check(model, log, _dynamic(a))), ("decode", decode),
-                  ("compile_f32", lambda: compile_f32_check(ckpt, cpu(), log)), ("profile_compiled", profile)]
+                  hf, ("compile_f32", lambda: compile_f32_check(ckpt, cpu(), log)), ("profile_compiled", profile)]
     else:
-        steps += [("decode", decode)]
+        steps += [("decode", decode), hf]
     if a.long_len:
         long = argparse.Namespace(**{**vars(a), "prompt_len": a.long_len})
         steps += [("decode_long", lambda: decode_section(model, [1, 8], long, res["hbm_bytes_s"], log))]
-    steps += [("engine", lambda: engine_check(ckpt, model, _expected_tokens(res), log))]
-    # transformers right after the table: a run cut off by its time limit keeps the ratio
-    return steps[:_index(steps, "decode") + 1] + [("transformers_tok_s", lambda: hf_section(model, ckpt, a, log))] \
-        + steps[_index(steps, "decode") + 1:]
-
-
-def _index(steps: list, name: str) -> int:
-    return next(i for i, (n, _) in enumerate(steps) if n == name)
+    return steps + [("engine", lambda: engine_check(ckpt, model, _expected_tokens(res), log))]
 
 
 def _expected_tokens(res: dict) -> list[int]:

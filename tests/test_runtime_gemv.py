@@ -29,6 +29,8 @@ _INTERPRETED = textwrap.dedent("""
         case(M, 48, 128, 1)  # 48 = 16·3: rows blocks that divide N, not a power of two
         case(M, 32, 64, 4)  # grouped: 4 groups of 8 rows, each reading its 64-wide slice of x
     case(2, 24, 512, 3)  # 3 groups of 8 rows, many K steps
+    # the registry's gate runs the kernel itself on every case it checks (bf16: no dot involved)
+    assert tg.self_check("cpu", torch.bfloat16) < 2e-2
     print("ok")
 """)
 

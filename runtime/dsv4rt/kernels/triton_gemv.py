@@ -116,13 +116,13 @@ def fp32_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
-    """Largest relative error against the reference: 1 and 2 rows, plain and grouped, bf16 and fp32 out."""
+    """Largest relative error against the reference on one row (what `fits` sends here): plain,
+    grouped, and with fp32 out."""
     from dsv4rt.kernels import reference
 
     g = torch.Generator(device="cpu").manual_seed(0)
-    x, w = torch.randn(2, 2, 256, generator=g), torch.randn(96, 256, generator=g)
-    x, w = x.to(device, dtype), w.to(device, dtype)
-    errs = [rel_err(linear(x[:1], w), reference.linear(x[:1], w)),
+    x, w = torch.randn(1, 256, generator=g).to(device, dtype), torch.randn(96, 256, generator=g).to(device, dtype)
+    errs = [rel_err(linear(x, w), reference.linear(x, w)),
             rel_err(linear(x, w[:64, :64], 4), reference.linear(x, w[:64, :64], 4)),
             rel_err(fp32_linear(x, w), reference.fp32_linear(x, w))]
     return max(errs)
