@@ -5,7 +5,7 @@
 Each case is captured 20 times in one CUDA graph and replayed, so a time includes the gap to the next
 launch as in the engine's decode graphs (a loop of eager calls would time the CPU's launches instead).
 Cases: decode attention split over key chunks against one program per row; the `hc_pre` kernel's
-register/warp choices; the Triton GEMVs against cuBLAS for every linear of a mini layer and the head;
+warps; the `hc_post` kernel's column blocks against Inductor's post and projection; the Triton GEMVs against cuBLAS for every linear of a mini layer and the head;
 the routed-expert GEMVs' rows per program.
 """
 
@@ -65,16 +65,31 @@ def attention_cases(B: int) -> dict[str, float]:
 def hc_pre_cases(M: int) -> dict[str, float]:
     from dsv4rt.kernels import triton_mhc as tm
 
-    mix, scale, base = torch.randn(M, 24, device="cuda"), torch.rand(3, device="cuda"), torch.randn(24, device="cuda")
+    raw, scale, base = torch.randn(M, 64, 24, device="cuda"), torch.rand(3, device="cuda"), torch.randn(24, device="cuda")
     h, w = _rand(M, 4, 2048), _rand(2048)
     saved, out = dict(tm.PRE_CONFIG), {}
-    for row_elems in (0, 8192):
-        for warps in (1, 2, 4, 8):
-            tm.PRE_CONFIG.update(row_elems=row_elems, num_warps=warps)
-            fn = lambda: tm.pre_apply(mix, scale, base, h, w, 4, 20, 1e-6, 1e-6, 1e-6)  # noqa: E731
-            out[f"{'row in registers' if row_elems else '3 passes'}, {warps} warps"] = graph_us(fn)
+    for warps in (2, 4, 8):
+        tm.PRE_CONFIG.update(num_warps=warps)
+        fn = lambda: tm.pre_apply(raw, scale, base, h, w, 4, 20, 1e-6, 1e-6, 1e-6)  # noqa: E731
+        out[f"row in registers, {warps} warps"] = graph_us(fn)
     tm.PRE_CONFIG.update(saved)
     return out
+
+
+def hc_post_cases(M: int) -> dict[str, float]:
+    """The post + next projection kernel per column block, against Inductor's two launches."""
+    from dsv4rt.kernels import reference, triton_mhc_post as tp
+
+    out_, h, fn = _rand(M, 2048), _rand(M, 4, 2048), torch.randn(24, 8192, device="cuda")
+    post, comb = torch.rand(M, 4, device="cuda"), torch.rand(M, 4, 4, device="cuda")
+    saved, res = dict(tp.POST_CONFIG), {}
+    for block_d in (16, 32, 64):
+        tp.POST_CONFIG.update(block_d=block_d)
+        res[f"triton, {block_d} columns a program"] = graph_us(lambda: tp.post_mix(out_, h, post, comb, fn))
+    tp.POST_CONFIG.update(saved)
+    inductor = torch.compile(reference.hc_post, dynamic=False)
+    res["inductor (post, projection)"] = graph_us(lambda: inductor(out_, h, post, comb, fn))
+    return res
 
 
 MINI_LINEARS = {  # name: (out rows, in features, groups) of one mini layer, and the head
@@ -124,13 +139,14 @@ def moe_gemv_cases() -> dict[str, float]:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json")
-    p.add_argument("--parts", default="attention,hc_pre,linear,moe", help="comma list of the parts to time")
+    p.add_argument("--parts", default="attention,hc_pre,hc_post,linear,moe", help="comma list of the parts to time")
     a = p.parse_args(argv)
     from dsv4rt.kernels import available
 
     available()  # the backends register (and self-check) first
     parts = {"attention": {"attention B=1": lambda: attention_cases(1), "attention B=8": lambda: attention_cases(8)},
              "hc_pre": {"hc_pre M=1": lambda: hc_pre_cases(1), "hc_pre M=64": lambda: hc_pre_cases(64)},
+             "hc_post": {"hc_post M=1": lambda: hc_post_cases(1), "hc_post M=64": lambda: hc_post_cases(64)},
              "linear": {"linear M=1": lambda: linear_cases(1)}, "moe": {"moe gemv B=1": moe_gemv_cases}}
     res = {name: fn() for part in a.parts.split(",") for name, fn in parts[part].items()}
     for part, rows in res.items():

@@ -39,7 +39,7 @@ from dsv4rt.model import Block, HeadMixin, Transformer
 
 # launches inside each opaque op (its implementation's kernel launches, read from its module)
 # (decode_attention: the split kernel and its combine, as below 128 rows)
-OPAQUE_LAUNCHES = {"decode_attention": 2, "hc_split_sinkhorn": 1, "hc_pre": 1, "moe_gemv": 2,
+OPAQUE_LAUNCHES = {"decode_attention": 2, "hc_split_sinkhorn": 1, "hc_pre": 1, "hc_post": 1, "moe_gemv": 2,
                    "moe_grouped_gemms": 2, "moe_route": 1, "fp32_mm": 1, "gemv": 1}
 
 
@@ -57,20 +57,24 @@ class _StubKernel:
 
 @contextmanager
 def triton_code_on_cpu():
-    """Inductor writes Triton kernels for CPU tensors and loads them as stubs (no driver needed)."""
+    """Inductor writes Triton kernels for CPU tensors and loads them as stubs (no driver needed); the
+    model's own kernels (in its opaque ops) stop the call as well, should one come first."""
     import torch._inductor.codegen.triton as codegen
     import torch.utils._triton as tu
     from torch._inductor import async_compile, config
+    from triton.runtime.jit import JITFunction
 
     saved = (tu.triton_hash_with_backend, codegen.__dict__.get("triton_hash_with_backend"),
-             async_compile.AsyncCompile.triton)
+             async_compile.AsyncCompile.triton, JITFunction.run)
     tu.triton_hash_with_backend = codegen.triton_hash_with_backend = lambda: "NO-GPU"
     async_compile.AsyncCompile.triton = lambda self, name, src, *a, **k: _StubKernel(name)
+    JITFunction.run = _StubKernel("model kernel").run
     try:
         with config.patch(cpu_backend="triton", compile_threads=1, fx_graph_cache=False):
             yield
     finally:
-        tu.triton_hash_with_backend, codegen.triton_hash_with_backend, async_compile.AsyncCompile.triton = saved
+        (tu.triton_hash_with_backend, codegen.triton_hash_with_backend, async_compile.AsyncCompile.triton,
+         JITFunction.run) = saved
 
 
 @torch.library.custom_op("launch_count::fp32_mm", mutates_args=())
@@ -87,19 +91,21 @@ def _(x, w):
 @contextmanager
 def as_on_cuda():
     """The CUDA implementations registered for every device, as on a GPU whose self-checks pass."""
-    from dsv4rt.kernels import triton_attention, triton_gemv, triton_mhc, triton_moe, triton_route
+    from dsv4rt.kernels import triton_attention, triton_gemv, triton_mhc, triton_mhc_post, triton_moe, triton_route
 
     gemv_ok = triton_moe._GEMV_OK
     with registry.scoped():
         registry.register("decode_attention", "triton", 10)(triton_attention.decode_attention)
         registry.register("hc_split_sinkhorn", "triton", 10)(triton_mhc.split_sinkhorn)
         registry.register("hc_pre", "triton", 10)(triton_mhc.pre_apply)
+        registry.register("hc_post", "triton", 10)(triton_mhc_post.post_mix)
         registry.register("moe_route", "triton", 10)(triton_route.moe_route)
         triton_moe._GEMV_OK = True
         registry.register("moe_experts", "triton", 10)(triton_moe.moe_experts)
         registry.register("fp32_linear", "cublas", 10)(fp32_mm)
         registry.register("fp32_linear", "triton", 20)(triton_gemv.fp32_linear)
         registry.register("linear", "triton", 10)(triton_gemv.linear)
+        registry.register("norm_linear", "triton", 10)(triton_gemv.norm_linear)
         try:
             yield
         finally:
@@ -148,6 +154,13 @@ def _step_inputs(model: Transformer, batch: int, pos: int):
     return h, ids, torch.full((batch, 1), pos), torch.arange(batch)
 
 
+def _raw(model: Transformer, batch: int, k: int) -> torch.Tensor:
+    """The partial projections a block's `hc_post` hands the next pre (as on CUDA: `triton_mhc_post`)."""
+    from dsv4rt.kernels.triton_mhc_post import POST_CONFIG
+
+    return torch.empty(batch, 1, -(-model.args.dim // POST_CONFIG["block_d"]), k)
+
+
 def compiled_code(fn, *args) -> str:
     """Inductor's wrapper code for fn(*args) compiled as one graph (fullgraph=True)."""
     from unittest import mock
@@ -167,13 +180,18 @@ def compiled_code(fn, *args) -> str:
     return code[0]
 
 
-def block_code(model: Transformer, layer: int, batch: int, pos: int) -> str:
-    return compiled_code(Block.forward, model.layers[layer], *_step_inputs(model, batch, pos))
+def block_code(model: Transformer, layer: int, batch: int, pos: int, first: bool = False) -> str:
+    """A block's step as every block but the first runs it: its streams' projection made by the
+    previous block's post (`first`: as block 0, which projects them itself)."""
+    block, nxt = model.layers[layer], model.layers[(layer + 1) % len(model.layers)]
+    raw = None if first else _raw(model, batch, block.hc_attn_fn.shape[0])
+    return compiled_code(Block.forward, block, *_step_inputs(model, batch, pos), raw, nxt.hc_attn_fn)
 
 
 def logits_code(model: Transformer, batch: int) -> str:
     h = _step_inputs(model, batch, 0)[0]
-    return compiled_code(HeadMixin._logits, model, h, model.norm, model.head, False)
+    return compiled_code(HeadMixin._logits, model, h, _raw(model, batch, model.hc_head_fn.shape[0]), model.norm,
+                         model.head, False)
 
 
 class _OpCounter(TorchDispatchMode):
@@ -197,7 +215,7 @@ class _OpCounter(TorchDispatchMode):
 class _EmbeddingOnly:
     """Stands in for `model.compiled_decode` so that `forward` runs only its eager part."""
 
-    block = staticmethod(lambda layer, h, *args: h)
+    block = staticmethod(lambda layer, h, *args: (h, None))
     logits = staticmethod(lambda *args: None)
 
 
@@ -229,7 +247,10 @@ def count_step(model: Transformer, batch: int, ctx: int, code_dir: Path | None) 
         code = block_code(model, layers[0], batch, ctx - 1)
         if code_dir is not None:
             (code_dir / f"{name.replace('/', '-')}_b{batch}_ctx{ctx}.py").write_text(code)
+        if layers[0] == 0:  # block 0 also projects its own streams: the difference of its two codes
+            first = launches(block_code(model, 0, batch, ctx - 1, first=True)) - launches(code)
         rows[f"{name} ×{len(layers)}"] = collections.Counter({k: v * len(layers) for k, v in launches(code).items()})
+    rows["layer 0: its own stream projection"] = first
     rows["logits (mHC head, norm, vocab)"] = launches(logits_code(model, batch))
     rows["embedding (eager)"] = eager_rest(model, batch, ctx - 1)
     return rows

@@ -44,9 +44,17 @@ def test_triton_kernels_are_registered_and_match_reference_in_bf16():
         assert _rel(got, reference.moe_experts(x, w13, w2, w, idx, 10.0, shared=True)) < 2e-2
     assert get("hc_pre").backend == "dispatch" and get("moe_route").backend == "dispatch"  # self-checks passed
     h, nw = (torch.randn(64, 4, 2048, device="cuda") * 3).bfloat16(), torch.rand(2048, device="cuda").bfloat16()
-    for a, b in zip(get("hc_pre")(mix, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6),
-                    reference.hc_pre(mix, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6)):
+    raw = mix[:, None].expand(64, 3, 24) / 3  # partial projections, as hc_post leaves them
+    for a, b in zip(get("hc_pre")(raw, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6),
+                    reference.hc_pre(raw, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6)):
         assert _rel(a, b) < 2e-2
+    assert get("hc_post").backend == "dispatch"  # its self-check passed
+    out, fn = torch.randn(64, 2048, device="cuda"), torch.randn(24, 8192, device="cuda")
+    post, comb = torch.rand(64, 4, device="cuda") * 2, torch.rand(64, 4, 4, device="cuda")
+    for m in (1, 64):  # one row a program, and 16
+        (got_h, got_raw), (want_h, want_raw) = (f(out[:m], h[:m], post[:m], comb[:m], fn)
+                                                for f in (get("hc_post"), reference.hc_post))
+        assert _rel(got_h, want_h) < 2e-2 and _rel(got_raw.sum(-2), want_raw.sum(-2)) < 2e-2
 
 
 def test_decode_graph_equals_eager_and_padding_leaves_real_slots_alone(model):

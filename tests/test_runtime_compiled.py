@@ -75,7 +75,8 @@ def test_inductor_writes_the_decode_cache_in_place(model):
     model(torch.randint(2, 4000, (2, 20)), torch.zeros(2, dtype=torch.long), torch.tensor([2, 0]))
     layer, a = model.layers[4], model.args
     assert layer.attn.indexer is not None and not layer.ffn.gate.hashed
-    args = (torch.randn(2, 1, a.hc_mult, a.dim), torch.tensor([[5], [9]]), torch.full((2, 1), 20), torch.tensor([2, 0]))
+    args = (torch.randn(2, 1, a.hc_mult, a.dim), torch.tensor([[5], [9]]), torch.full((2, 1), 20), torch.tensor([2, 0]),
+            None, model.layers[5].hc_attn_fn)
     bufs = dict(layer.named_buffers())
     before = {k: v.clone() for k, v in bufs.items()}
     want = layer(*args)

@@ -60,6 +60,12 @@ _INTERPRETED = textwrap.dedent("""
         for splits in (1, 3):
             got = ta._launch(q, win, slots, pos, entries, None, sink, D ** -0.5, ratio, block_s=16, splits=splits)
             assert (got - want).abs().max() < 1e-5 * want.abs().max(), (ratio, splits)
+    # the query's per-head norm and RoPE and the output's inverse RoPE in the kernel: one split, and three
+    freqs = torch.cat([torch.zeros(64), torch.rand(32).repeat_interleave(2)])  # partial RoPE: 64 of 128 dims
+    want = reference.decode_attention(q, win, slots, pos, entries, None, sink, D ** -0.5, 4, freqs, 1e-6)
+    for splits in (1, 3):
+        got = ta._launch(q, win, slots, pos, entries, None, sink, D ** -0.5, 4, freqs, 1e-6, block_s=16, splits=splits)
+        assert (got - want).abs().max() < 1e-5 * want.abs().max(), ("rope", splits)
     # a head dim the kernel does not tile goes to the reference
     q96 = torch.randn(2, 8, 96)
     odd = (q96, torch.randn(S, W, 96), torch.tensor([1, 3]), torch.tensor([5, 50]), None, None, torch.randn(8))
@@ -100,3 +106,7 @@ def test_decode_attention_bf16_on_gpu_and_under_compile(B):
     window_only = (q, win, slots, pos, None, None, sink, D ** -0.5)
     ref = reference.decode_attention(*window_only).float()
     assert float((ta.decode_attention(*window_only).float() - ref).abs().max() / ref.abs().max()) < 2e-2
+    freqs = torch.cat([torch.zeros(D - 64, device="cuda"), rnd(32).abs().repeat_interleave(2)])
+    with_rope = (*args, 0, freqs, 1e-6)  # the query's norm and RoPE, the output's inverse RoPE
+    ref = reference.decode_attention(*with_rope).float()
+    assert float((ta.decode_attention(*with_rope).float() - ref).abs().max() / ref.abs().max()) < 2e-2

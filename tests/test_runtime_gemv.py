@@ -29,6 +29,11 @@ _INTERPRETED = textwrap.dedent("""
         case(M, 48, 128, 1)  # 48 = 16·3: rows blocks that divide N, not a power of two
         case(M, 32, 64, 4)  # grouped: 4 groups of 8 rows, each reading its 64-wide slice of x
     case(2, 24, 512, 3)  # 3 groups of 8 rows, many K steps
+    # the RMSNorm in the loads (wq_b after q_norm): every program takes the row's RMS over all K steps
+    for M in (1, 2):
+        x, nw, w = torch.randn(M, 256) * 3, torch.rand(256) + 0.5, torch.randn(64, 256)
+        got, want = tg._launch(x, w, 1, torch.float32, nw, 1e-6), reference.norm_linear(x, nw, 1e-6, w)
+        assert (got - want).abs().max() < 1e-5 * want.abs().max(), M
     # the registry's gate runs the kernel itself on every case it checks (bf16: no dot involved)
     assert tg.self_check("cpu", torch.bfloat16) < 2e-2
     print("ok")
@@ -75,3 +80,8 @@ def test_gemv_bf16_on_gpu_and_under_compile(M):
     head = torch.randn(32000, 2048, device="cuda", dtype=torch.bfloat16)
     got, want = fp32(x[..., :2048], head), reference.fp32_linear(x[..., :2048], head)
     assert got.dtype == torch.float32 and float((got - want).abs().max() / want.abs().max()) < 1e-3
+    qa, nw = x[..., :512] * 3, torch.rand(512, device="cuda", dtype=torch.bfloat16) + 0.5  # wq_b after q_norm
+    wq_b = torch.randn(8192, 512, device="cuda", dtype=torch.bfloat16) / 22
+    got, want = registry.get("norm_linear")(qa, nw, 1e-6, wq_b), reference.norm_linear(qa.float(), nw.float(), 1e-6,
+                                                                                      wq_b.float())
+    assert got.dtype == torch.bfloat16 and float((got.float() - want).abs().max() / want.abs().max()) < 2e-2

@@ -107,15 +107,26 @@ _INTERPRETED = textwrap.dedent("""
     # the fused rest of an mHC pre (split, Sinkhorn, stream sum, RMSNorm), with a partial last D chunk
     assert triton_mhc.pre_self_check("cpu", torch.float32) < 1e-5
     h, nw = torch.randn(3, 5, 4, 2000) * 3, torch.rand(2000) + 0.5  # RMS 3: the mix is scaled by ~1/3
-    got = triton_mhc.pre_apply(mix, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6)
+    raw = torch.randn(3, 5, 3, 24)  # 3 partial projections per row, as hc_post leaves them
+    got = triton_mhc.pre_apply(raw, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6)
     traced = torch.compile(lambda m, h: triton_mhc.pre_apply(m, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6),
-                           backend="aot_eager", fullgraph=True)(mix, h)
-    want = reference.hc_pre(mix, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6)
+                           backend="aot_eager", fullgraph=True)(raw, h)
+    want = reference.hc_pre(raw, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6)
     for a, b, c in zip(got, want, traced):
         assert a.shape == b.shape and (a - b).abs().max() < 1e-5 * b.abs().max() and torch.equal(a, c)
     triton_mhc.PRE_CONFIG["row_elems"] = 0  # rows too wide for registers: three passes of 1,024 columns
-    for a, b in zip(triton_mhc.pre_apply(mix, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6), want):
+    for a, b in zip(triton_mhc.pre_apply(raw, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6), want):
         assert (a - b).abs().max() < 1e-5 * b.abs().max()
+    # the post and the next pre's projection in one launch: h' exact, the partials sum to the projection
+    from dsv4rt.kernels import triton_mhc_post as tp
+    assert tp.post_self_check("cpu", torch.float32) < 1e-5
+    out, post, comb, fn = torch.randn(3, 5, 2000), torch.rand(3, 5, 4) * 2, torch.rand(3, 5, 4, 4), torch.randn(24, 8000)
+    for rows in (1, 2):  # one row a program, and two (the second program's last row missing)
+        tp.POST_CONFIG["programs"] = 63 * 15 // rows
+        (h2, raw2), (want_h, want_raw) = tp.post_mix(out, h, post, comb, fn), reference.hc_post(out, h, post, comb, fn)
+        assert tp._post_rows(15, 63) == rows and raw2.shape == (3, 5, 63, 24) and want_raw.shape == (3, 5, 1, 24)
+        assert (h2 - want_h).abs().max() < 1e-5 * want_h.abs().max()
+        assert (raw2.sum(-2) - want_raw.sum(-2)).abs().max() < 1e-5 * want_raw.abs().max()
     E, D, I, k = 8, 128, 64, 3
     w13, w2 = torch.randn(E, 2 * I, D) * D ** -0.5, torch.randn(E, D, I) * I ** -0.5
     for n, shared in ((2, False), (150, True)):  # small-batch and wide tiles; expert 7 as the shared one

@@ -8,39 +8,48 @@ from sm90_compile import compile_sm90, signature
 
 pytest.importorskip("triton")
 C, BF16, F32 = "constexpr", "*bf16", "*fp32"
+PRE_TYPES = dict(mix_ptr=F32, scale_ptr=F32, base_ptr=F32, h_ptr=BF16, w_ptr=BF16, x_ptr=BF16, post_ptr=F32,
+                 comb_ptr=F32, hc_eps="fp32", norm_eps="fp32", mix_eps="fp32", D=C, ITERS=C, N=C, BLOCK_D=C, P_PAD=C)
 
 
 def _attention_cases():
     from dsv4rt.kernels import triton_attention as ta
 
     types = {p: BF16 for p in ("q_ptr", "win_ptr", "ent_ptr", "out_ptr")}
-    types.update(slot_ptr="*i64", pos_ptr="*i64", emask_ptr="*i1", sink_ptr=F32, part_ptr=F32, ml_ptr=F32,
-                 qk_scale="fp32", **{k: C for k in ("D", "BLOCK_H", "BLOCK_S", "HAS_ENTRIES", "HAS_MASK", "SPLIT", "IEEE")})
+    types.update(slot_ptr="*i64", pos_ptr="*i64", emask_ptr="*i1", sink_ptr=F32, rope_ptr=F32, part_ptr=F32,
+                 ml_ptr=F32, qk_scale="fp32", eps="fp32",
+                 **{k: C for k in ("D", "BLOCK_H", "BLOCK_S", "HAS_ENTRIES", "HAS_MASK", "SPLIT", "ROPE", "IEEE")})
     for has, mask, split in ((False, False, True), (True, False, True), (True, True, True), (True, True, False)):
         yield ("attention", has, mask, split), ta._decode_attn, signature(ta._decode_attn, types), dict(
-            D=512, BLOCK_H=16, BLOCK_S=32, HAS_ENTRIES=has, HAS_MASK=mask, SPLIT=split, IEEE=False), 8
-    types = dict(part_ptr=F32, ml_ptr=F32, sink_ptr=F32, out_ptr=BF16, D=C, BLOCK_P=C, ROWS=C)
-    yield "combine", ta._combine, signature(ta._combine, types), dict(D=512, BLOCK_P=8, ROWS=8), 4
+            D=512, BLOCK_H=16, BLOCK_S=32, HAS_ENTRIES=has, HAS_MASK=mask, SPLIT=split, ROPE=True, IEEE=False), 8
+    types = dict(part_ptr=F32, ml_ptr=F32, sink_ptr=F32, rope_ptr=F32, pos_ptr="*i64", out_ptr=BF16, D=C, BLOCK_P=C,
+                 ROWS=C, ROPE=C)
+    yield "combine", ta._combine, signature(ta._combine, types), dict(D=512, BLOCK_P=8, ROWS=8, ROPE=True), 4
 
 
 def _gemv_cases():
     from dsv4rt.kernels import triton_gemv as tg
 
-    for n, k, groups, out in ((8192, 512, 1, BF16), (2048, 2048, 4, BF16), (64, 2048, 1, F32), (32000, 2048, 1, F32)):
+    for n, k, groups, out, norm in ((8192, 512, 1, BF16, True), (2048, 2048, 4, BF16, False),
+                                    (64, 2048, 1, F32, False), (32000, 2048, 1, F32, False)):
         block_n, block_k = tg._blocks(n, n // groups, k)
-        types = dict(x_ptr=BF16, w_ptr=BF16, y_ptr=out, M_PAD=C, BLOCK_N=C, BLOCK_K=C, VEC=C)
+        types = dict(x_ptr=BF16, w_ptr=BF16, y_ptr=out, nw_ptr=BF16, eps="fp32", M_PAD=C, BLOCK_N=C, BLOCK_K=C, VEC=C,
+                     HAS_NORM=C)
         yield ("gemv", n, k), tg._gemv, signature(tg._gemv, types), dict(M_PAD=1, BLOCK_N=block_n, BLOCK_K=block_k,
-                                                                          VEC=8), 4
+                                                                          VEC=8, HAS_NORM=norm), 4
 
 
 def _mhc_and_moe_cases():
-    from dsv4rt.kernels import triton_mhc as tm, triton_moe_gemv as mg
+    from dsv4rt.kernels import triton_mhc as tm, triton_mhc_post as tp, triton_moe_gemv as mg
 
-    types = dict(mix_ptr=F32, scale_ptr=F32, base_ptr=F32, h_ptr=BF16, w_ptr=BF16, x_ptr=BF16, post_ptr=F32,
-                 comb_ptr=F32, hc_eps="fp32", norm_eps="fp32", mix_eps="fp32", D=C, ITERS=C, N=C, BLOCK_D=C)
     config = tm._pre_config(4, 2048)
-    yield "hc_pre", tm._pre_apply, signature(tm._pre_apply, types), dict(D=2048, ITERS=20, N=4,
-                                                                          BLOCK_D=config["BLOCK_D"]), config["num_warps"]
+    yield "hc_pre", tm._pre_apply, signature(tm._pre_apply, PRE_TYPES), dict(
+        D=2048, ITERS=20, N=4, BLOCK_D=config["BLOCK_D"], P_PAD=64), config["num_warps"]
+    types = dict(out_ptr=F32, res_ptr=BF16, post_ptr=F32, comb_ptr=F32, fn_ptr=F32, h_ptr=BF16, raw_ptr=F32, D=C, N=C,
+                 K_PAD=C, BLOCK_D=C, ROWS=C)
+    for rows in (1, 16):
+        yield ("hc_post", rows), tp._post_mix, signature(tp._post_mix, types), dict(
+            D=2048, N=4, K_PAD=32, BLOCK_D=tp.POST_CONFIG["block_d"], ROWS=rows), 4
     up, down = mg._config(2048, 1024)
     types = dict(x_ptr=BF16, w_ptr=BF16, idx_ptr="*i64", wt_ptr=F32, h_ptr=BF16, limit="fp32", D=C, I=C, TOPK=C,
                  PICKS=C, BLOCK_N=C, BLOCK_K=C)
@@ -72,10 +81,8 @@ def test_compile_report_reads_registers_and_spills():
     """The reader itself: a kernel that keeps too much live in one warp spills, a small one does not."""
     from dsv4rt.kernels import triton_mhc as tm
 
-    types = dict(mix_ptr=F32, scale_ptr=F32, base_ptr=F32, h_ptr=BF16, w_ptr=BF16, x_ptr=BF16, post_ptr=F32,
-                 comb_ptr=F32, hc_eps="fp32", norm_eps="fp32", mix_eps="fp32", D=C, ITERS=C, N=C, BLOCK_D=C)
-    sig = signature(tm._pre_apply, types)
-    whole_row_one_warp = compile_sm90(tm._pre_apply, sig, dict(D=2048, ITERS=20, N=4, BLOCK_D=2048), 1)
-    passes = compile_sm90(tm._pre_apply, sig, dict(D=2048, ITERS=20, N=4, BLOCK_D=1024), 4)
+    sig = signature(tm._pre_apply, PRE_TYPES)
+    whole_row_one_warp = compile_sm90(tm._pre_apply, sig, dict(D=2048, ITERS=20, N=4, BLOCK_D=2048, P_PAD=64), 1)
+    passes = compile_sm90(tm._pre_apply, sig, dict(D=2048, ITERS=20, N=4, BLOCK_D=1024, P_PAD=64), 4)
     assert whole_row_one_warp["spill_bytes"] > 0 and whole_row_one_warp["registers"] == 255
     assert passes["spill_bytes"] == 0 and 0 < passes["registers"] < 255

@@ -268,9 +268,9 @@ class Attention(CachedModule):
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         qa, kv, *rest = self.project(x)
-        qr = self.q_norm(qa)
-        q = self.wq_b(qr).unflatten(-1, (self.n_heads, self.head_dim))
-        q = self.rope(get("rmsnorm")(q, None, self.eps), pos)
+        qr = self.q_norm(qa)  # for the indexer; the compiled step drops it where the indexer selects all
+        q = get("norm_linear")(qa, self.q_norm.weight, self.q_norm.eps, self.wq_b.weight)
+        q = q.unflatten(-1, (self.n_heads, self.head_dim))  # before its per-head norm and RoPE
         kv = self.rope(self.kv_norm(kv), pos)
         entries = visible = selected = None  # selected None: every visible entry
         if self.compressor is not None:
@@ -283,22 +283,23 @@ class Attention(CachedModule):
         if x.shape[1] == 1:
             o = self._decode(q, kv, pos, slots, entries, selected)
         else:
+            q = self.rope(get("rmsnorm")(q, None, self.eps), pos)
             keys, mask = self._window(kv, pos, slots)
             if entries is not None:
                 keys, mask = with_entries(keys, mask, entries, slots, visible if selected is None else selected)
-            o = get("sink_attention")(q, keys, mask, self.attn_sink, self.scale)
-        o = self.rope(o, pos, inverse=True)
+            o = self.rope(get("sink_attention")(q, keys, mask, self.attn_sink, self.scale), pos, inverse=True)
         o = get("linear")(o.flatten(2), self.wo_a.weight, self.o_groups)  # group g of wo_a reads heads' slice g
         return self.wo_b(o)
 
     def _decode(self, q, kv, pos, slots, entries, selected):
         """T=1: the ring, once it holds this token, is exactly the window (pos-W, pos]; writing first
         keeps the compiled step free of whole-buffer copies (`_write_rows`). Without a selection the
-        attention finds the visible entries from the position and ratio (no mask to build)."""
+        attention finds the visible entries from the position and ratio (no mask to build). The op
+        also takes q's per-head norm and RoPE, and the output's inverse RoPE (no launches of their own)."""
         _write_rows(slots, (self.win_kv, pos % self.window, kv))
         mask = None if selected is None else selected[:, 0]
         o = get("decode_attention")(q[:, 0], self.win_kv, slots, pos[:, 0], entries, mask, self.attn_sink,
-                                    self.scale, self.ratio)
+                                    self.scale, self.ratio, self.rope.table(q.device, self.head_dim), self.eps)
         return o[:, None]
 
     def _window(self, kv: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor):
@@ -336,11 +337,14 @@ class Block(nn.Module):
         self.ffn.stacked_weights()
         self.attn.project.stack()
 
-    def forward(self, h, ids, pos, slots):
-        x, post, comb = self.hc.pre(h, self.hc_attn_fn, self.hc_attn_scale, self.hc_attn_base, self.attn_norm)
-        h = self.hc.post(self.attn(x, pos, slots), h, post, comb)
-        x, post, comb = self.hc.pre(h, self.hc_ffn_fn, self.hc_ffn_scale, self.hc_ffn_base, self.ffn_norm)
-        return self.hc.post(self.ffn(x, ids), h, post, comb)
+    def forward(self, h, ids, pos, slots, raw, next_fn):
+        """h [B,T,n,d] -> (h', raw'): raw is h projected by hc_attn_fn (None: not yet, the first block)
+        and raw' h' projected by next_fn, the weights of the pre that reads h' next (`layers/mhc.py`)."""
+        raw = self.hc.project(h, self.hc_attn_fn) if raw is None else raw
+        x, post, comb = self.hc.pre(raw, h, self.hc_attn_scale, self.hc_attn_base, self.attn_norm)
+        h, raw = self.hc.post(self.attn(x, pos, slots), h, post, comb, self.hc_ffn_fn)
+        x, post, comb = self.hc.pre(raw, h, self.hc_ffn_scale, self.hc_ffn_base, self.ffn_norm)
+        return self.hc.post(self.ffn(x, ids), h, post, comb, next_fn)
 
 
 class HeadMixin:
@@ -353,9 +357,10 @@ class HeadMixin:
         self.hc_head_scale = nn.Parameter(torch.ones(1))
         self.hc_eps, self.norm_eps = args.hc_eps, args.norm_eps
 
-    def _logits(self, h, norm: RMSNorm, head: nn.Linear, all_positions: bool) -> torch.Tensor:
-        h = h if all_positions else h[:, -1:]
-        y = norm(hc_head(h, self.hc_head_fn, self.hc_head_scale, self.hc_head_base, self.hc_eps, self.norm_eps))
+    def _logits(self, h, raw, norm: RMSNorm, head: nn.Linear, all_positions: bool) -> torch.Tensor:
+        """raw: h projected by hc_head_fn (the last block's `hc_post` made it)."""
+        h, raw = (h, raw) if all_positions else (h[:, -1:], raw[:, -1:])
+        y = norm(hc_head(h, raw, self.hc_head_scale, self.hc_head_base, self.hc_eps, self.norm_eps))
         logits = get("fp32_linear")(y, head.weight)
         return logits if all_positions else logits[:, 0]
 
@@ -373,7 +378,7 @@ class MTPBlock(HeadMixin, Block):
 
     def forward(self, emb, h_main, ids, pos, slots):
         x = self.e_proj(self.enorm(emb)).unsqueeze(2) + self.h_proj(self.hnorm(h_main))
-        return super().forward(x, ids, pos, slots)
+        return super().forward(x, ids, pos, slots, None, self.hc_head_fn)
 
 
 class Transformer(HeadMixin, nn.Module):
@@ -427,10 +432,12 @@ class Transformer(HeadMixin, nn.Module):
         pos = self._positions(input_ids, start_pos)
         h = self.embed(input_ids).unsqueeze(2).repeat(1, 1, self.args.hc_mult, 1)
         compiled = self.compiled_decode if input_ids.shape[1] == 1 else None  # prefill stays eager: shapes vary
-        for layer in self.layers:
-            h = compiled.block(layer, h, input_ids, pos, slots) if compiled else layer(h, input_ids, pos, slots)
+        block = compiled.block if compiled else Block.forward
+        raw, next_fns = None, [layer.hc_attn_fn for layer in self.layers[1:]] + [self.hc_head_fn]
+        for layer, next_fn in zip(self.layers, next_fns):
+            h, raw = block(layer, h, input_ids, pos, slots, raw, next_fn)
         logits_fn = compiled.logits if compiled else HeadMixin._logits
-        logits = logits_fn(self, h, self.norm, self.head, return_all_logits)
+        logits = logits_fn(self, h, raw, self.norm, self.head, return_all_logits)
         return (logits, h) if return_hidden else logits
 
     @torch.no_grad()
@@ -447,5 +454,5 @@ class Transformer(HeadMixin, nn.Module):
             raise RuntimeError("this checkpoint has no MTP layer (num_nextn_predict_layers = 0)")
         pos = self._positions(input_ids, start_pos)
         block = self.mtp[depth]
-        h = block(self.embed(input_ids), hidden, input_ids, pos, slots)
-        return block._logits(h, block.norm, self.head, return_all_logits)
+        h, raw = block(self.embed(input_ids), hidden, input_ids, pos, slots)
+        return block._logits(h, raw, block.norm, self.head, return_all_logits)

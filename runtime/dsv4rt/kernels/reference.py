@@ -30,16 +30,45 @@ def hc_split_sinkhorn(mix, scale, base, n: int, iters: int, eps: float):
     return pre, post, comb
 
 
+# Decode batches: an fp32 GEMM with (2+n)·n = 24 outputs runs on a slow cuBLAS kernel (~23 µs per call
+# on an H100); written as a reduction, Inductor can fuse it with the RMS norm (it does on CPU).
+_REDUCE_MAX_ROWS = 256  # covers every decode batch size the engine captures: no extra recompile
+
+
+def hc_project(h: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
+    """Projection of the flattened streams h [..., n, d] by fn [k, n·d], before their RMS
+    normalisation (a scalar per row, applied by `hc_pre`, which reads the streams anyway)
+    -> raw [..., 1, k]: one partial sum (`hc_post`'s kernel leaves several)."""
+    xf = h.flatten(-2).float()
+    if torch.compiler.is_compiling() and xf.shape[:-1].numel() <= _REDUCE_MAX_ROWS:
+        return (xf.unsqueeze(-2) * fn.float()).sum(-1).unsqueeze(-2)
+    return (xf @ fn.float().t()).unsqueeze(-2)
+
+
+@register("hc_post")
+def hc_post(out, res, post, comb, fn):
+    """An mHC post, h'_k = post_k · out + Σ_j C[j,k] · res_j (out [..., d] rounded to res's dtype first,
+    h' in res's dtype), and the next sub-block's projection of h' by fn [k, n·d] -> (h', raw [..., P, k])."""
+    dt = res.dtype
+    out = out.to(dt)
+    if torch.compiler.is_compiling():  # an n×n bmm per row is a launch of its own; summed, it fuses
+        mixed = (comb.unsqueeze(-1) * res.float().unsqueeze(-2)).sum(-3)
+        h = (post.unsqueeze(-1) * out.float().unsqueeze(-2) + mixed).to(dt)
+    else:
+        h = post.to(dt).unsqueeze(-1) * out.unsqueeze(-2) + comb.to(dt).transpose(-1, -2) @ res
+    return h, hc_project(h, fn)
+
+
 @register("hc_pre")
 def hc_pre(raw, scale, base, h, norm_weight, n: int, iters: int, hc_eps: float, norm_eps: float, mix_eps: float):
-    """The rest of an mHC pre once the streams h [..., n, d] are projected (raw [..., (2+n)n], not
-    yet RMS-normalised): the mix's RMS scale (mix_eps), the Sinkhorn split, the pre-weighted sum of
-    the streams (rounded to h's dtype) and the sub-block's RMSNorm (norm_eps)
+    """The rest of an mHC pre once the streams h [..., n, d] are projected (raw [..., P, (2+n)n]: P
+    partial sums, not yet RMS-normalised): the mix's RMS scale (mix_eps), the Sinkhorn split, the
+    pre-weighted sum of the streams (rounded to h's dtype) and the sub-block's RMSNorm (norm_eps)
     -> (normed x [..., d], post [..., n], comb [..., n, n])."""
     from dsv4rt.kernels.registry import get
 
     hf = h.flatten(-2).float()
-    mix = raw * torch.rsqrt(hf.square().mean(-1, keepdim=True) + mix_eps)
+    mix = raw.sum(-2) * torch.rsqrt(hf.square().mean(-1, keepdim=True) + mix_eps)
     pre, post, comb = get("hc_split_sinkhorn")(mix, scale, base, n, iters, hc_eps)
     x = (pre.unsqueeze(-1) * h).sum(dim=-2).to(h.dtype)
     return get("rmsnorm")(x, norm_weight, norm_eps), post, comb
@@ -66,7 +95,8 @@ def with_entries(keys, mask, entries, slots, entry_mask):
 
 
 @register("decode_attention")
-def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, ratio: int = 0) -> torch.Tensor:
+def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, ratio: int = 0, rope=None,
+                     eps: float = 0.0) -> torch.Tensor:
     """One query per row (a decode step) over its slot's window ring and the selected compressed entries.
 
     q [B,H,D]; win_kv [S,W,D]: ring of the slot, already holding this step's key (row p % W holds
@@ -74,7 +104,15 @@ def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: fl
     entries [S,N',D] (N' > N) and entry_mask [B,N] bool (True = attend), or both None (SWA layers);
     entries without a mask: every entry compressed so far, j < (pos + 1) // ratio (N = N' - 1);
     sink [H]. -> [B,H,D] in q's dtype.
+    rope [D] (`layers/rope.channel_freqs`) or None: q is the raw projection, which gets the per-head
+    RMSNorm (eps) and RoPE at pos here, and the output is rotated back by pos (V carries RoPE too).
     """
+    from dsv4rt.layers.rope import apply_rope
+
+    if rope is not None:
+        q = apply_rope(rmsnorm(q, None, eps)[:, None], pos[:, None], rope)[:, 0]
+        o = decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio)
+        return apply_rope(o[:, None], pos[:, None], rope, inverse=True)[:, 0]
     if entries is not None and entry_mask is None:
         visible = torch.arange(entries.shape[1] - 1, device=q.device)
         entry_mask = visible < torch.div(pos + 1, ratio, rounding_mode="floor")[:, None]
@@ -168,6 +206,15 @@ def linear(x: torch.Tensor, w: torch.Tensor, groups: int = 1) -> torch.Tensor:
         return torch.nn.functional.linear(x, w)
     out = torch.einsum("...gi,goi->...go", x.unflatten(-1, (groups, -1)), w.view(groups, -1, w.shape[1]))
     return out.flatten(-2)
+
+
+@register("norm_linear")
+def norm_linear(x: torch.Tensor, norm_weight: torch.Tensor, eps: float, w: torch.Tensor) -> torch.Tensor:
+    """linear(rmsnorm(x, norm_weight, eps), w): a norm and the one projection that reads it (`wq_b`
+    after `q_norm`), which a GEMV at batch 1 does in one launch."""
+    from dsv4rt.kernels.registry import get
+
+    return get("linear")(get("rmsnorm")(x, norm_weight, eps), w)
 
 
 @register("fp32_linear")

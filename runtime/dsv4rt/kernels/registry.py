@@ -22,6 +22,7 @@ _NEXT: dict[tuple[str, str], Callable] = {}  # (op, backend) -> what next_impl r
 _OPTIONAL_MODULES: tuple[str, ...] = (
     "dsv4rt.kernels.cuda_ops", "dsv4rt.kernels.triton_moe", "dsv4rt.kernels.triton_mhc",
     "dsv4rt.kernels.triton_attention", "dsv4rt.kernels.triton_route", "dsv4rt.kernels.triton_gemv",
+    "dsv4rt.kernels.triton_mhc_post",
 )
 _loaded = False
 

@@ -38,6 +38,40 @@ def _dot(a, b, IEEE: tl.constexpr):
 
 
 @triton.jit
+def _rope(x, partner, freq_ptr, d, pos, INVERSE: tl.constexpr):
+    """x [R, D] (fp32 values of the model's dtype) turned by RoPE at position pos, as layers/rope.py
+    does it: channel d with its pair partner d ^ 1 by pos·freq[d] (frequency 0 leaves a channel as is)."""
+    angle = pos.to(tl.float32) * tl.load(freq_ptr + d)
+    sign = (d % 2) * 2 - 1  # even: -sin, odd: +sin
+    if INVERSE:
+        sign = -sign
+    return x * tl.cos(angle)[None, :] + partner * (tl.sin(angle) * sign)[None, :]
+
+
+@triton.jit
+def _partner(x, D: tl.constexpr):
+    """x [R, D] with each pair of channels (2i, 2i+1) swapped."""
+    xe, xo = tl.split(tl.reshape(x, (x.shape[0], D // 2, 2)))
+    return tl.reshape(tl.join(xo, xe), (x.shape[0], D))
+
+
+@triton.jit
+def _query(q_ptr, s_qh, heads, d, live, rope_ptr, pos, eps, ROPE: tl.constexpr, D: tl.constexpr):
+    """A row's queries [BLOCK_H, D]; with ROPE the raw projection, per-head RMS-normalised and rotated
+    here (each rounded to q's dtype, as the separate ops did). The pair partners are loaded, not
+    permuted in registers: a permutation of the whole tile spilled."""
+    ptrs = q_ptr + heads[:, None] * s_qh + d[None, :]
+    q = tl.load(ptrs, mask=live[:, None], other=0.0)
+    if ROPE:
+        qf = q.to(tl.float32)
+        pf = tl.load(ptrs + (d ^ 1)[None, :] - d[None, :], mask=live[:, None], other=0.0).to(tl.float32)
+        rstd = (1.0 / tl.sqrt(tl.sum(qf * qf, axis=1) / D + eps))[:, None]
+        qf, pf = (qf * rstd).to(q.dtype).to(tl.float32), (pf * rstd).to(q.dtype).to(tl.float32)
+        q = _rope(qf, pf, rope_ptr, d, pos, False).to(q.dtype)
+    return q
+
+
+@triton.jit
 def _chunk(q, kv_ptrs, ok, m, l, acc, qk_scale, IEEE: tl.constexpr):
     """Fold one chunk of keys (rows where `ok`) into the running max m, sum l and acc (log2 units)."""
     kv = tl.load(kv_ptrs, mask=ok[:, None], other=0.0)  # masked rows may be NaN garbage: never touch them
@@ -73,10 +107,10 @@ def _chunk_keys(c, CW, win, ent, emask_ptr, b, last, W, N, n_vis, s_wr, s_er, s_
 
 
 @triton.jit
-def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr, out_ptr, part_ptr, ml_ptr, H, W, N,
-                 ratio, qk_scale, s_slot, s_pos, s_qb, s_qh, s_ws, s_wr, s_es, s_er, s_mb, s_mn, s_ob, s_oh,
-                 D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_S: tl.constexpr, HAS_ENTRIES: tl.constexpr,
-                 HAS_MASK: tl.constexpr, SPLIT: tl.constexpr, IEEE: tl.constexpr):
+def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr, rope_ptr, out_ptr, part_ptr, ml_ptr,
+                 H, W, N, ratio, qk_scale, eps, s_slot, s_pos, s_qb, s_qh, s_ws, s_wr, s_es, s_er, s_mb, s_mn, s_ob,
+                 s_oh, D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_S: tl.constexpr, HAS_ENTRIES: tl.constexpr,
+                 HAS_MASK: tl.constexpr, SPLIT: tl.constexpr, ROPE: tl.constexpr, IEEE: tl.constexpr):
     """Program (b, s) folds chunks s, s + S, s + 2S, ... of row b's keys (S = the grid's second size).
     S = 1: the row's output; S > 1 (SPLIT): its partial max, sum and acc, which `_combine` merges."""
     b, s, splits = tl.program_id(0), tl.program_id(1), tl.num_programs(1)
@@ -84,7 +118,7 @@ def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr
     last = tl.load(pos_ptr + b * s_pos).to(tl.int64)
     heads, d = tl.arange(0, BLOCK_H), tl.arange(0, D)
     live = heads < H  # tl.dot needs M >= 16: heads are padded, the padding is never stored
-    q = tl.load(q_ptr + b * s_qb + heads[:, None] * s_qh + d[None, :], mask=live[:, None], other=0.0)
+    q = _query(q_ptr + b * s_qb, s_qh, heads, d, live, rope_ptr, last, eps, ROPE, D)
     m = tl.full([BLOCK_H], float("-inf"), tl.float32)
     l = tl.zeros([BLOCK_H], tl.float32)
     acc = tl.zeros([BLOCK_H, D], tl.float32)
@@ -111,13 +145,22 @@ def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr
         m_f = tl.maximum(m, sink)  # finite, so exp2(m - m_f) is 0 (not NaN) for a head that saw no key
         keep = tl.exp2(m - m_f)
         out = acc * (keep / (l * keep + tl.exp2(sink - m_f)))[:, None]
-        tl.store(out_ptr + b * s_ob + heads[:, None] * s_oh + d[None, :], out.to(out_ptr.dtype.element_ty),
-                 mask=live[:, None])
+        _store_out(out_ptr + b * s_ob + heads[:, None] * s_oh + d[None, :], out, live[:, None], rope_ptr, last, ROPE, D)
 
 
 @triton.jit
-def _combine(part_ptr, ml_ptr, sink_ptr, out_ptr, H, SPLITS, s_ob, s_oh, D: tl.constexpr, BLOCK_P: tl.constexpr,
-             ROWS: tl.constexpr):
+def _store_out(ptrs, out, ok, rope_ptr, pos, ROPE: tl.constexpr, D: tl.constexpr):
+    """Store out [R, D] in the output's dtype; with ROPE rotated back by pos first (V carries RoPE)."""
+    dt = ptrs.dtype.element_ty
+    if ROPE:
+        out = out.to(dt).to(tl.float32)
+        out = _rope(out, _partner(out, D), rope_ptr, tl.arange(0, D), pos, True)
+    tl.store(ptrs, out.to(dt), mask=ok)
+
+
+@triton.jit
+def _combine(part_ptr, ml_ptr, sink_ptr, rope_ptr, pos_ptr, out_ptr, H, SPLITS, s_pos, s_ob, s_oh, D: tl.constexpr,
+             BLOCK_P: tl.constexpr, ROWS: tl.constexpr, ROPE: tl.constexpr):
     """out[b, h] from the SPLITS partials of row b, head h, and the head's sink (all in log2 units)."""
     b, h = tl.program_id(0), tl.program_id(1)
     first = b * SPLITS * H + h  # partial (b, s, h) is at first + s·H
@@ -135,7 +178,8 @@ def _combine(part_ptr, ml_ptr, sink_ptr, out_ptr, H, SPLITS, s_ob, s_oh, D: tl.c
         rows = tl.load(part_ptr + (first + s[:, None] * H).to(tl.int64) * D + d[None, :], mask=(w > 0)[:, None],
                        other=0.0)  # unwritten partials (w = 0) are never read
         acc += tl.sum(rows * w[:, None], axis=0)
-    tl.store(out_ptr + b * s_ob + h * s_oh + d, (acc / denom).to(out_ptr.dtype.element_ty))
+    _store_out(out_ptr + b * s_ob + h * s_oh + d[None, :], (acc / denom)[None, :], d[None, :] < D, rope_ptr,
+               tl.load(pos_ptr + b * s_pos), ROPE, D)
 
 
 def _block_h(h: int) -> int:
@@ -148,8 +192,8 @@ def _splits(B: int, chunks: int) -> int:
     return max(1, min(chunks, _PROGRAMS // B))
 
 
-def _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, ratio: int = 0,
-            block_s: int | None = None, splits: int | None = None):
+def _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, ratio: int = 0, rope=None,
+            eps: float = 0.0, block_s: int | None = None, splits: int | None = None):
     """The kernel call itself (no shape checks; `decode_attention` does those). `block_s` overrides
     the key chunk and `splits` the programs per row (tests cover several chunks and splits on short inputs)."""
     B, H, D = q.shape
@@ -159,20 +203,23 @@ def _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, rati
     has, has_mask = entries is not None, entry_mask is not None
     ent = entries if has else win_kv  # never read without entries
     emask = entry_mask if has_mask else slots  # never read without a mask
+    freqs = rope if rope is not None else sink  # never read without RoPE
     n = entry_mask.shape[1] if has_mask else (entries.shape[1] - 1 if has else 0)
     block_s = block_s or max(16, min(64, _TILE_BYTES // (D * q.element_size())))
     splits = splits or _splits(B, triton.cdiv(win_kv.shape[1], block_s) + triton.cdiv(n, block_s))
     part = torch.empty((B, splits, H, D) if splits > 1 else (0,), dtype=torch.float32, device=q.device)
     ml = torch.empty((2, B, splits, H) if splits > 1 else (0,), dtype=torch.float32, device=q.device)
-    _decode_attn[(B, splits)](q, win_kv, slots, pos, ent, emask, sink, out, part, ml, H, win_kv.shape[1], n,
-                              max(ratio, 1), float(scale) * math.log2(math.e), slots.stride(0), pos.stride(0),
+    _decode_attn[(B, splits)](q, win_kv, slots, pos, ent, emask, sink, freqs, out, part, ml, H, win_kv.shape[1], n,
+                              max(ratio, 1), float(scale) * math.log2(math.e), eps, slots.stride(0), pos.stride(0),
                               q.stride(0), q.stride(1), win_kv.stride(0), win_kv.stride(1), ent.stride(0),
                               ent.stride(1), emask.stride(0), emask.stride(-1), out.stride(0), out.stride(1),
                               D=D, BLOCK_H=_block_h(H), BLOCK_S=block_s, HAS_ENTRIES=has, HAS_MASK=has_mask,
-                              SPLIT=splits > 1, IEEE=q.dtype == torch.float32, num_warps=8 if D >= 512 else 4)
+                              SPLIT=splits > 1, ROPE=rope is not None, IEEE=q.dtype == torch.float32,
+                              num_warps=8 if D >= 512 else 4)
     if splits > 1:
-        _combine[(B, H)](part, ml, sink, out, H, splits, out.stride(0), out.stride(1), D=D,
-                         BLOCK_P=triton.next_power_of_2(splits), ROWS=max(1, min(8, 4096 // D)), num_warps=4)
+        _combine[(B, H)](part, ml, sink, freqs, pos, out, H, splits, pos.stride(0), out.stride(0), out.stride(1), D=D,
+                         BLOCK_P=triton.next_power_of_2(splits), ROWS=max(1, min(8, 4096 // D)), ROPE=rope is not None,
+                         num_warps=4)
     return out
 
 
@@ -181,41 +228,44 @@ def _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, rati
 @torch.library.custom_op("dsv4rt::decode_attention", mutates_args=())
 def _attention_op(q: torch.Tensor, win_kv: torch.Tensor, slots: torch.Tensor, pos: torch.Tensor,
                   entries: torch.Tensor | None, entry_mask: torch.Tensor | None, sink: torch.Tensor,
-                  scale: float, ratio: int) -> torch.Tensor:
-    return _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio)
+                  scale: float, ratio: int, rope: torch.Tensor | None, eps: float) -> torch.Tensor:
+    return _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio, rope, eps)
 
 
 @_attention_op.register_fake
-def _(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio):
+def _(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio, rope, eps):
     return torch.empty(q.shape, dtype=q.dtype, device=q.device)
 
 
-def _supported(q, win_kv, entries, entry_mask, ratio: int) -> bool:
+def _supported(q, win_kv, entries, entry_mask, ratio: int, rope) -> bool:
     """What the kernel tiles: D a power of two in [16, 512], BLOCK_H·D ≤ 8192 (H ≤ 16 at D=512,
-    ≤ 64 at D=128), one float dtype for q and keys, unit stride along D, entries with a mask or a ratio."""
+    ≤ 64 at D=128), one float dtype for q and keys, unit stride along D, entries with a mask or a ratio,
+    fp32 RoPE frequencies for every channel."""
     H, D = q.shape[1], q.shape[2]
     keys = [win_kv] if entries is None else [win_kv, entries]
     return (D & (D - 1) == 0 and 16 <= D <= 512 and _block_h(H) * D <= _MAX_ACC
             and (entries is not None or entry_mask is None) and (entry_mask is not None or ratio > 0 or entries is None)
             and q.dtype in (torch.float32, torch.bfloat16, torch.float16) and q.stride(-1) == 1
-            and all(k.dtype == q.dtype and k.stride(-1) == 1 for k in keys))
+            and all(k.dtype == q.dtype and k.stride(-1) == 1 for k in keys)
+            and (rope is None or (rope.dtype == torch.float32 and rope.shape == (D,) and rope.stride(0) == 1)))
 
 
-def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, ratio: int = 0) -> torch.Tensor:
+def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, ratio: int = 0, rope=None,
+                     eps: float = 0.0) -> torch.Tensor:
     """Same contract as the reference `decode_attention`. Shapes `_supported` rejects (D not a power
     of two or outside [16, 512], more heads than the accumulator holds, mixed dtypes, a non-unit
     stride along D, a mask without entries, entries with neither mask nor ratio) go to the reference."""
-    if not _supported(q, win_kv, entries, entry_mask, ratio):
+    if not _supported(q, win_kv, entries, entry_mask, ratio, rope):
         from dsv4rt.kernels.reference import decode_attention as ref
 
-        return ref(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio)
-    return _attention_op(q, win_kv, slots, pos, entries, entry_mask, sink, scale, int(ratio))
+        return ref(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio, rope, eps)
+    return _attention_op(q, win_kv, slots, pos, entries, entry_mask, sink, scale, int(ratio), rope, float(eps))
 
 
 def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
     """Relative error against the reference on a small bf16 case (a young ring, a partial entry mask
-    or the entries compressed so far, slots out of order): the registry's gate before this kernel
-    may decode anything."""
+    or the entries compressed so far, slots out of order; the query's norm and RoPE in the kernel or
+    not): the registry's gate before this kernel may decode anything."""
     from dsv4rt.kernels.reference import decode_attention as ref
 
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -224,9 +274,10 @@ def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> flo
     slots, pos = torch.tensor([2, 0, 3], device=device), torch.tensor([5, 77, 40], device=device)
     mask = (torch.rand(3, 40, generator=g) < 0.5).to(device)
     sink = torch.randn(16, generator=g).to(device)
-    cases = ((mask, 0), (None, 4))  # selected entries; all entries compressed so far
-    return max(rel_err(decode_attention(q, win, slots, pos, ent, m, sink, 0.1, ratio),
-                       ref(q, win, slots, pos, ent, m, sink, 0.1, ratio)) for m, ratio in cases)
+    freqs = torch.cat([torch.zeros(64), torch.rand(32, generator=g).repeat_interleave(2)]).to(device)
+    cases = ((mask, 0, None), (None, 4, freqs))  # selected entries; all entries compressed so far, with RoPE
+    return max(rel_err(decode_attention(q, win, slots, pos, ent, m, sink, 0.1, ratio, rope, 1e-6),
+                       ref(q, win, slots, pos, ent, m, sink, 0.1, ratio, rope, 1e-6)) for m, ratio, rope in cases)
 
 
 if torch.cuda.is_available():

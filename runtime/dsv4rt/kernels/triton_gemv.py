@@ -1,4 +1,4 @@
-"""Linears of one row (decode at batch 1) as Triton GEMVs: ops `linear` and `fp32_linear`.
+"""Linears of one row (decode at batch 1) as Triton GEMVs: ops `linear`, `fp32_linear` and `norm_linear`.
 
 At batch 1 cuBLAS ran the layers' projections at ~1.3 TB/s on the H100 (8 MiB `wq_b`/`wo_b` in 6.1 µs)
 and the router's 64×2048 scores in 5.1 µs (docs/performance.md, round 3): its tiles are sized for M ≥ 8
@@ -27,14 +27,32 @@ _TILE = 4096  # weight elements per program and step (8 KiB in bf16)
 
 
 @triton.jit
-def _tile(x_ptrs, w_ptrs, ok, k0):
-    return tl.load(x_ptrs + k0, mask=ok, other=0.0), tl.load(w_ptrs + k0)
+def _tile(x_ptrs, w_ptrs, ok, k0, nw_ptr, cols, rstd, HAS_NORM: tl.constexpr):
+    """The x and w tiles at column k0; with HAS_NORM x RMS-normalised (rstd [M_PAD]) and weighted by
+    nw, rounded to x's dtype as a separate RMSNorm would leave it."""
+    xv = tl.load(x_ptrs + k0, mask=ok, other=0.0)
+    if HAS_NORM:
+        nw = tl.load(nw_ptr + k0 + cols).to(tl.float32)
+        xv = (xv.to(tl.float32) * rstd[:, None, None] * nw[None, None, :]).to(xv.dtype)
+    return xv, tl.load(w_ptrs + k0)
 
 
 @triton.jit
-def _gemv(x_ptr, w_ptr, y_ptr, M, K, rows_per_group, s_xm, s_wn, s_ym, M_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
-          BLOCK_K: tl.constexpr, VEC: tl.constexpr):
-    """y[m, tile rows] = x[m, group slice] · w[tile rows]ᵀ for the M ≤ M_PAD rows of x."""
+def _rstd(x_ptr, M, K, s_xm, eps, M_PAD: tl.constexpr, BLOCK_K: tl.constexpr):
+    """1/RMS of each of x's rows [M_PAD] (the whole row: every program reads it anyway)."""
+    ms, cols = tl.arange(0, M_PAD), tl.arange(0, BLOCK_K)
+    square = tl.zeros((M_PAD,), tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        xk = tl.load(x_ptr + ms[:, None] * s_xm + k0 + cols[None, :], mask=(ms < M)[:, None], other=0.0)
+        square += tl.sum(xk.to(tl.float32) * xk.to(tl.float32), axis=1)
+    return 1.0 / tl.sqrt(square / K + eps)
+
+
+@triton.jit
+def _gemv(x_ptr, w_ptr, y_ptr, nw_ptr, M, K, rows_per_group, s_xm, s_wn, s_ym, eps, M_PAD: tl.constexpr,
+          BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, VEC: tl.constexpr, HAS_NORM: tl.constexpr):
+    """y[m, tile rows] = x[m, group slice] · w[tile rows]ᵀ for the M ≤ M_PAD rows of x; with HAS_NORM
+    x is RMSNorm(x)·nw first (one group)."""
     tile = tl.program_id(0)
     rows = tile * BLOCK_N + tl.arange(0, BLOCK_N)
     group = (tile * BLOCK_N) // rows_per_group  # BLOCK_N divides rows_per_group: one group per tile
@@ -44,11 +62,12 @@ def _gemv(x_ptr, w_ptr, y_ptr, M, K, rows_per_group, s_xm, s_wn, s_ym, M_PAD: tl
     x_ptrs = (x_ptr + group * K + ms[:, None, None] * s_xm + tl.zeros_like(rows)[None, :, None]
               + cols[None, None, :])
     ok = (ms < M)[:, None, None]
+    rstd = _rstd(x_ptr, M, K, s_xm, eps, M_PAD, BLOCK_K) if HAS_NORM else tl.zeros((M_PAD,), tl.float32)
     acc = tl.zeros((M_PAD, BLOCK_N, BLOCK_K // VEC), dtype=tl.float32)
-    xv, w = _tile(x_ptrs, w_ptrs, ok, 0)
+    xv, w = _tile(x_ptrs, w_ptrs, ok, 0, nw_ptr, cols, rstd, HAS_NORM)
     for k0 in range(BLOCK_K, K + BLOCK_K, BLOCK_K):
         # the next tile's loads go out before this tile's sums; the last step reloads its own (min)
-        xn, wn = _tile(x_ptrs, w_ptrs, ok, tl.minimum(k0, K - BLOCK_K))
+        xn, wn = _tile(x_ptrs, w_ptrs, ok, tl.minimum(k0, K - BLOCK_K), nw_ptr, cols, rstd, HAS_NORM)
         part = xv.to(tl.float32) * w.to(tl.float32)[None]
         acc += tl.sum(tl.reshape(part, (M_PAD, BLOCK_N, BLOCK_K // VEC, VEC)), axis=3)
         xv, w = xn, wn
@@ -73,31 +92,35 @@ def fits(x: torch.Tensor, w: torch.Tensor, groups: int) -> bool:
             and w.shape[0] % groups == 0 and x.shape[-1] % groups == 0 and w.stride(1) == 1)
 
 
-def _launch(x: torch.Tensor, w: torch.Tensor, groups: int, out_dtype: torch.dtype) -> torch.Tensor:
-    """x [M, G·K] (unit stride along K), w [G·O, K] -> [M, G·O] in out_dtype."""
+def _launch(x: torch.Tensor, w: torch.Tensor, groups: int, out_dtype: torch.dtype, norm_weight=None,
+            eps: float = 0.0) -> torch.Tensor:
+    """x [M, G·K] (unit stride along K), w [G·O, K] -> [M, G·O] in out_dtype (x RMS-normalised and
+    weighted by norm_weight first, if given)."""
     M, N, K = x.shape[0], w.shape[0], w.shape[1]
     y = torch.empty(M, N, dtype=out_dtype, device=x.device)
     block_n, block_k = _blocks(N, N // groups, K)
-    _gemv[(N // block_n,)](x, w, y, M, K, N // groups, x.stride(0), w.stride(0), y.stride(0),
-                           M_PAD=triton.next_power_of_2(max(M, 1)), BLOCK_N=block_n, BLOCK_K=block_k,
-                           VEC=min(8, block_k), num_warps=4)
+    _gemv[(N // block_n,)](x, w, y, x if norm_weight is None else norm_weight, M, K, N // groups, x.stride(0),
+                           w.stride(0), y.stride(0), eps, M_PAD=triton.next_power_of_2(max(M, 1)), BLOCK_N=block_n,
+                           BLOCK_K=block_k, VEC=min(8, block_k), HAS_NORM=norm_weight is not None, num_warps=4)
     return y
 
 
 # torch custom ops, so torch.compile (kernels/compiled.py) calls the launch as it is
 @torch.library.custom_op("dsv4rt::gemv", mutates_args=())
-def _gemv_op(x: torch.Tensor, w: torch.Tensor, groups: int, fp32_out: bool) -> torch.Tensor:
+def _gemv_op(x: torch.Tensor, w: torch.Tensor, groups: int, fp32_out: bool, norm_weight: torch.Tensor | None,
+             eps: float) -> torch.Tensor:
     x = x if x.stride(-1) == 1 else x.contiguous()
-    return _launch(x, w, groups, torch.float32 if fp32_out else x.dtype)
+    return _launch(x, w, groups, torch.float32 if fp32_out else x.dtype, norm_weight, eps)
 
 
 @_gemv_op.register_fake
-def _(x, w, groups, fp32_out):
+def _(x, w, groups, fp32_out, norm_weight, eps):
     return x.new_empty((x.shape[0], w.shape[0]), dtype=torch.float32 if fp32_out else x.dtype)
 
 
-def _call(x: torch.Tensor, w: torch.Tensor, groups: int, fp32_out: bool) -> torch.Tensor:
-    y = _gemv_op(x.reshape(-1, x.shape[-1]), w, groups, fp32_out)
+def _call(x: torch.Tensor, w: torch.Tensor, groups: int, fp32_out: bool, norm_weight=None,
+          eps: float = 0.0) -> torch.Tensor:
+    y = _gemv_op(x.reshape(-1, x.shape[-1]), w, groups, fp32_out, norm_weight, eps)
     return y.view(*x.shape[:-1], w.shape[0])
 
 
@@ -115,21 +138,31 @@ def fp32_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return _call(x, w, 1, True)
 
 
+def norm_linear(x: torch.Tensor, norm_weight: torch.Tensor, eps: float, w: torch.Tensor) -> torch.Tensor:
+    """Same contract as reference.norm_linear: the norm in the GEMV's loads, for what `fits` takes."""
+    if not fits(x, w, 1) or norm_weight.shape != (x.shape[-1],) or norm_weight.stride(0) != 1:
+        return next_impl("norm_linear", "triton")(x, norm_weight, eps, w)
+    return _call(x, w, 1, False, norm_weight, eps)
+
+
 def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
     """Largest relative error against the reference on one row (what `fits` sends here): plain,
-    grouped, and with fp32 out."""
+    grouped, with fp32 out, and with the RMSNorm in its loads."""
     from dsv4rt.kernels import reference
 
     g = torch.Generator(device="cpu").manual_seed(0)
     x, w = torch.randn(1, 256, generator=g).to(device, dtype), torch.randn(96, 256, generator=g).to(device, dtype)
+    nw = (torch.rand(256, generator=g) + 0.5).to(device, dtype)
     errs = [rel_err(linear(x, w), reference.linear(x, w)),
             rel_err(linear(x, w[:64, :64], 4), reference.linear(x, w[:64, :64], 4)),
-            rel_err(fp32_linear(x, w), reference.fp32_linear(x, w))]
+            rel_err(fp32_linear(x, w), reference.fp32_linear(x, w)),
+            rel_err(norm_linear(x * 3, nw, 1e-6, w), reference.norm_linear(x * 3, nw, 1e-6, w))]
     return max(errs)
 
 
 if torch.cuda.is_available():
-    if register_checked("linear", linear, self_check, 2e-2, "triton", 10, "cuda"):  # checks fp32 out too
+    if register_checked("linear", linear, self_check, 2e-2, "triton", 10, "cuda"):  # checks the others too
         register("fp32_linear", "triton", 20, "cuda")(fp32_linear)
+        register("norm_linear", "triton", 10, "cuda")(norm_linear)
 else:
     log.info("triton GEMV linears not registered: no CUDA device")

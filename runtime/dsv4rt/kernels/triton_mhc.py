@@ -21,26 +21,27 @@ log = logging.getLogger(__name__)
 
 
 @triton.jit
-def _split(mix_ptr, scale_ptr, base_ptr, rows, ok, ms, eps, ITERS: tl.constexpr, N: tl.constexpr):
-    """pre [R, N], post [R, N], comb [R, N, N] of mix rows `rows` (where `ok`) times `ms` [R], all in
-    registers."""
-    W: tl.constexpr = (2 + N) * N
+def _pre_weights(pre_raw, ms, scale_ptr, base_ptr, eps, N: tl.constexpr):
+    """sigmoid(raw·ms·scale₀ + base) + eps for pre_raw [R, N] (ms [R]: the mix's RMS scale)."""
+    pre = pre_raw * ms[:, None] * tl.load(scale_ptr) + tl.load(base_ptr + tl.arange(0, N))[None, :]
+    return tl.sigmoid(pre) + eps
+
+
+@triton.jit
+def _sinkhorn(post_raw, comb_raw, ms, scale_ptr, base_ptr, eps, ITERS: tl.constexpr, N: tl.constexpr):
+    """post [R, N] and comb [R, N, N] from their raw mix values (rows of R) times `ms` [R], in registers."""
     j = tl.arange(0, N)
-    row_ptr = mix_ptr + rows[:, None] * W + j[None, :]
-    pre = tl.load(row_ptr, mask=ok[:, None], other=0.0) * ms[:, None] * tl.load(scale_ptr)
-    pre += tl.load(base_ptr + j)[None, :]
-    post = tl.load(row_ptr + N, mask=ok[:, None], other=0.0) * ms[:, None] * tl.load(scale_ptr + 1)
+    post = post_raw * ms[:, None] * tl.load(scale_ptr + 1)
     post = 2.0 * tl.sigmoid(post + tl.load(base_ptr + N + j)[None, :])
     cell = j[:, None] * N + j[None, :]  # [N, N]: row = input stream, column = output stream
-    z = tl.load(mix_ptr + rows[:, None, None] * W + 2 * N + cell[None], mask=ok[:, None, None], other=0.0)
-    z = z * ms[:, None, None] * tl.load(scale_ptr + 2) + tl.load(base_ptr + 2 * N + cell)[None]
+    z = comb_raw * ms[:, None, None] * tl.load(scale_ptr + 2) + tl.load(base_ptr + 2 * N + cell)[None]
     z = tl.exp(z - tl.max(z, axis=2)[:, :, None])
     c = z / tl.sum(z, axis=2)[:, :, None] + eps
     c = c / (tl.sum(c, axis=1)[:, None, :] + eps)
     for _ in tl.static_range(ITERS - 1):
         c = c / (tl.sum(c, axis=2)[:, :, None] + eps)
         c = c / (tl.sum(c, axis=1)[:, None, :] + eps)
-    return tl.sigmoid(pre) + eps, post, c
+    return post, c
 
 
 @triton.jit
@@ -54,10 +55,17 @@ def _store_split(post_ptr, comb_ptr, rows, ok, post, c, N: tl.constexpr):
 @triton.jit
 def _split_sinkhorn(mix_ptr, scale_ptr, base_ptr, pre_ptr, post_ptr, comb_ptr, M, eps,
                     ITERS: tl.constexpr, N: tl.constexpr, BLOCK: tl.constexpr):
+    W: tl.constexpr = (2 + N) * N
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    ok = rows < M
-    pre, post, c = _split(mix_ptr, scale_ptr, base_ptr, rows, ok, tl.full((BLOCK,), 1.0, tl.float32), eps, ITERS, N)
-    tl.store(pre_ptr + rows[:, None] * N + tl.arange(0, N)[None, :], pre, mask=ok[:, None])
+    ok, j = rows < M, tl.arange(0, N)
+    row_ptr = mix_ptr + rows[:, None] * W + j[None, :]
+    cell = j[:, None] * N + j[None, :]
+    comb_raw = tl.load(mix_ptr + rows[:, None, None] * W + 2 * N + cell[None], mask=ok[:, None, None], other=0.0)
+    ms = tl.full((BLOCK,), 1.0, tl.float32)
+    pre = _pre_weights(tl.load(row_ptr, mask=ok[:, None], other=0.0), ms, scale_ptr, base_ptr, eps, N)
+    post, c = _sinkhorn(tl.load(row_ptr + N, mask=ok[:, None], other=0.0), comb_raw, ms, scale_ptr, base_ptr, eps,
+                        ITERS, N)
+    tl.store(pre_ptr + rows[:, None] * N + j[None, :], pre, mask=ok[:, None])
     _store_split(post_ptr, comb_ptr, rows, ok, post, c, N)
 
 
@@ -76,51 +84,78 @@ def _mixed(hv, p, dtype):
 
 
 @triton.jit
-def _row_split(mix_ptr, scale_ptr, base_ptr, post_ptr, comb_ptr, row, square, hc_eps, mix_eps, ITERS: tl.constexpr,
-               N: tl.constexpr, D: tl.constexpr):
-    """The mix's RMS scale from the streams' summed squares, the split + Sinkhorn (post and comb stored)
-    -> pre [N]."""
-    ms = 1.0 / tl.sqrt(square / (N * D) + mix_eps)
-    rows = row + tl.arange(0, 2)  # a 2-row tile with its second row masked off: tiles of one row are not portable
-    ok = tl.arange(0, 2) == 0
-    pre, post, c = _split(mix_ptr, scale_ptr, base_ptr, rows, ok, ms + tl.zeros((2,), tl.float32), hc_eps, ITERS, N)
-    _store_split(post_ptr, comb_ptr, rows, ok, post, c, N)
-    return tl.sum(tl.where(ok[:, None], pre, 0.0), axis=0)
+def _raw(mix_ptr, P, offs, P_PAD: tl.constexpr, W: tl.constexpr):
+    """One row's raw mix values at `offs` [L]: the sum of its P partial projections, as a 2-row tile
+    [2, L] with the second row 0 (tiles of one row are not portable)."""
+    p = tl.arange(0, P_PAD)
+    v = tl.sum(tl.load(mix_ptr + p[:, None] * W + offs[None, :], mask=(p < P)[:, None], other=0.0), axis=0)
+    return tl.where((tl.arange(0, 2) == 0)[:, None], v[None, :], 0.0)
 
 
 @triton.jit
-def _pre_apply(mix_ptr, scale_ptr, base_ptr, h_ptr, w_ptr, x_ptr, post_ptr, comb_ptr, s_hm, s_hn, hc_eps, norm_eps,
-               mix_eps, D: tl.constexpr, ITERS: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
-    """One row: the mix's RMS scale, the split + Sinkhorn, then x = RMSNorm(Σ_j pre_j·h_j)·w. With the
-    whole row in one block (BLOCK_D ≥ D) h is read once; otherwise in three passes (the streams' mean
-    square, x's mean square, x), h read again rather than kept. Nothing is written between."""
-    row = tl.program_id(0)
+def _row_sinkhorn(mix_ptr, P, scale_ptr, base_ptr, post_ptr, comb_ptr, row, ms, hc_eps, ITERS: tl.constexpr,
+                  N: tl.constexpr, P_PAD: tl.constexpr):
+    """Store one row's post and comb (ms: the mix's RMS scale)."""
+    W: tl.constexpr = (2 + N) * N
+    j = tl.arange(0, N)
+    comb_raw = tl.reshape(_raw(mix_ptr, P, 2 * N + tl.arange(0, N * N), P_PAD, W), (2, N, N))
+    post, c = _sinkhorn(_raw(mix_ptr, P, N + j, P_PAD, W), comb_raw, ms + tl.zeros((2,), tl.float32), scale_ptr,
+                        base_ptr, hc_eps, ITERS, N)
+    _store_split(post_ptr, comb_ptr, row + tl.arange(0, 2), tl.arange(0, 2) == 0, post, c, N)
+
+
+@triton.jit
+def _row_pre(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, N: tl.constexpr, P_PAD: tl.constexpr):
+    """One row's pre weights [N]."""
+    pre = _pre_weights(_raw(mix_ptr, P, tl.arange(0, N), P_PAD, (2 + N) * N), ms + tl.zeros((2,), tl.float32),
+                       scale_ptr, base_ptr, hc_eps, N)
+    return tl.sum(tl.where((tl.arange(0, 2) == 0)[:, None], pre, 0.0), axis=0)
+
+
+@triton.jit
+def _row_square(h_ptr, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Σ h² over a row's N streams, and (when the row fits one block) the streams [N, BLOCK_D]."""
+    hv, _ = _streams(h_ptr, 0, s_hn, D, N, BLOCK_D)
+    square = tl.sum(hv * hv, axis=0)
+    for d0 in range(BLOCK_D, D, BLOCK_D):
+        hn, _ = _streams(h_ptr, d0, s_hn, D, N, BLOCK_D)
+        square += tl.sum(hn * hn, axis=0)
+    return tl.sum(square, axis=0), hv
+
+
+@triton.jit
+def _pre_apply(mix_ptr, P, scale_ptr, base_ptr, h_ptr, w_ptr, x_ptr, post_ptr, comb_ptr, s_hm, s_hn, hc_eps, norm_eps,
+               mix_eps, D: tl.constexpr, ITERS: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr,
+               P_PAD: tl.constexpr):
+    """Row r's two programs: (r, 0) the split + Sinkhorn (post, comb), (r, 1) x = RMSNorm(Σ_j pre_j·h_j)·w.
+    x needs only pre, so it does not wait for the Sinkhorn's 20 dependent iterations. Both take the
+    mix's RMS scale from the streams. With the whole row in one block (BLOCK_D ≥ D) h is read once;
+    otherwise in passes (the streams' mean square, x's mean square, x), h read again rather than kept."""
+    row, part = tl.program_id(0), tl.program_id(1)
     h_ptr += row.to(tl.int64) * s_hm
-    dt = h_ptr.dtype.element_ty
-    if BLOCK_D >= D:
-        hv, d = _streams(h_ptr, 0, s_hn, D, N, BLOCK_D)
-        p = _row_split(mix_ptr, scale_ptr, base_ptr, post_ptr, comb_ptr, row, tl.sum(tl.sum(hv * hv, axis=1), axis=0),
-                       hc_eps, mix_eps, ITERS, N, D)
-        x = _mixed(hv, p, dt)
-        rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / D + norm_eps)
+    mix_ptr += row.to(tl.int64) * P * (2 + N) * N
+    square, hv = _row_square(h_ptr, s_hn, D, N, BLOCK_D)
+    ms = 1.0 / tl.sqrt(square / (N * D) + mix_eps)
+    if part == 0:
+        _row_sinkhorn(mix_ptr, P, scale_ptr, base_ptr, post_ptr, comb_ptr, row, ms, hc_eps, ITERS, N, P_PAD)
     else:
-        square = tl.zeros((BLOCK_D,), dtype=tl.float32)
-        for d0 in range(0, D, BLOCK_D):
-            hv, _ = _streams(h_ptr, d0, s_hn, D, N, BLOCK_D)
-            square += tl.sum(hv * hv, axis=0)
-        p = _row_split(mix_ptr, scale_ptr, base_ptr, post_ptr, comb_ptr, row, tl.sum(square, axis=0), hc_eps, mix_eps,
-                       ITERS, N, D)
-        square = tl.zeros((BLOCK_D,), dtype=tl.float32)
-        for d0 in range(0, D, BLOCK_D):
-            x = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D)[0], p, dt)
-            square += x * x
-        rstd = 1.0 / tl.sqrt(tl.sum(square, axis=0) / D + norm_eps)
-    for d0 in range(0, D, BLOCK_D):  # one step when the row was kept: x is still in registers
+        p = _row_pre(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, N, P_PAD)
+        dt = h_ptr.dtype.element_ty
+        x = _mixed(hv, p, dt)
         if BLOCK_D < D:
-            x = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D)[0], p, dt)
-        d = d0 + tl.arange(0, BLOCK_D)
-        w = tl.load(w_ptr + d, mask=d < D, other=0.0).to(tl.float32)
-        tl.store(x_ptr + row.to(tl.int64) * D + d, (x * rstd * w).to(x_ptr.dtype.element_ty), mask=d < D)
+            x_square = tl.zeros((BLOCK_D,), dtype=tl.float32)
+            for d0 in range(0, D, BLOCK_D):
+                x = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D)[0], p, dt)
+                x_square += x * x
+            rstd = 1.0 / tl.sqrt(tl.sum(x_square, axis=0) / D + norm_eps)
+        else:
+            rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / D + norm_eps)
+        for d0 in range(0, D, BLOCK_D):  # one step when the row was kept: x is still in registers
+            if BLOCK_D < D:
+                x = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D)[0], p, dt)
+            d = d0 + tl.arange(0, BLOCK_D)
+            w = tl.load(w_ptr + d, mask=d < D, other=0.0).to(tl.float32)
+            tl.store(x_ptr + row.to(tl.int64) * D + d, (x * rstd * w).to(x_ptr.dtype.element_ty), mask=d < D)
 
 
 # A torch custom op, so torch.compile (kernels/compiled.py) keeps this one launch as it is: traced
@@ -158,15 +193,16 @@ def split_sinkhorn(mix, scale, base, n: int, iters: int, eps: float):
 
 # also an opaque custom op (as above): the split, the stream sum and the norm are one launch
 @torch.library.custom_op("dsv4rt::hc_pre", mutates_args=())
-def _pre_op(flat: torch.Tensor, scale: torch.Tensor, base: torch.Tensor, h: torch.Tensor, weight: torch.Tensor,
+def _pre_op(raw: torch.Tensor, scale: torch.Tensor, base: torch.Tensor, h: torch.Tensor, weight: torch.Tensor,
             n: int, iters: int, hc_eps: float, norm_eps: float,
             mix_eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """flat [M, (2+n)n] fp32 (not yet RMS-scaled), h [M, n, D] -> x [M, D] (h's dtype), post [M, n],
-    comb [M, n, n]."""
-    M, D = h.shape[0], h.shape[2]
-    x, post, comb = h.new_empty(M, D), flat.new_empty(M, n), flat.new_empty(M, n, n)
-    _pre_apply[(M,)](flat.contiguous(), scale.contiguous(), base.contiguous(), h, weight.contiguous(), x, post, comb,
-                     h.stride(0), h.stride(1), hc_eps, norm_eps, mix_eps, D=D, ITERS=iters, N=n, **_pre_config(n, D))
+    """raw [M, P, (2+n)n] fp32 (P partial sums, not yet RMS-scaled), h [M, n, D] -> x [M, D] (h's
+    dtype), post [M, n], comb [M, n, n]."""
+    M, P, D = h.shape[0], raw.shape[1], h.shape[2]
+    x, post, comb = h.new_empty(M, D), raw.new_empty(M, n), raw.new_empty(M, n, n)
+    _pre_apply[(M, 2)](raw.contiguous(), P, scale.contiguous(), base.contiguous(), h, weight.contiguous(), x, post,
+                       comb, h.stride(0), h.stride(1), hc_eps, norm_eps, mix_eps, D=D, ITERS=iters, N=n,
+                       P_PAD=triton.next_power_of_2(P), **_pre_config(n, D))
     return x, post, comb
 
 
@@ -182,31 +218,32 @@ def _pre_config(n: int, d: int) -> dict:
 
 
 @_pre_op.register_fake
-def _(flat, scale, base, h, weight, n, iters, hc_eps, norm_eps, mix_eps):
+def _(raw, scale, base, h, weight, n, iters, hc_eps, norm_eps, mix_eps):
     M = h.shape[0]
-    return h.new_empty(M, h.shape[2]), flat.new_empty(M, n), flat.new_empty(M, n, n)
+    return h.new_empty(M, h.shape[2]), raw.new_empty(M, n), raw.new_empty(M, n, n)
 
 
-def pre_apply(mix, scale, base, h, norm_weight, n: int, iters: int, hc_eps: float, norm_eps: float, mix_eps: float):
+def pre_apply(raw, scale, base, h, norm_weight, n: int, iters: int, hc_eps: float, norm_eps: float, mix_eps: float):
     """Same contract as the reference `hc_pre`; shapes the kernel does not tile (n not a power of two,
-    a non-fp32 mix, h not unit-stride along d) go to the reference."""
-    if n & (n - 1) or mix.dtype != torch.float32 or h.stride(-1) != 1:
+    a non-fp32 raw, h not unit-stride along d) go to the reference."""
+    if n & (n - 1) or raw.dtype != torch.float32 or h.stride(-1) != 1:
         from dsv4rt.kernels.reference import hc_pre
 
-        return hc_pre(mix, scale, base, h, norm_weight, n, iters, hc_eps, norm_eps, mix_eps)
+        return hc_pre(raw, scale, base, h, norm_weight, n, iters, hc_eps, norm_eps, mix_eps)
     lead, D = h.shape[:-2], h.shape[-1]
-    x, post, comb = _pre_op(mix.reshape(-1, mix.shape[-1]), scale, base, h.reshape(-1, n, D), norm_weight, n,
+    x, post, comb = _pre_op(raw.reshape(-1, *raw.shape[-2:]), scale, base, h.reshape(-1, n, D), norm_weight, n,
                             iters, hc_eps, norm_eps, mix_eps)
     return x.view(*lead, D), post.view(*lead, n), comb.view(*lead, n, n)
 
 
 def pre_self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
     """Largest relative error of x, post and comb against the reference on 3 rows of D = 1000 (a
-    partial last chunk): the registry's gate before this kernel may run in a model."""
+    partial last chunk), each with 5 partial projections: the registry's gate before this kernel may
+    run in a model."""
     from dsv4rt.kernels.reference import hc_pre
 
     g = torch.Generator(device="cpu").manual_seed(0)
-    mix, scale, base = torch.randn(3, 24, generator=g), torch.rand(3, generator=g) + 0.5, torch.randn(24, generator=g)
+    mix, scale, base = torch.randn(3, 5, 24, generator=g), torch.rand(3, generator=g) + 0.5, torch.randn(24, generator=g)
     h, w = torch.randn(3, 4, 1000, generator=g) * 3, torch.rand(1000, generator=g) + 0.5  # mix scale ~1/3
     args = [mix.to(device), scale.to(device), base.to(device), h.to(device, dtype), w.to(device, dtype)]
     got = pre_apply(*args, 4, 20, 1e-6, 1e-6, 1e-6)
