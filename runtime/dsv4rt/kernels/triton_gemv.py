@@ -27,14 +27,8 @@ _TILE = 4096  # weight elements per program and step (8 KiB in bf16)
 
 
 @triton.jit
-def _tile(x_ptrs, w_ptrs, ok, k0, nw_ptr, cols, rstd, HAS_NORM: tl.constexpr):
-    """The x and w tiles at column k0; with HAS_NORM x RMS-normalised (rstd [M_PAD]) and weighted by
-    nw, rounded to x's dtype as a separate RMSNorm would leave it."""
-    xv = tl.load(x_ptrs + k0, mask=ok, other=0.0)
-    if HAS_NORM:
-        nw = tl.load(nw_ptr + k0 + cols).to(tl.float32)
-        xv = (xv.to(tl.float32) * rstd[:, None, None] * nw[None, None, :]).to(xv.dtype)
-    return xv, tl.load(w_ptrs + k0)
+def _tile(x_ptrs, w_ptrs, ok, k0):
+    return tl.load(x_ptrs + k0, mask=ok, other=0.0), tl.load(w_ptrs + k0)
 
 
 @triton.jit
@@ -49,10 +43,20 @@ def _rstd(x_ptr, M, K, s_xm, eps, M_PAD: tl.constexpr, BLOCK_K: tl.constexpr):
 
 
 @triton.jit
+def _normed(xv, nw_ptr, k0, cols, rstd, HAS_NORM: tl.constexpr):
+    """x's tile at column k0 as fp32; with HAS_NORM RMSNorm(x)·nw, rounded to x's dtype as the norm op's
+    output would be."""
+    if HAS_NORM:
+        nw = tl.load(nw_ptr + k0 + cols).to(tl.float32)
+        xv = (xv.to(tl.float32) * rstd[:, None, None] * nw[None, None, :]).to(xv.dtype)
+    return xv.to(tl.float32)
+
+
+@triton.jit
 def _gemv(x_ptr, w_ptr, y_ptr, nw_ptr, M, K, rows_per_group, s_xm, s_wn, s_ym, eps, M_PAD: tl.constexpr,
           BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, VEC: tl.constexpr, HAS_NORM: tl.constexpr):
     """y[m, tile rows] = x[m, group slice] · w[tile rows]ᵀ for the M ≤ M_PAD rows of x; with HAS_NORM
-    x is RMSNorm(x)·nw first (one group)."""
+    x is RMSNorm(x)·nw first (one group), its RMS taken while the first weight tile is on its way."""
     tile = tl.program_id(0)
     rows = tile * BLOCK_N + tl.arange(0, BLOCK_N)
     group = (tile * BLOCK_N) // rows_per_group  # BLOCK_N divides rows_per_group: one group per tile
@@ -62,13 +66,13 @@ def _gemv(x_ptr, w_ptr, y_ptr, nw_ptr, M, K, rows_per_group, s_xm, s_wn, s_ym, e
     x_ptrs = (x_ptr + group * K + ms[:, None, None] * s_xm + tl.zeros_like(rows)[None, :, None]
               + cols[None, None, :])
     ok = (ms < M)[:, None, None]
-    rstd = _rstd(x_ptr, M, K, s_xm, eps, M_PAD, BLOCK_K) if HAS_NORM else tl.zeros((M_PAD,), tl.float32)
     acc = tl.zeros((M_PAD, BLOCK_N, BLOCK_K // VEC), dtype=tl.float32)
-    xv, w = _tile(x_ptrs, w_ptrs, ok, 0, nw_ptr, cols, rstd, HAS_NORM)
+    xv, w = _tile(x_ptrs, w_ptrs, ok, 0)
+    rstd = _rstd(x_ptr, M, K, s_xm, eps, M_PAD, BLOCK_K) if HAS_NORM else tl.zeros((M_PAD,), tl.float32)
     for k0 in range(BLOCK_K, K + BLOCK_K, BLOCK_K):
         # the next tile's loads go out before this tile's sums; the last step reloads its own (min)
-        xn, wn = _tile(x_ptrs, w_ptrs, ok, tl.minimum(k0, K - BLOCK_K), nw_ptr, cols, rstd, HAS_NORM)
-        part = xv.to(tl.float32) * w.to(tl.float32)[None]
+        xn, wn = _tile(x_ptrs, w_ptrs, ok, tl.minimum(k0, K - BLOCK_K))
+        part = _normed(xv, nw_ptr, k0 - BLOCK_K, cols, rstd, HAS_NORM) * w.to(tl.float32)[None]
         acc += tl.sum(tl.reshape(part, (M_PAD, BLOCK_N, BLOCK_K // VEC, VEC)), axis=3)
         xv, w = xn, wn
     y = tl.sum(acc, axis=2)
