@@ -35,12 +35,6 @@ def _pick(idx_ptr, wt_ptr, t, j, shared_e, stride_it, stride_ij, stride_wtt, str
 
 
 @triton.jit
-def _up_tile(x_ptrs, g_ptrs, up_offset, k0):
-    """The x, gate and up tiles at column k0."""
-    return tl.load(x_ptrs + k0), tl.load(g_ptrs + k0), tl.load(g_ptrs + up_offset + k0)
-
-
-@triton.jit
 def _gate_up(x_ptr, w_ptr, idx_ptr, wt_ptr, h_ptr, limit, shared_e, stride_x, stride_it, stride_ij, stride_wtt,
              stride_wtj, stride_we, stride_wn, D: tl.constexpr, I: tl.constexpr, TOPK: tl.constexpr,
              PICKS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
@@ -57,14 +51,12 @@ def _gate_up(x_ptr, w_ptr, idx_ptr, wt_ptr, h_ptr, limit, shared_e, stride_x, st
     # 2-D partial sums: one cross-thread reduction at the end instead of one per chunk
     acc_g = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
     acc_u = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
-    xv, g, u = _up_tile(x_ptrs, g_ptrs, I * stride_wn, 0)
-    for k0 in range(BLOCK_K, D + BLOCK_K, BLOCK_K):
-        # the next chunk's loads go out before this chunk's sums (as in _down); the last reloads its own
-        xn, gn, un = _up_tile(x_ptrs, g_ptrs, I * stride_wn, tl.minimum(k0, D - BLOCK_K))
-        xf = xv.to(tl.float32)
-        acc_g += g.to(tl.float32) * xf
-        acc_u += u.to(tl.float32) * xf
-        xv, g, u = xn, gn, un
+    for _ in range(0, D, BLOCK_K):
+        xv = tl.load(x_ptrs).to(tl.float32)
+        acc_g += tl.load(g_ptrs).to(tl.float32) * xv
+        acc_u += tl.load(g_ptrs + I * stride_wn).to(tl.float32) * xv
+        g_ptrs += BLOCK_K
+        x_ptrs += BLOCK_K
     lim = tl.where(routed, limit, float("inf"))  # the shared expert is not clamped
     g = tl.minimum(tl.sum(acc_g, axis=1), lim)
     u = tl.minimum(tl.maximum(tl.sum(acc_u, axis=1), -lim), lim)
