@@ -88,8 +88,11 @@ def hc_post_cases(M: int) -> dict[str, float]:
     post, comb = torch.rand(M, 4, device="cuda"), torch.rand(M, 4, 4, device="cuda")
     saved, res = dict(tp.POST_CONFIG), {}
     for block_d in (16, 32, 64):
-        tp.POST_CONFIG.update(block_d=block_d)
-        res[f"triton, {block_d} columns a program"] = graph_us(lambda: tp.post_mix(out_, h, post, comb, fn))
+        for programs in (128, 512, 2048, 8192):
+            tp.POST_CONFIG.update(block_d=block_d, programs=programs)
+            rows = tp._post_rows(M, 2048 // block_d)
+            res[f"triton, {block_d} columns, {rows} rows a program"] = graph_us(
+                lambda: tp.post_mix(out_, h, post, comb, fn))
     tp.POST_CONFIG.update(saved)
     inductor = torch.compile(reference.hc_post, dynamic=False)
     res["inductor (post, projection)"] = graph_us(lambda: inductor(out_, h, post, comb, fn))
@@ -150,7 +153,7 @@ def main(argv=None) -> dict:
     available()  # the backends register (and self-check) first
     parts = {"attention": {"attention B=1": lambda: attention_cases(1)},
              "hc_pre": {"hc_pre M=1": lambda: hc_pre_cases(1), "hc_pre M=64": lambda: hc_pre_cases(64)},
-             "hc_post": {"hc_post M=1": lambda: hc_post_cases(1), "hc_post M=64": lambda: hc_post_cases(64)},
+             "hc_post": {f"hc_post M={m}": (lambda m=m: hc_post_cases(m)) for m in (1, 8, 64, 128)},
              "linear": {"linear M=1": lambda: linear_cases(1)}, "moe": {"moe gemv B=1": moe_gemv_cases}}
     res = {name: fn() for part in a.parts.split(",") for name, fn in parts[part].items()}
     for part, rows in res.items():
