@@ -127,6 +127,8 @@ _INTERPRETED = textwrap.dedent("""
         assert tp._post_rows(15, 63) == rows and raw2.shape == (3, 5, 63, 24) and want_raw.shape == (3, 5, 1, 24)
         assert (h2 - want_h).abs().max() < 1e-5 * want_h.abs().max()
         assert (raw2.sum(-2) - want_raw.sum(-2)).abs().max() < 1e-5 * want_raw.abs().max()
+    tp.MAX_ROWS = 14  # more rows than that go to the reference: one partial sum
+    assert tp.post_mix(out, h, post, comb, fn)[1].shape == (3, 5, 1, 24)
     E, D, I, k = 8, 128, 64, 3
     w13, w2 = torch.randn(E, 2 * I, D) * D ** -0.5, torch.randn(E, D, I) * I ** -0.5
     for n, shared in ((2, False), (150, True)):  # small-batch and wide tiles; expert 7 as the shared one

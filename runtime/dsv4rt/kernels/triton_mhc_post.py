@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 # columns a program, and the programs to aim for before rows share one (kernel_bench, H100: at 1, 8, 64 and 128
 # rows these gave 1, 1, 8 and 16 rows a program, the fastest of the 4 choices timed at each)
 POST_CONFIG = {"block_d": 32, "programs": 512}
+# above this many rows Inductor's post and projection (two launches) were faster: 16.2 against 18.7 µs at 128
+# rows, the same (10.2) at 64, and at 8 rows 4.2 against 3.0 (kernel_bench, H100)
+MAX_ROWS = 64
 
 
 @triton.jit
@@ -79,10 +82,10 @@ def _(out, res, post, comb, fn):
 
 def post_mix(out, res, post, comb, fn):
     """Same contract as the reference `hc_post`; what the kernel does not tile (n not a power of two,
-    fp32 weights missing, a non-unit stride along d) goes to the reference."""
+    fp32 weights missing, a non-unit stride along d) and more than MAX_ROWS rows go to the reference."""
     n, D = res.shape[-2], res.shape[-1]
     if (n & (n - 1) or fn.dtype != torch.float32 or post.dtype != torch.float32 or res.stride(-1) != 1
-            or out.stride(-1) != 1 or fn.shape[1] != n * D):
+            or out.stride(-1) != 1 or fn.shape[1] != n * D or res.shape[:-2].numel() > MAX_ROWS):
         from dsv4rt.kernels.reference import hc_post
 
         return hc_post(out, res, post, comb, fn)
