@@ -32,7 +32,7 @@ def other(): triton_poi_fused_0.run(x)
 '''
 
 # launches per layer kind of the tiny model at batch 1 (64-token cache: the indexer scores and selects);
-# split decode attention adds its combine, and wo_a as a GEMV no longer fuses with the inverse RoPE
+# each mHC post also projects for the next pre (hc_post), and the attention op does q's norm and RoPE
 BUDGET = {"SWA/hash": 18, "HCA/hash": 20, "CSA/hash": 31, "HCA/score": 20, "CSA/score": 31}
 
 

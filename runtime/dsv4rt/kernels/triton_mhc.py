@@ -4,7 +4,9 @@ whole rest of an mHC pre after the mix in one launch (op `hc_pre`: split, Sinkho
 The reference runs ~4 tiny kernels per Sinkhorn iteration, ~80 per sub-block and ~1,300 per decode
 step of the mini model; here each program keeps BLOCK rows' n×n matrices in registers for all iterations.
 Under torch.compile the Sinkhorn op and the fused stream sum + norm were two launches per sub-block
-(benchmarks/launch_count.py); `hc_pre` is one.
+(benchmarks/launch_count.py); `hc_pre` is one. It takes the streams' projection as partial sums (the
+previous post leaves them, triton_mhc_post) and gives each row two programs: one for the Sinkhorn, one
+for the stream sum and norm, which need only the pre weights.
 """
 
 from __future__ import annotations
