@@ -268,7 +268,6 @@ class Attention(CachedModule):
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         qa, kv, *rest = self.project(x)
-        qr = self.q_norm(qa)  # for the indexer; the compiled step drops it where the indexer selects all
         q = get("norm_linear")(qa, self.q_norm.weight, self.q_norm.eps, self.wq_b.weight)
         q = q.unflatten(-1, (self.n_heads, self.head_dim))  # before its per-head norm and RoPE
         kv = self.rope(self.kv_norm(kv), pos)
@@ -279,7 +278,7 @@ class Attention(CachedModule):
             n = entries.shape[1] - 1
             visible = _arange(n, x) < ((pos + 1) // self.ratio)[..., None]  # entry j covers [j·m, (j+1)·m)
             if self.indexer is not None:
-                selected = self.indexer(*rest[2:], qr, pos, slots, visible)
+                selected = self.indexer(*rest[2:], self.q_norm(qa), pos, slots, visible)
         if x.shape[1] == 1:
             o = self._decode(q, kv, pos, slots, entries, selected)
         else:
