@@ -45,6 +45,13 @@ def hc_project(h: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
     return (xf @ fn.float().t()).unsqueeze(-2)
 
 
+def hc_mix(raw: torch.Tensor, h: torch.Tensor, eps: float) -> torch.Tensor:
+    """The streams' projection from its partial sums raw [..., P, k], RMS-normalised by the streams
+    h [..., n, d] -> [..., k]."""
+    hf = h.flatten(-2).float()
+    return raw.sum(-2) * torch.rsqrt(hf.square().mean(-1, keepdim=True) + eps)
+
+
 @register("hc_post")
 def hc_post(out, res, post, comb, fn):
     """An mHC post, h'_k = post_k · out + Σ_j C[j,k] · res_j (out [..., d] rounded to res's dtype first,
@@ -67,9 +74,7 @@ def hc_pre(raw, scale, base, h, norm_weight, n: int, iters: int, hc_eps: float, 
     -> (normed x [..., d], post [..., n], comb [..., n, n])."""
     from dsv4rt.kernels.registry import get
 
-    hf = h.flatten(-2).float()
-    mix = raw.sum(-2) * torch.rsqrt(hf.square().mean(-1, keepdim=True) + mix_eps)
-    pre, post, comb = get("hc_split_sinkhorn")(mix, scale, base, n, iters, hc_eps)
+    pre, post, comb = get("hc_split_sinkhorn")(hc_mix(raw, h, mix_eps), scale, base, n, iters, hc_eps)
     x = (pre.unsqueeze(-1) * h).sum(dim=-2).to(h.dtype)
     return get("rmsnorm")(x, norm_weight, norm_eps), post, comb
 
@@ -107,9 +112,9 @@ def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: fl
     rope [D] (`layers/rope.channel_freqs`) or None: q is the raw projection, which gets the per-head
     RMSNorm (eps) and RoPE at pos here, and the output is rotated back by pos (V carries RoPE too).
     """
-    from dsv4rt.layers.rope import apply_rope
-
     if rope is not None:
+        from dsv4rt.layers.rope import apply_rope
+
         q = apply_rope(rmsnorm(q, None, eps)[:, None], pos[:, None], rope)[:, 0]
         o = decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio)
         return apply_rope(o[:, None], pos[:, None], rope, inverse=True)[:, 0]

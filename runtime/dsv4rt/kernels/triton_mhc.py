@@ -143,14 +143,14 @@ def _pre_apply(mix_ptr, P, scale_ptr, base_ptr, h_ptr, w_ptr, x_ptr, post_ptr, c
     else:
         p = _row_pre(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, N, P_PAD)
         dt = h_ptr.dtype.element_ty
-        x = _mixed(hv, p, dt)
         if BLOCK_D < D:
             x_square = tl.zeros((BLOCK_D,), dtype=tl.float32)
             for d0 in range(0, D, BLOCK_D):
-                x = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D)[0], p, dt)
-                x_square += x * x
+                xd = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D)[0], p, dt)
+                x_square += xd * xd
             rstd = 1.0 / tl.sqrt(tl.sum(x_square, axis=0) / D + norm_eps)
         else:
+            x = _mixed(hv, p, dt)
             rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / D + norm_eps)
         for d0 in range(0, D, BLOCK_D):  # one step when the row was kept: x is still in registers
             if BLOCK_D < D:
@@ -208,7 +208,7 @@ def _pre_op(raw: torch.Tensor, scale: torch.Tensor, base: torch.Tensor, h: torch
     return x, post, comb
 
 
-PRE_CONFIG = {"row_elems": 8192, "num_warps": 4}  # gpu_checks.tune_hc_pre measures the alternatives
+PRE_CONFIG = {"row_elems": 8192, "num_warps": 4}  # benchmarks/kernel_bench.py times the warp counts
 
 
 def _pre_config(n: int, d: int) -> dict:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from dsv4rt.kernels import get
-from dsv4rt.kernels.reference import hc_project
+from dsv4rt.kernels.reference import hc_mix, hc_project
 
 
 class HyperConnection(nn.Module):
@@ -44,7 +44,5 @@ class HyperConnection(nn.Module):
 def hc_head(h: torch.Tensor, raw, scale, base, hc_eps: float, norm_eps: float) -> torch.Tensor:
     """Final stream collapse (no post/comb, no Sinkhorn): y = Σ_j (sigmoid(.)+eps)_j h_j, with raw
     [..., P, n] the streams' projection by hc_head_fn (`HyperConnection.post`)."""
-    hf = h.flatten(-2).float()
-    mix = raw.sum(-2) * torch.rsqrt(hf.square().mean(-1, keepdim=True) + norm_eps)
-    pre = torch.sigmoid(mix * scale.float() + base.float()) + hc_eps
+    pre = torch.sigmoid(hc_mix(raw, h, norm_eps) * scale.float() + base.float()) + hc_eps
     return (pre.unsqueeze(-1) * h).sum(dim=2).to(h.dtype)
