@@ -127,6 +127,25 @@ def decode_section(model, batches: list[int], a, bw: float, log) -> list[dict]:
     return out
 
 
+def pdl_off_section(model, batches: list[int], a, bw: float, log) -> list[dict]:
+    """The decode rows again with the runtime's Triton kernels launched plainly (kernels/pdl.py), for the
+    side-by-side ratio; compiled Inductor kernels keep what they were compiled with."""
+    from dsv4rt.kernels import pdl
+
+    with pdl.use(False):
+        return decode_section(model, batches, a, bw, log)
+
+
+def pdl_table(res: dict) -> str:
+    """ms/step with and without PDL, from the same run."""
+    on = {r["batch"]: r["step_ms"] for r in res["decode"]}
+    lines = [f"PDL side by side (with PDL: {res['pdl']}; plain: the Triton kernels without it)",
+             f"{'batch':>5} {'PDL ms':>8} {'plain ms':>8} {'plain/PDL':>9}"]
+    lines += [f"{r['batch']:>5} {on[r['batch']]:>8.3f} {r['step_ms']:>8.3f} {r['step_ms'] / on[r['batch']]:>9.3f}"
+              for r in res["decode_pdl_off"] if r["batch"] in on]
+    return "\n".join(lines)
+
+
 def hf_section(model, ckpt: Path, a, log) -> dict:
     import hf_baseline
 
@@ -185,6 +204,8 @@ def _args(argv):
     p.add_argument("--skip", default="", help="comma list of: cpu,transformers,engine,profile[_eager|_compiled],baseline,compile_f32")
     p.add_argument("--compile", action="store_true",
                    help="also time the torch.compile decode block (the plain-graph table becomes 'baseline')")
+    p.add_argument("--pdl-off", default="",
+                   help="batch sizes timed again with the Triton kernels launched without PDL (side by side)")
     p.add_argument("--dynamic", choices=("static", "auto"), default="static",
                    help="static: every batch size and cache shape compiles its own graph; auto: torch's "
                         "automatic dynamic shapes (the second shape recompiles with symbolic sizes)")
@@ -206,11 +227,14 @@ def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
              ("correctness", lambda: correctness(ckpt, model, "cpu" not in skip_set(a), log))]
     # transformers right after the table: a run cut off by its time limit keeps the ratio
     hf = ("transformers_tok_s", lambda: hf_section(model, ckpt, a, log))
+    off = [int(b) for b in a.pdl_off.split(",") if b]
+    pdl_off = [("decode_pdl_off", lambda: pdl_off_section(model, off, a, res["hbm_bytes_s"], log))] if off else []
     if a.compile:
         steps += [("baseline", decode), ("compile", lambda: compile_check(model, log, _dynamic(a))), ("decode", decode),
-                  hf, ("compile_f32", lambda: compile_f32_check(ckpt, cpu(), log)), ("profile_compiled", profile)]
+                  hf, *pdl_off, ("compile_f32", lambda: compile_f32_check(ckpt, cpu(), log)),
+                  ("profile_compiled", profile)]
     else:
-        steps += [("decode", decode), hf]
+        steps += [("decode", decode), hf, *pdl_off]
     if a.long_len:
         long = argparse.Namespace(**{**vars(a), "prompt_len": a.long_len})
         steps += [("decode_long", lambda: decode_section(model, [1, 8], long, res["hbm_bytes_s"], log))]
@@ -220,6 +244,12 @@ def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
 def _expected_tokens(res: dict) -> list[int]:
     """Greedy bf16 tokens of the decode path the engine will run (compiled block or eager)."""
     return res.get("compile", {}).get("tokens") or res["correctness"]["bf16_tokens"]
+
+
+def _pdl_state() -> dict:
+    from dsv4rt.kernels import compiled, pdl
+
+    return {"triton": pdl.enabled(), "inductor": compiled.inductor_pdl()}
 
 
 def skip_set(a) -> set[str]:
@@ -236,7 +266,7 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         write_checkpoint(ckpt, "mini")
         log(f"made mini checkpoint in {time.perf_counter() - t0:.0f} s")
-    res: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+    res: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "pdl": _pdl_state()}
     res["hbm_bytes_s"] = hbm_bandwidth()
     log(f"HBM copy {res['hbm_bytes_s'] / 1e12:.2f} TB/s")
     model, _ = load_model(ckpt, device="cuda", dtype=torch.bfloat16)
@@ -252,6 +282,8 @@ def main(argv=None) -> dict:
         print("without torch.compile:\n" + table({**res, "decode": res["baseline"]}), flush=True)
     if "decode" in res:
         print(table(res), flush=True)
+    if "decode_pdl_off" in res and "decode" in res:
+        print(pdl_table(res), flush=True)
     if "decode_long" in res:
         print(f"at a {a.long_len}-token context:\n" + table({**res, "decode": res["decode_long"]}), flush=True)
     if a.json:

@@ -16,6 +16,7 @@ export PYTHONPATH=runtime:benchmarks:tests${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBU
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -m pytest -q -p no:cacheprovider -m gpu -x ${GPU_TESTS:-tests/test_gpu_decode.py tests/test_runtime_moe_gemv.py \
   tests/test_runtime_decode_attention.py tests/test_runtime_gemv.py} 2>&1 | tail -30 | tee "$out/pytest.log"
+echo "[gpu_run] GPU tests done at ${SECONDS} s" | tee -a "$out/pytest.log"
 [ -n "${KERNEL_BENCH-1}" ] && python3 benchmarks/kernel_bench.py --parts "${KERNEL_BENCH:-attention,hc_pre,linear,moe}" --json "$out/kernels.json" 2>&1 | tee "$out/kernels.log"
 python3 benchmarks/gpu_decode.py --model /tmp/mini --make --compile --json "$out/result.json" "$@" \
   2>&1 | tee "$out/bench.log"

@@ -11,14 +11,20 @@ import tempfile
 import pytest
 
 
-def compile_sm90(fn, signature: dict[str, str], constexprs: dict[str, object], num_warps: int) -> dict[str, int]:
-    """{"registers", "spill_bytes"} of fn compiled for sm_90 (signature: arg -> Triton type or "constexpr")."""
+def sm90_ptx(fn, signature: dict[str, str], constexprs: dict[str, object], num_warps: int) -> str:
+    """The PTX of fn compiled for sm_90 (signature: arg -> Triton type or "constexpr")."""
     triton = pytest.importorskip("triton")
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     src = ASTSource(fn=fn, signature=signature, constexprs=constexprs)
-    ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps}).asm["ptx"]
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps}).asm["ptx"]
+
+
+def compile_sm90(fn, signature: dict[str, str], constexprs: dict[str, object], num_warps: int) -> dict[str, int]:
+    """{"registers", "spill_bytes"} of fn compiled for sm_90, from ptxas's report."""
+    triton = pytest.importorskip("triton")
+    ptx = sm90_ptx(fn, signature, constexprs, num_warps)
     ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
     with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
         f.write(ptx)

@@ -4,7 +4,7 @@ register spills: checked on a CPU machine with Triton's own ptxas (tests/sm90_co
 from __future__ import annotations
 
 import pytest
-from sm90_compile import compile_sm90, signature
+from sm90_compile import compile_sm90, signature, sm90_ptx
 
 pytest.importorskip("triton")
 C, BF16, F32 = "constexpr", "*bf16", "*fp32"
@@ -61,10 +61,11 @@ def _mhc_and_moe_cases():
         I=1024, TOPK=6, PICKS=7, BLOCK_D=down["BLOCK_D"], BLOCK_I=down["BLOCK_I"], VEC=8), down["num_warps"]
 
 
-def _cases():
-    yield from _attention_cases()
-    yield from _gemv_cases()
-    yield from _mhc_and_moe_cases()
+def _cases(pdl: bool = True):
+    """Every decode kernel at mini's shapes, launched with PDL (as on an H100) or without."""
+    for cases in (_attention_cases, _gemv_cases, _mhc_and_moe_cases):
+        for name, fn, sig, consts, warps in cases():
+            yield name, fn, {**sig, "PDL": C}, {**consts, "PDL": pdl}, warps
 
 
 @pytest.mark.slow
@@ -82,7 +83,37 @@ def test_compile_report_reads_registers_and_spills():
     from dsv4rt.kernels import triton_mhc as tm
 
     sig = signature(tm._pre_apply, PRE_TYPES)
-    whole_row_one_warp = compile_sm90(tm._pre_apply, sig, dict(D=2048, ITERS=20, N=4, BLOCK_D=2048, P_PAD=64), 1)
-    passes = compile_sm90(tm._pre_apply, sig, dict(D=2048, ITERS=20, N=4, BLOCK_D=1024, P_PAD=64), 4)
+    sig["PDL"] = C
+    whole_row_one_warp = compile_sm90(tm._pre_apply, sig, dict(D=2048, ITERS=20, N=4, BLOCK_D=2048, P_PAD=64, PDL=False), 1)
+    passes = compile_sm90(tm._pre_apply, sig, dict(D=2048, ITERS=20, N=4, BLOCK_D=1024, P_PAD=64, PDL=False), 4)
     assert whole_row_one_warp["spill_bytes"] > 0 and whole_row_one_warp["registers"] == 255
     assert passes["spill_bytes"] == 0 and 0 < passes["registers"] < 255
+
+
+# kernels that read a weight before waiting for the previous kernel (kernels/pdl.py); the rest wait first
+_PREFETCH = ("gemv", "hc_post")
+
+
+def _kind(name) -> str:
+    return name if isinstance(name, str) else name[0]
+
+
+def _order(ptx: str) -> tuple[int, int, int, int]:
+    """PTX offsets of the first global load, the wait, the launch of dependents and the first global store."""
+    first = lambda s: ptx.find(s) if s in ptx else len(ptx)  # noqa: E731
+    return first("ld.global"), first("griddepcontrol.wait"), first("griddepcontrol.launch_dependents"), first("st.global")
+
+
+@pytest.mark.slow
+def test_pdl_kernels_wait_before_reading_inputs_and_storing():
+    """With PDL each kernel waits before its first store, lets the next kernel launch after its wait,
+    and loads before the wait only where it prefetches a weight; without PDL there is no griddepcontrol."""
+    wrong = {}
+    for name, fn, sig, consts, warps in _cases():
+        load, wait, launch, store = _order(sm90_ptx(fn, sig, consts, warps))
+        prefetch = _kind(name) in _PREFETCH
+        if not (wait < launch < store and (load < wait) == prefetch):
+            wrong[str(name)] = dict(load=load, wait=wait, launch=launch, store=store)
+    assert not wrong, f"PDL order: {wrong}"
+    name, fn, sig, consts, warps = next(_cases(pdl=False))
+    assert "griddepcontrol" not in sm90_ptx(fn, sig, consts, warps)

@@ -22,6 +22,7 @@ eager, they were 27 launches of a ~300-launch step.
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 
@@ -87,6 +88,8 @@ def compile_decode(model, mode: str | None = None, dynamic: bool | None = None, 
         opts = {"dynamic": dynamic, "fullgraph": False, "backend": backend}
         if mode is not None:
             opts["mode"] = mode
+        elif backend == "inductor" and inductor_pdl():
+            opts["options"] = {"triton.enable_pdl": True}
         compiled = CompiledDecode(lambda fn: torch.compile(fn, **opts))
     except Exception as e:  # noqa: BLE001 - e.g. a torch build without dynamo: stay eager
         log.warning("torch.compile decode not enabled: %s", e)
@@ -94,6 +97,21 @@ def compile_decode(model, mode: str | None = None, dynamic: bool | None = None, 
     model.compiled_decode = compiled
     log.info("torch.compile decode installed (backend=%s, mode=%s, dynamic=%s)", backend, mode, dynamic)
     return True
+
+
+def inductor_pdl() -> bool:
+    """Inductor's kernels launch with PDL too (kernels/pdl.py): where our kernels do, this torch's Inductor
+    can (`triton.enable_pdl`), and DSV4RT_INDUCTOR_PDL is not 0. Its kernels wait before their first
+    access, so they keep pdl.py's rules."""
+    import torch._inductor.config as inductor_config
+
+    try:
+        from dsv4rt.kernels import pdl
+    except ImportError:  # no Triton: no Inductor GPU kernels either
+        return False
+    config = getattr(inductor_config, "triton", None)
+    return (pdl.enabled() and hasattr(config, "enable_pdl")
+            and os.environ.get("DSV4RT_INDUCTOR_PDL", "1") != "0")
 
 
 def compile_failures(model) -> dict[str, str | None]:

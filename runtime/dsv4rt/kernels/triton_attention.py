@@ -19,6 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt.kernels import pdl
+from dsv4rt.kernels.pdl import wait_prior
 from dsv4rt.kernels.registry import register_checked, rel_err
 
 log = logging.getLogger(__name__)
@@ -110,10 +112,12 @@ def _chunk_keys(c, CW, win, ent, emask_ptr, b, last, W, N, n_vis, s_wr, s_er, s_
 def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr, rope_ptr, out_ptr, part_ptr, ml_ptr,
                  H, W, N, ratio, qk_scale, eps, s_slot, s_pos, s_qb, s_qh, s_ws, s_wr, s_es, s_er, s_mb, s_mn, s_ob,
                  s_oh, D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_S: tl.constexpr, HAS_ENTRIES: tl.constexpr,
-                 HAS_MASK: tl.constexpr, SPLIT: tl.constexpr, ROPE: tl.constexpr, IEEE: tl.constexpr):
+                 HAS_MASK: tl.constexpr, SPLIT: tl.constexpr, ROPE: tl.constexpr, IEEE: tl.constexpr,
+                 PDL: tl.constexpr):
     """Program (b, s) folds chunks s, s + S, s + 2S, ... of row b's keys (S = the grid's second size).
     S = 1: the row's output; S > 1 (SPLIT): its partial max, sum and acc, which `_combine` merges."""
     b, s, splits = tl.program_id(0), tl.program_id(1), tl.num_programs(1)
+    wait_prior(PDL)
     slot = tl.load(slot_ptr + b * s_slot).to(tl.int64)  # int64: slot × slot stride can pass 2^31 elements
     last = tl.load(pos_ptr + b * s_pos).to(tl.int64)
     heads, d = tl.arange(0, BLOCK_H), tl.arange(0, D)
@@ -160,9 +164,10 @@ def _store_out(ptrs, out, ok, rope_ptr, pos, ROPE: tl.constexpr, D: tl.constexpr
 
 @triton.jit
 def _combine(part_ptr, ml_ptr, sink_ptr, rope_ptr, pos_ptr, out_ptr, H, SPLITS, s_pos, s_ob, s_oh, D: tl.constexpr,
-             BLOCK_P: tl.constexpr, ROWS: tl.constexpr, ROPE: tl.constexpr):
+             BLOCK_P: tl.constexpr, ROWS: tl.constexpr, ROPE: tl.constexpr, PDL: tl.constexpr):
     """out[b, h] from the SPLITS partials of row b, head h, and the head's sink (all in log2 units)."""
     b, h = tl.program_id(0), tl.program_id(1)
+    wait_prior(PDL)
     first = b * SPLITS * H + h  # partial (b, s, h) is at first + s·H
     p = tl.arange(0, BLOCK_P)
     m = tl.load(ml_ptr + first + p * H, mask=p < SPLITS, other=float("-inf"))
@@ -215,11 +220,11 @@ def _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, rati
                               ent.stride(1), emask.stride(0), emask.stride(-1), out.stride(0), out.stride(1),
                               D=D, BLOCK_H=_block_h(H), BLOCK_S=block_s, HAS_ENTRIES=has, HAS_MASK=has_mask,
                               SPLIT=splits > 1, ROPE=rope is not None, IEEE=q.dtype == torch.float32,
-                              num_warps=8 if D >= 512 else 4)
+                              num_warps=8 if D >= 512 else 4, **pdl.args())
     if splits > 1:
         _combine[(B, H)](part, ml, sink, freqs, pos, out, H, splits, pos.stride(0), out.stride(0), out.stride(1), D=D,
                          BLOCK_P=triton.next_power_of_2(splits), ROWS=max(1, min(8, 4096 // D)), ROPE=rope is not None,
-                         num_warps=4)
+                         num_warps=4, **pdl.args())
     return out
 
 

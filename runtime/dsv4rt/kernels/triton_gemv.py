@@ -17,6 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt.kernels import pdl
+from dsv4rt.kernels.pdl import wait_prior
 from dsv4rt.kernels.registry import next_impl, register, register_checked, rel_err
 
 log = logging.getLogger(__name__)
@@ -54,9 +56,11 @@ def _normed(xv, nw_ptr, k0, cols, rstd, HAS_NORM: tl.constexpr):
 
 @triton.jit
 def _gemv(x_ptr, w_ptr, y_ptr, nw_ptr, M, K, rows_per_group, s_xm, s_wn, s_ym, eps, M_PAD: tl.constexpr,
-          BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, VEC: tl.constexpr, HAS_NORM: tl.constexpr):
+          BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, VEC: tl.constexpr, HAS_NORM: tl.constexpr,
+          PDL: tl.constexpr):
     """y[m, tile rows] = x[m, group slice] · w[tile rows]ᵀ for the M ≤ M_PAD rows of x; with HAS_NORM
-    x is RMSNorm(x)·nw first (one group), its RMS taken while the first weight tile is on its way."""
+    x is RMSNorm(x)·nw first (one group), its RMS taken while the first weight tile is on its way.
+    The first weight tile is requested before the wait for x (PDL): it overlaps the previous kernel."""
     tile = tl.program_id(0)
     rows = tile * BLOCK_N + tl.arange(0, BLOCK_N)
     group = (tile * BLOCK_N) // rows_per_group  # BLOCK_N divides rows_per_group: one group per tile
@@ -67,7 +71,9 @@ def _gemv(x_ptr, w_ptr, y_ptr, nw_ptr, M, K, rows_per_group, s_xm, s_wn, s_ym, e
               + cols[None, None, :])
     ok = (ms < M)[:, None, None]
     acc = tl.zeros((M_PAD, BLOCK_N, BLOCK_K // VEC), dtype=tl.float32)
-    xv, w = _tile(x_ptrs, w_ptrs, ok, 0)
+    w = tl.load(w_ptrs)
+    wait_prior(PDL)
+    xv = tl.load(x_ptrs, mask=ok, other=0.0)
     rstd = _rstd(x_ptr, M, K, s_xm, eps, M_PAD, BLOCK_K) if HAS_NORM else tl.zeros((M_PAD,), tl.float32)
     for k0 in range(BLOCK_K, K + BLOCK_K, BLOCK_K):
         # the next tile's loads go out before this tile's sums; the last step reloads its own (min)
@@ -105,7 +111,8 @@ def _launch(x: torch.Tensor, w: torch.Tensor, groups: int, out_dtype: torch.dtyp
     block_n, block_k = _blocks(N, N // groups, K)
     _gemv[(N // block_n,)](x, w, y, x if norm_weight is None else norm_weight, M, K, N // groups, x.stride(0),
                            w.stride(0), y.stride(0), eps, M_PAD=triton.next_power_of_2(max(M, 1)), BLOCK_N=block_n,
-                           BLOCK_K=block_k, VEC=min(8, block_k), HAS_NORM=norm_weight is not None, num_warps=4)
+                           BLOCK_K=block_k, VEC=min(8, block_k), HAS_NORM=norm_weight is not None, num_warps=4,
+                           **pdl.args())
     return y
 
 

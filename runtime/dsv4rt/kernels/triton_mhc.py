@@ -17,6 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt.kernels import pdl
+from dsv4rt.kernels.pdl import wait_prior
 from dsv4rt.kernels.registry import register, register_checked, rel_err
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,9 @@ def _store_split(post_ptr, comb_ptr, rows, ok, post, c, N: tl.constexpr):
 
 @triton.jit
 def _split_sinkhorn(mix_ptr, scale_ptr, base_ptr, pre_ptr, post_ptr, comb_ptr, M, eps,
-                    ITERS: tl.constexpr, N: tl.constexpr, BLOCK: tl.constexpr):
+                    ITERS: tl.constexpr, N: tl.constexpr, BLOCK: tl.constexpr, PDL: tl.constexpr):
     W: tl.constexpr = (2 + N) * N
+    wait_prior(PDL)
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok, j = rows < M, tl.arange(0, N)
     row_ptr = mix_ptr + rows[:, None] * W + j[None, :]
@@ -128,12 +131,13 @@ def _row_square(h_ptr, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.const
 @triton.jit
 def _pre_apply(mix_ptr, P, scale_ptr, base_ptr, h_ptr, w_ptr, x_ptr, post_ptr, comb_ptr, s_hm, s_hn, hc_eps, norm_eps,
                mix_eps, D: tl.constexpr, ITERS: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr,
-               P_PAD: tl.constexpr):
+               P_PAD: tl.constexpr, PDL: tl.constexpr):
     """Row r's two programs: (r, 0) the split + Sinkhorn (post, comb), (r, 1) x = RMSNorm(Σ_j pre_j·h_j)·w.
     x needs only pre, so it does not wait for the Sinkhorn's 20 dependent iterations. Both take the
     mix's RMS scale from the streams. With the whole row in one block (BLOCK_D ≥ D) h is read once;
     otherwise in passes (the streams' mean square, x's mean square, x), h read again rather than kept."""
     row, part = tl.program_id(0), tl.program_id(1)
+    wait_prior(PDL)
     h_ptr += row.to(tl.int64) * s_hm
     mix_ptr += row.to(tl.int64) * P * (2 + N) * N
     square, hv = _row_square(h_ptr, s_hn, D, N, BLOCK_D)
@@ -172,7 +176,8 @@ def _sinkhorn_op(flat: torch.Tensor, scale: torch.Tensor, base: torch.Tensor, n:
     comb = flat.new_empty(M, n, n)
     block = 16
     _split_sinkhorn[(triton.cdiv(M, block),)](flat, scale.contiguous(), base.contiguous(), pre, post, comb,
-                                              M, eps, ITERS=iters, N=n, BLOCK=block, num_warps=1)
+                                              M, eps, ITERS=iters, N=n, BLOCK=block, num_warps=1,
+                                              **pdl.args())
     return pre, post, comb
 
 
@@ -204,7 +209,7 @@ def _pre_op(raw: torch.Tensor, scale: torch.Tensor, base: torch.Tensor, h: torch
     x, post, comb = h.new_empty(M, D), raw.new_empty(M, n), raw.new_empty(M, n, n)
     _pre_apply[(M, 2)](raw.contiguous(), P, scale.contiguous(), base.contiguous(), h, weight.contiguous(), x, post,
                        comb, h.stride(0), h.stride(1), hc_eps, norm_eps, mix_eps, D=D, ITERS=iters, N=n,
-                       P_PAD=triton.next_power_of_2(P), **_pre_config(n, D))
+                       P_PAD=triton.next_power_of_2(P), **_pre_config(n, D), **pdl.args())
     return x, post, comb
 
 

@@ -15,6 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt.kernels import pdl
+from dsv4rt.kernels.pdl import wait_prior
 from dsv4rt.kernels.registry import register_checked, rel_err
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,8 @@ MAX_ROWS = 64
 
 @triton.jit
 def _post_mix(out_ptr, res_ptr, post_ptr, comb_ptr, fn_ptr, h_ptr, raw_ptr, M, K, s_om, s_rm, s_rn, s_hm, s_hn,
-              D: tl.constexpr, N: tl.constexpr, K_PAD: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr):
+              D: tl.constexpr, N: tl.constexpr, K_PAD: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr,
+              PDL: tl.constexpr):
     """Program (r, p): columns p·BLOCK_D.. of rows r·ROWS..: h' = post·out + Cᵀ·res, stored, and its
     partial projection Σ h'·fn over these columns into raw[row, p] (fn's tile is read once for the rows)."""
     r0, p, parts = tl.program_id(0) * ROWS, tl.program_id(1), tl.num_programs(1)
@@ -37,6 +40,7 @@ def _post_mix(out_ptr, res_ptr, post_ptr, comb_ptr, fn_ptr, h_ptr, raw_ptr, M, K
     dok = d < D
     fn = tl.load(fn_ptr + k[:, None, None] * (N * D) + j[None, :, None] * D + d[None, None, :],
                  mask=(k < K)[:, None, None] & dok[None, None, :], other=0.0)  # [K_PAD, N, BLOCK_D]
+    wait_prior(PDL)  # fn is a weight: its load overlaps the previous kernel
     for i in range(0, tl.minimum(ROWS, M - r0)):
         row64 = r0.to(tl.int64) + i
         out = tl.load(out_ptr + row64 * s_om + d, mask=dok, other=0.0).to(h_ptr.dtype.element_ty).to(tl.float32)
@@ -70,7 +74,7 @@ def _post_op(out: torch.Tensor, res: torch.Tensor, post: torch.Tensor, comb: tor
     _post_mix[(triton.cdiv(M, rows), parts)](out, res, post.contiguous(), comb.contiguous(), fn.contiguous(), h,
                                              raw, M, K, out.stride(0), res.stride(0), res.stride(1), h.stride(0),
                                              h.stride(1), D=D, N=n, K_PAD=triton.next_power_of_2(K),
-                                             BLOCK_D=block_d, ROWS=rows, num_warps=4)
+                                             BLOCK_D=block_d, ROWS=rows, num_warps=4, **pdl.args())
     return h, raw
 
 

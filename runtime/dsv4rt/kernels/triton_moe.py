@@ -15,8 +15,10 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt.kernels import pdl
 from dsv4rt.kernels import triton_moe_gemv as gemv
 from dsv4rt.kernels.moe_align import align
+from dsv4rt.kernels.pdl import wait_prior
 from dsv4rt.kernels.reference import with_shared
 from dsv4rt.kernels.registry import register, self_checked
 
@@ -26,10 +28,12 @@ log = logging.getLogger(__name__)
 @triton.jit
 def _moe_gemm(a_ptr, b_ptr, c_ptr, w_ptr, pairs_ptr, expert_ptr, num_pairs, N, limit, clamped,
               stride_am, stride_be, stride_bn, stride_cm, K: tl.constexpr, TOPK: tl.constexpr, GATED: tl.constexpr,
-              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, IEEE: tl.constexpr):
+              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, IEEE: tl.constexpr,
+              PDL: tl.constexpr):
     """C[pair, n] = A[row(pair)] · B[e, n]ᵀ (GATED: silu(clamp(gate))·clamp(up), B rows n and N+n,
     no clamp from expert `clamped` on; else × routing weight). A row = pair // TOPK for GEMM 1 (token rows), the pair itself for GEMM 2."""
     pid_m, pid_n = tl.program_id(0), tl.program_id(1)
+    wait_prior(PDL)  # before the early return too: every program waits (pdl.py)
     e = tl.load(expert_ptr + pid_m).to(tl.int64)
     if e < 0:
         return
@@ -85,7 +89,7 @@ def _gemm(a, b, out, weights, pairs, block_expert, num_pairs: int, gated: bool, 
     grid = (block_expert.numel(), triton.cdiv(n, cfg["BLOCK_N"]))
     _moe_gemm[grid](a, b, out, weights, pairs, block_expert, num_pairs, n, float(limit), clamped, a.stride(0),
                     b.stride(0), b.stride(1), out.stride(0), K=k, TOPK=top_k, GATED=gated,
-                    IEEE=a.dtype == torch.float32, **cfg)
+                    IEEE=a.dtype == torch.float32, **cfg, **pdl.args())
 
 
 # The launches are torch custom ops, so torch.compile (kernels/compiled.py) calls them as they are;

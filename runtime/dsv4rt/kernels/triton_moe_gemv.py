@@ -20,6 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt.kernels import pdl
+from dsv4rt.kernels.pdl import wait_prior
 from dsv4rt.kernels.registry import rel_err
 
 MAX_TOKENS = 2  # the largest batch this path is meant for; the caller decides
@@ -37,9 +39,10 @@ def _pick(idx_ptr, wt_ptr, t, j, shared_e, stride_it, stride_ij, stride_wtt, str
 @triton.jit
 def _gate_up(x_ptr, w_ptr, idx_ptr, wt_ptr, h_ptr, limit, shared_e, stride_x, stride_it, stride_ij, stride_wtt,
              stride_wtj, stride_we, stride_wn, D: tl.constexpr, I: tl.constexpr, TOPK: tl.constexpr,
-             PICKS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+             PICKS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PDL: tl.constexpr):
     """h[p, tile] for pair p: BLOCK_N gate rows and the matching up rows (I further) of its expert."""
     p, tile = tl.program_id(0), tl.program_id(1)
+    wait_prior(PDL)  # the expert comes from the router's output
     t = p // PICKS
     e, _, routed = _pick(idx_ptr, wt_ptr, t, p % PICKS, shared_e, stride_it, stride_ij, stride_wtt, stride_wtj, TOPK)
     rows = tile * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -80,9 +83,10 @@ def _down_chunk(h_ptr, w_ptr, wt_ptr, idx_ptr, t, rows, cols, it, shared_e, stri
 @triton.jit
 def _down(h_ptr, w_ptr, wt_ptr, idx_ptr, y_ptr, shared_e, stride_wtt, stride_wtj, stride_it, stride_ij, stride_we,
           stride_wd, stride_y, I: tl.constexpr, TOPK: tl.constexpr, PICKS: tl.constexpr, BLOCK_D: tl.constexpr,
-          BLOCK_I: tl.constexpr, VEC: tl.constexpr):
+          BLOCK_I: tl.constexpr, VEC: tl.constexpr, PDL: tl.constexpr):
     """y[t, tile] = Σ_j weights[t, j] · w2[e_j, tile rows] · h[t·TOPK + j]."""
     t, tile = tl.program_id(0), tl.program_id(1)
+    wait_prior(PDL)
     rows = tile * BLOCK_D + tl.arange(0, BLOCK_D)
     cols = tl.arange(0, BLOCK_I)
     # partial sums folded over each thread's VEC contiguous columns (no shuffles): an [BLOCK_D, BLOCK_I]
@@ -144,10 +148,11 @@ def gemv_moe(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torc
     y = torch.empty(N, D, device=x.device, dtype=torch.float32)
     _gate_up[(N * picks, inter // up["BLOCK_N"])](
         x, w13, idx, weights, h, float(limit) if limit > 0 else float("inf"), shared_e, x.stride(0), *idx.stride(),
-        *weights.stride(), w13.stride(0), w13.stride(1), D=D, I=inter, TOPK=top_k, PICKS=picks, **up)
+        *weights.stride(), w13.stride(0), w13.stride(1), D=D, I=inter, TOPK=top_k, PICKS=picks, **up,
+        **pdl.args())
     _down[(N, D // down["BLOCK_D"])](
         h, w2, weights, idx, y, shared_e, *weights.stride(), *idx.stride(), w2.stride(0), w2.stride(1), y.stride(0),
-        I=inter, TOPK=top_k, PICKS=picks, VEC=16 // w2.element_size(), **down)
+        I=inter, TOPK=top_k, PICKS=picks, VEC=16 // w2.element_size(), **down, **pdl.args())
     return y
 
 

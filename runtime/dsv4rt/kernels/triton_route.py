@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt.kernels import pdl
+from dsv4rt.kernels.pdl import wait_prior
 from dsv4rt.kernels.registry import register_checked, rel_err
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,10 @@ def _softplus_sqrt(z):
 
 @triton.jit
 def _route(logit_ptr, bias_ptr, table_ptr, ids_ptr, out_w_ptr, out_i_ptr, E, route_scale, s_l, s_t, s_id,
-           TOPK: tl.constexpr, HASHED: tl.constexpr, TOPK_P2: tl.constexpr, BLOCK_E: tl.constexpr):
+           TOPK: tl.constexpr, HASHED: tl.constexpr, TOPK_P2: tl.constexpr, BLOCK_E: tl.constexpr,
+           PDL: tl.constexpr):
     t = tl.program_id(0)
+    wait_prior(PDL)
     e = tl.arange(0, BLOCK_E)
     live = e < E
     scores = _softplus_sqrt(tl.load(logit_ptr + t * s_l + e, mask=live, other=0.0))
@@ -67,7 +71,7 @@ def _route_op(logits: torch.Tensor, bias: torch.Tensor | None, tid2eid: torch.Te
     table, ids = (tid2eid, ids) if hashed else (idx, idx)
     _route[(N,)](logits, logits if hashed else bias, table, ids, w, idx, E, route_scale, logits.stride(0),
                  table.stride(0), ids.stride(0), TOPK=topk, HASHED=hashed, TOPK_P2=triton.next_power_of_2(topk),
-                 BLOCK_E=triton.next_power_of_2(E), num_warps=1)
+                 BLOCK_E=triton.next_power_of_2(E), num_warps=1, **pdl.args())
     return w, idx
 
 
