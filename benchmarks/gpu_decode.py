@@ -78,17 +78,14 @@ def experts_used(model, bs: int, prompt_len: int) -> list[int]:
 
 
 def graph_step_seconds(graphs: DecodeGraphs, bs: int, start: int, steps: int, repeats: int) -> float:
-    """Per-step time of `steps` graph replays with the argmax fed back on the device."""
+    """Per-step time of `steps` replays of the greedy graph (each feeds its argmax back on the device)."""
     graphs.slots[:bs].copy_(torch.arange(bs, device="cuda"))
     graphs.ids[:bs].random_(2, graphs.model.args.vocab_size)
-    g, logits = graphs.graphs[bs], graphs.logits[bs]
 
     def run():
         graphs.pos[:bs].fill_(start)
         for _ in range(steps):
-            g.replay()
-            graphs.ids[:bs, 0].copy_(logits.argmax(-1))
-            graphs.pos[:bs].add_(1)
+            graphs.advance(bs)
 
     return _cuda_time(run, repeats) / steps
 
@@ -108,7 +105,7 @@ def decode_section(model, batches: list[int], a, bw: float, log) -> list[dict]:
     used = {bs: experts_used(model, bs, a.prompt_len) for bs in batches}
     model.compiled_decode = fns
     eager = {bs: eager_step_seconds(model, bs, a.prompt_len) for bs in (batches[0], batches[-1])}
-    graphs = DecodeGraphs(model, rows, pad_slot=rows, sizes=tuple(batches))
+    graphs = DecodeGraphs(model, rows, pad_slot=rows, sizes=tuple(batches), greedy=True)
     t0 = time.perf_counter()
     graphs.capture()  # with torch.compile on, its warm-up is where every batch size compiles
     capture_s = time.perf_counter() - t0

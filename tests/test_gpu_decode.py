@@ -74,8 +74,9 @@ def test_decode_graph_equals_eager_and_padding_leaves_real_slots_alone(model):
     assert _rel(got, want) < 1e-3
 
 
-def _greedy_graph_logits(model, prompt, steps: int, pdl_on: bool) -> torch.Tensor:
-    """Prefill rows 0..3, then `steps` graph replays (batch 4) with the argmax fed back: logits [steps, 4, V]."""
+def _greedy_graph_logits(model, prompt, steps: int, pdl_on: bool, in_graph: bool = False) -> torch.Tensor:
+    """Prefill rows 0..3, then `steps` graph replays (batch 4) with the argmax fed back, by `run` from
+    outside the graph or (in_graph) by the greedy graph itself: logits [steps, 4, V]."""
     from dsv4rt.engine.cuda_graphs import DecodeGraphs
     from dsv4rt.kernels import pdl
 
@@ -83,19 +84,23 @@ def _greedy_graph_logits(model, prompt, steps: int, pdl_on: bool) -> torch.Tenso
     model.allocate_cache(rows + 1, 128)  # all state zero: both runs start alike
     model(prompt, torch.zeros(rows, dtype=torch.long, device="cuda"), torch.arange(rows, device="cuda"))
     with pdl.use(pdl_on):
-        graphs = DecodeGraphs(model, rows, pad_slot=rows, sizes=(rows,))
+        graphs = DecodeGraphs(model, rows, pad_slot=rows, sizes=(rows,), greedy=in_graph)
         graphs.capture()
     ids, slots, out = prompt[:, -1:], torch.arange(rows, device="cuda"), []
-    for i in range(steps):
-        out.append(graphs.run(ids, torch.full((rows,), n + i, device="cuda"), slots).clone())
-        ids = out[-1].argmax(-1, keepdim=True)
+    out.append(graphs.run(ids, torch.full((rows,), n, device="cuda"), slots).clone())
+    for i in range(1, steps):
+        if in_graph:
+            out.append(graphs.advance(rows).clone())
+        else:
+            ids = out[-1].argmax(-1, keepdim=True)
+            out.append(graphs.run(ids, torch.full((rows,), n + i, device="cuda"), slots).clone())
     return torch.stack(out)
 
 
 def test_pdl_launches_decode_the_same_logits_as_plain_launches(model):
     """Programmatic dependent launch (kernels/pdl.py) only moves kernel starts earlier: a kernel that read
     its input before the previous kernel finished would change the logits. 12 steps of a batch-4 graph,
-    bit for bit."""
+    bit for bit; and the greedy graph, which feeds its own argmax back, decodes the same steps."""
     from dsv4rt.kernels import pdl
 
     if not pdl.supported():
@@ -104,6 +109,8 @@ def test_pdl_launches_decode_the_same_logits_as_plain_launches(model):
     plain = _greedy_graph_logits(model, prompt, 12, False)
     early = _greedy_graph_logits(model, prompt, 12, True)
     assert torch.equal(early, plain), _rel(early, plain)
+    in_graph = _greedy_graph_logits(model, prompt, 12, True, in_graph=True)
+    assert torch.equal(in_graph, early), _rel(in_graph, early)
 
 
 def test_engine_decodes_through_graphs_with_greedy_tokens(model, tiny_dir):

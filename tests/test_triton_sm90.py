@@ -90,8 +90,9 @@ def test_compile_report_reads_registers_and_spills():
     assert passes["spill_bytes"] == 0 and 0 < passes["registers"] < 255
 
 
-# kernels that read a weight before waiting for the previous kernel (kernels/pdl.py); the rest wait first
-_PREFETCH = ("gemv", "hc_post")
+# kernels that load before waiting for the previous kernel (kernels/pdl.py): weights (down: its first w2 tile
+# by the router's picks, two kernels back); the rest wait first
+_PREFETCH = ("gemv", "hc_post", "down")
 
 
 def _kind(name) -> str:

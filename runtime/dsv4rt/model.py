@@ -418,7 +418,10 @@ class Transformer(HeadMixin, nn.Module):
     def _positions(self, input_ids, start_pos):
         if self.num_slots == 0:
             raise RuntimeError("call allocate_cache(num_slots, max_seq_len) before forward")
-        return start_pos.to(input_ids.device)[:, None] + _arange(input_ids.shape[1], input_ids)
+        start = start_pos.to(input_ids.device)[:, None]
+        if input_ids.shape[1] == 1:  # decode: a view, not two launches (arange and add) per step
+            return start
+        return start + _arange(input_ids.shape[1], input_ids)
 
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, start_pos: torch.Tensor, slots: torch.Tensor,

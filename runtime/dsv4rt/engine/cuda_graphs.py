@@ -4,6 +4,11 @@ A decode batch of b rows replays the graph of the smallest captured size ≥ b. 
 buffers; padding rows decode into a scratch slot that no sequence owns (`pad_slot`, the slot after
 the runner's last), so they never touch real state. Capture runs the model on the scratch slot
 only. The model's cache buffers must not be re-allocated after capture.
+
+With `greedy=True` each graph also feeds its argmax back: it writes the next token into the static
+ids and advances the positions, so `advance(bs)` decodes one greedy step per replay with nothing
+launched between replays (at batch 1 the three launches of that feedback, made outside the graph,
+were ~3% of a step on the H100; docs/performance.md, round 6).
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ def capture_sizes(max_batch: int, sizes=DEFAULT_SIZES) -> list[int]:
 
 
 class DecodeGraphs:
-    def __init__(self, model, max_batch: int, pad_slot: int, sizes=DEFAULT_SIZES):
-        self.model, self.pad_slot = model, pad_slot
+    def __init__(self, model, max_batch: int, pad_slot: int, sizes=DEFAULT_SIZES, greedy: bool = False):
+        self.model, self.pad_slot, self.greedy = model, pad_slot, greedy
         self.sizes = capture_sizes(max_batch, sizes)
         dev = model.embed.weight.device
         n = self.sizes[-1]
@@ -34,7 +39,11 @@ class DecodeGraphs:
         self.logits: dict[int, torch.Tensor] = {}
 
     def _step(self, bs: int) -> torch.Tensor:
-        return self.model(self.ids[:bs], self.pos[:bs], self.slots[:bs])
+        logits = self.model(self.ids[:bs], self.pos[:bs], self.slots[:bs])
+        if self.greedy:
+            self.ids[:bs, 0] = logits.argmax(-1)
+            self.pos[:bs] += 1
+        return logits
 
     @torch.inference_mode()
     def capture(self) -> None:
@@ -44,8 +53,11 @@ class DecodeGraphs:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
+            saved = self.ids.clone(), self.pos.clone()
             for bs in reversed(self.sizes):
                 self._step(bs)
+            self.ids.copy_(saved[0])  # the warm-up's greedy feedback must not move the inputs
+            self.pos.copy_(saved[1])
         torch.cuda.current_stream().wait_stream(side)
         for bs in reversed(self.sizes):
             g = torch.cuda.CUDAGraph()
@@ -58,6 +70,14 @@ class DecodeGraphs:
 
     def size_for(self, b: int) -> int | None:
         return next((s for s in self.sizes if s >= b), None)
+
+    def advance(self, bs: int) -> torch.Tensor:
+        """One greedy step of the captured batch size `bs` from the static ids/pos/slots (greedy graphs
+        only): logits [bs, V]; ids and pos already hold the next step's inputs."""
+        if not self.greedy:
+            raise RuntimeError("advance() needs graphs captured with greedy=True")
+        self.graphs[bs].replay()
+        return self.logits[bs]
 
     def run(self, ids: torch.Tensor, start_pos: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         """ids [b,1], start_pos [b], slots [b] (device tensors) -> logits [b,V], a view into the

@@ -28,12 +28,14 @@ MAX_TOKENS = 2  # the largest batch this path is meant for; the caller decides
 
 
 @triton.jit
-def _pick(idx_ptr, wt_ptr, t, j, shared_e, stride_it, stride_ij, stride_wtt, stride_wtj, TOPK: tl.constexpr):
-    """Expert and routing weight of token t's pick j: picks past TOPK are the shared expert, weight 1."""
+def _pick(idx_ptr, wt_ptr, t, j, shared_e, stride_it, stride_ij, stride_wtt, stride_wtj, TOPK: tl.constexpr,
+          CACHE: tl.constexpr):
+    """Expert and routing weight of token t's pick j: picks past TOPK are the shared expert, weight 1.
+    CACHE ".cg" reads them from L2, past the SM's L1 (a read before the PDL wait, see `_down`)."""
     routed = j < TOPK
-    e = tl.where(routed, tl.load(idx_ptr + t * stride_it + j * stride_ij, mask=routed, other=0), shared_e)
-    scale = tl.where(routed, tl.load(wt_ptr + t * stride_wtt + j * stride_wtj, mask=routed, other=0.0), 1.0)
-    return e.to(tl.int64), scale, routed
+    e = tl.load(idx_ptr + t * stride_it + j * stride_ij, mask=routed, other=0, cache_modifier=CACHE)
+    scale = tl.load(wt_ptr + t * stride_wtt + j * stride_wtj, mask=routed, other=0.0, cache_modifier=CACHE)
+    return tl.where(routed, e, shared_e).to(tl.int64), tl.where(routed, scale, 1.0), routed
 
 
 @triton.jit
@@ -44,7 +46,8 @@ def _gate_up(x_ptr, w_ptr, idx_ptr, wt_ptr, h_ptr, limit, shared_e, stride_x, st
     p, tile = tl.program_id(0), tl.program_id(1)
     wait_prior(PDL)  # the expert comes from the router's output
     t = p // PICKS
-    e, _, routed = _pick(idx_ptr, wt_ptr, t, p % PICKS, shared_e, stride_it, stride_ij, stride_wtt, stride_wtj, TOPK)
+    e, _, routed = _pick(idx_ptr, wt_ptr, t, p % PICKS, shared_e, stride_it, stride_ij, stride_wtt, stride_wtj, TOPK,
+                         "")
     rows = tile * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.arange(0, BLOCK_K)
     g_ptrs = w_ptr + e * stride_we + rows[:, None].to(tl.int64) * stride_wn + cols[None, :]
@@ -68,16 +71,23 @@ def _gate_up(x_ptr, w_ptr, idx_ptr, wt_ptr, h_ptr, limit, shared_e, stride_x, st
 
 
 @triton.jit
-def _down_chunk(h_ptr, w_ptr, wt_ptr, idx_ptr, t, rows, cols, it, shared_e, stride_wtt, stride_wtj, stride_it,
-                stride_ij, stride_we, stride_wd, I: tl.constexpr, TOPK: tl.constexpr, PICKS: tl.constexpr,
-                BLOCK_I: tl.constexpr):
-    """Step `it` of token t's walk over (pick j, I chunk): the w2 tile, h chunk and routing weight."""
+def _down_weights(w_ptr, wt_ptr, idx_ptr, t, rows, cols, it, shared_e, stride_wtt, stride_wtj, stride_it, stride_ij,
+                  stride_we, stride_wd, I: tl.constexpr, TOPK: tl.constexpr, BLOCK_I: tl.constexpr,
+                  CACHE: tl.constexpr):
+    """Step `it` of token t's walk over (pick j, I chunk): the w2 tile and the routing weight."""
     j = it // (I // BLOCK_I)
     i0 = (it % (I // BLOCK_I)) * BLOCK_I
-    e, scale, _ = _pick(idx_ptr, wt_ptr, t, j, shared_e, stride_it, stride_ij, stride_wtt, stride_wtj, TOPK)
-    h = tl.load(h_ptr + (t * PICKS + j) * I + i0 + tl.zeros_like(rows)[:, None] + cols[None, :])  # as x above
+    e, scale, _ = _pick(idx_ptr, wt_ptr, t, j, shared_e, stride_it, stride_ij, stride_wtt, stride_wtj, TOPK, CACHE)
     w = tl.load(w_ptr + e * stride_we + rows[:, None].to(tl.int64) * stride_wd + i0 + cols[None, :])
-    return w, h, scale
+    return w, scale
+
+
+@triton.jit
+def _down_h(h_ptr, t, rows, cols, it, I: tl.constexpr, PICKS: tl.constexpr, BLOCK_I: tl.constexpr):
+    """Step `it`'s chunk of h (gate/up's output), as a tile of equal rows like x above."""
+    j = it // (I // BLOCK_I)
+    i0 = (it % (I // BLOCK_I)) * BLOCK_I
+    return tl.load(h_ptr + (t * PICKS + j) * I + i0 + tl.zeros_like(rows)[:, None] + cols[None, :])
 
 
 @triton.jit
@@ -86,21 +96,25 @@ def _down(h_ptr, w_ptr, wt_ptr, idx_ptr, y_ptr, shared_e, stride_wtt, stride_wtj
           BLOCK_I: tl.constexpr, VEC: tl.constexpr, PDL: tl.constexpr):
     """y[t, tile] = Σ_j weights[t, j] · w2[e_j, tile rows] · h[t·TOPK + j]."""
     t, tile = tl.program_id(0), tl.program_id(1)
-    wait_prior(PDL)
     rows = tile * BLOCK_D + tl.arange(0, BLOCK_D)
     cols = tl.arange(0, BLOCK_I)
     # partial sums folded over each thread's VEC contiguous columns (no shuffles): an [BLOCK_D, BLOCK_I]
     # accumulator costs so many registers that ptxas spreads a step's weight loads over several round trips
     acc = tl.zeros((BLOCK_D, BLOCK_I // VEC), dtype=tl.float32)
     STEPS: tl.constexpr = PICKS * (I // BLOCK_I)
-    w, h, scale = _down_chunk(h_ptr, w_ptr, wt_ptr, idx_ptr, t, rows, cols, 0, shared_e, stride_wtt, stride_wtj,
-                              stride_it, stride_ij, stride_we, stride_wd, I, TOPK, PICKS, BLOCK_I)
+    # the first w2 tile goes out before the PDL wait: the picks are the router's, two kernels back, and
+    # that kernel has finished once gate/up (which waited for it) let this one launch; read from L2
+    w, scale = _down_weights(w_ptr, wt_ptr, idx_ptr, t, rows, cols, 0, shared_e, stride_wtt, stride_wtj, stride_it,
+                             stride_ij, stride_we, stride_wd, I, TOPK, BLOCK_I, ".cg")
+    wait_prior(PDL)
+    h = _down_h(h_ptr, t, rows, cols, 0, I, PICKS, BLOCK_I)
     for it in range(1, STEPS + 1):
         # the next step's loads are issued before this step's sum, so HBM latency overlaps the math;
         # the last step reloads itself (min) rather than branching
-        w_n, h_n, scale_n = _down_chunk(h_ptr, w_ptr, wt_ptr, idx_ptr, t, rows, cols, tl.minimum(it, STEPS - 1),
-                                        shared_e, stride_wtt, stride_wtj, stride_it, stride_ij, stride_we, stride_wd,
-                                        I, TOPK, PICKS, BLOCK_I)
+        step = tl.minimum(it, STEPS - 1)
+        w_n, scale_n = _down_weights(w_ptr, wt_ptr, idx_ptr, t, rows, cols, step, shared_e, stride_wtt, stride_wtj,
+                                     stride_it, stride_ij, stride_we, stride_wd, I, TOPK, BLOCK_I, "")
+        h_n = _down_h(h_ptr, t, rows, cols, step, I, PICKS, BLOCK_I)
         part = w.to(tl.float32) * (h.to(tl.float32) * scale.to(tl.float32))
         acc += tl.sum(tl.reshape(part, (BLOCK_D, BLOCK_I // VEC, VEC)), axis=2)
         w, h, scale = w_n, h_n, scale_n
