@@ -1,0 +1,63 @@
+"""kernels/pdl.py: when the decode kernels launch with programmatic dependent launch, and the switch that
+benchmarks/gpu_decode.py uses for its side-by-side ratio. (The kernels' wait-before-read order is
+checked in their sm_90 PTX, tests/test_triton_sm90.py; equal logits with and without, on a GPU, in
+tests/test_gpu_decode.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("triton")
+
+
+@pytest.fixture
+def pdl(monkeypatch):
+    from dsv4rt.kernels import pdl as module
+
+    monkeypatch.setattr(module, "_DEFAULT", [])
+    return module
+
+
+def test_use_turns_pdl_off_and_never_on_where_unsupported(pdl, monkeypatch):
+    monkeypatch.setattr(pdl, "_probe", lambda: True)
+    assert pdl.enabled() and pdl.args() == {"PDL": True, "launch_pdl": True}
+    with pdl.use(False):
+        assert pdl.args() == {"PDL": False, "launch_pdl": False}
+        with pdl.use(True):
+            assert pdl.enabled()
+        assert not pdl.enabled()
+    assert pdl.enabled()
+    monkeypatch.setattr(pdl, "_DEFAULT", [False])
+    with pdl.use(True):
+        assert not pdl.enabled()
+
+
+def test_probe_says_no_when_switched_off_or_interpreted(pdl, monkeypatch):
+    monkeypatch.setenv("DSV4RT_PDL", "0")
+    assert not pdl._probe()
+    monkeypatch.setenv("DSV4RT_PDL", "1")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert not pdl._probe()
+
+
+def test_inductor_follows_the_switch(pdl, monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    from dsv4rt.kernels import compiled
+
+    monkeypatch.setattr(pdl, "_DEFAULT", [True])
+    assert compiled.inductor_pdl() == hasattr(inductor_config.triton, "enable_pdl")
+    with pdl.use(False):
+        assert not compiled.inductor_pdl()
+    monkeypatch.setenv("DSV4RT_INDUCTOR_PDL", "0")
+    assert not compiled.inductor_pdl()
+
+
+def test_side_by_side_table_pairs_rows_by_batch():
+    import gpu_decode
+
+    res = {"pdl": {"triton": True, "inductor": True},
+           "decode": [{"batch": 1, "step_ms": 0.8}, {"batch": 64, "step_ms": 3.6}],
+           "decode_pdl_off": [{"batch": 64, "step_ms": 3.96}, {"batch": 1, "step_ms": 0.88}]}
+    rows = gpu_decode.pdl_table(res).splitlines()[2:]
+    assert [r.split() for r in rows] == [["64", "3.600", "3.960", "1.100"], ["1", "0.800", "0.880", "1.100"]]
