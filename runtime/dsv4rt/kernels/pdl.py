@@ -9,7 +9,9 @@ The rules every kernel launched with `args()` keeps:
 - it calls `wait_prior(PDL)` on every path, before it reads anything an earlier kernel wrote and
   before any store. Completion is then transitive: when a kernel passes its wait, all earlier kernels
   have finished, so the kernel after it may read any of their outputs after its own wait;
-- before the wait it only reads constants (weights, norm weights, tables).
+- before the wait it reads only constants (weights, norm weights, tables), or, from L2 (`.cg`: the
+  SM's L1 may hold an older copy), what a kernel at least two launches back wrote. That kernel has
+  finished: the previous kernel let this one launch only after its own wait.
 
 `wait_prior` also lets the next kernel launch (`gdc_launch_dependents`) once every program of this one
 has passed its wait. Placed there, at most one kernel waits ahead of the running one, and programs
