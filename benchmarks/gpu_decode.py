@@ -261,7 +261,7 @@ def main(argv=None) -> dict:
         from dsv4rt.checkpoint.make import write_checkpoint
 
         t0 = time.perf_counter()
-        write_checkpoint(ckpt, "mini")
+        write_checkpoint(ckpt, "mini", device="cuda")
         log(f"made mini checkpoint in {time.perf_counter() - t0:.0f} s")
     res: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "pdl": _pdl_state()}
     res["hbm_bytes_s"] = hbm_bandwidth()

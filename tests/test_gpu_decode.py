@@ -136,6 +136,19 @@ def test_engine_decodes_through_graphs_with_greedy_tokens(model, tiny_dir):
         assert seqs[0].output_ids == want if n == 1 else all(s.output_ids == seqs[0].output_ids for s in seqs)
 
 
+def test_checkpoint_made_on_the_gpu_loads_and_decodes(tmp_path):
+    """benchmarks/gpu_decode.py --make draws mini on the GPU: the same format and a model that runs."""
+    from dsv4rt.checkpoint.load import load_model
+    from dsv4rt.checkpoint.make import write_checkpoint
+
+    path = write_checkpoint(tmp_path / "tiny", "tiny", seed=0, device="cuda")
+    m, _ = load_model(path, device="cuda", dtype=torch.bfloat16)
+    m.allocate_cache(1, 32)
+    logits = m(torch.tensor([[5, 6, 7]], device="cuda"), torch.zeros(1, dtype=torch.long, device="cuda"),
+               torch.zeros(1, dtype=torch.long, device="cuda"))
+    assert logits.shape == (1, m.args.vocab_size) and torch.isfinite(logits).all()
+
+
 def test_compiled_decode_graphs_match_eager(tiny_dir):
     """the torch.compile block (Inductor) captured in the decode graphs: logits of a batch-3 step
     (batch-4 graph, one padding row) agree with the eager model. float32, so a wrong fusion cannot

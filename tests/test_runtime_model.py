@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -100,6 +102,10 @@ def test_cli_make_checkpoint_rejects_unknown_preset(tmp_path):
 
     res = CliRunner().invoke(app, ["runtime", "make-checkpoint", "--preset", "huge", "--out", str(tmp_path)])
     assert res.exit_code != 0
+    res = subprocess.run([sys.executable, "-m", "dsv4ctl", "runtime", "make-checkpoint", "--device", "tpu", "--out",
+                          str(tmp_path / "x")], capture_output=True, text=True)
+    assert res.returncode != 0 and "--device" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow

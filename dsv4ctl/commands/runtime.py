@@ -33,14 +33,20 @@ def _parse_ids(text: str) -> list[int]:
 def make_checkpoint(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the checkpoint into.")],
     preset: Annotated[str, typer.Option("--preset", help="tiny (CPU tests) or mini (GPU benchmark).")] = "tiny",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same files.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed and device, same files.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="cpu, or cuda: draws mini's weights in seconds "
+                                                         "(other values than the CPU's for a seed).")] = "cpu",
 ) -> None:
     """Write a random V4 checkpoint in the official format, with tokenizer and generation config."""
+    import torch
+
     from dsv4rt.checkpoint.make import PRESETS, write_checkpoint
 
     if preset not in PRESETS:
         raise UserError(f"unknown preset '{preset}'", where="--preset", fix=f"use one of: {', '.join(PRESETS)}")
-    write_checkpoint(out, preset, seed)
+    if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
+        raise UserError(f"device '{device}' is not available here", where="--device", fix="use --device cpu")
+    write_checkpoint(out, preset, seed, device)
     console.err.print(f"wrote {preset} checkpoint to {out}")
 
 

@@ -53,7 +53,7 @@ def fp4_quantize(w: torch.Tensor, block: int = FP4_BLOCK) -> tuple[torch.Tensor,
     wb = w.float().view(o, i // block, block)
     scale, scale_bytes = _e8m0_scale(wb.abs().amax(-1), FP4_MAX)
     x = (wb / scale[..., None]).view(o, i)
-    codes = (x.abs()[..., None] - FP4_TABLE[:8]).abs().argmin(-1)  # nearest magnitude
+    codes = (x.abs()[..., None] - FP4_TABLE[:8].to(x.device)).abs().argmin(-1)  # nearest magnitude
     codes = codes | ((x < 0).long() << 3)
     packed = codes[:, 0::2] | (codes[:, 1::2] << 4)  # element 2k low nibble, 2k+1 high nibble
     return packed.to(torch.uint8).view(torch.int8), scale_bytes
@@ -63,4 +63,4 @@ def fp4_dequantize(packed: torch.Tensor, scale: torch.Tensor, block: int = FP4_B
     b = packed.view(torch.uint8).long()
     codes = torch.stack([b & 0xF, b >> 4], dim=-1).flatten(-2)  # [o, i]
     s = e8m0_to_float(scale).repeat_interleave(block, 1)
-    return FP4_TABLE[codes] * s
+    return FP4_TABLE.to(codes.device)[codes] * s
