@@ -123,8 +123,7 @@ def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr
     heads, d = tl.arange(0, BLOCK_H), tl.arange(0, D)
     live = heads < H  # tl.dot needs M >= 16: heads are padded, the padding is never stored
     q = _query(q_ptr + b * s_qb, s_qh, heads, d, live, rope_ptr, last, eps, ROPE, D)
-    m = tl.full([BLOCK_H], float("-inf"), tl.float32)
-    l = tl.zeros([BLOCK_H], tl.float32)
+    m, l = tl.full([BLOCK_H], float("-inf"), tl.float32), tl.zeros([BLOCK_H], tl.float32)
     acc = tl.zeros([BLOCK_H, D], tl.float32)
     n_vis = tl.minimum(N, (last + 1) // ratio).to(tl.int32)  # without a mask: the entries compressed so far
     CW = tl.cdiv(W, BLOCK_S)
