@@ -16,6 +16,7 @@ import json
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -124,22 +125,47 @@ def decode_section(model, batches: list[int], a, bw: float, log) -> list[dict]:
     return out
 
 
-def pdl_off_section(model, batches: list[int], a, bw: float, log) -> list[dict]:
-    """The decode rows again with the runtime's Triton kernels launched plainly (kernels/pdl.py), for the
-    side-by-side ratio; compiled Inductor kernels keep what they were compiled with."""
-    from dsv4rt.kernels import pdl
-
-    with pdl.use(False):
+def variant_section(model, batches: list[int], a, bw: float, log, variant) -> list[dict]:
+    """The decode rows again inside `variant` (a context manager), for a side-by-side ratio."""
+    with variant():
         return decode_section(model, batches, a, bw, log)
 
 
-def pdl_table(res: dict) -> str:
-    """ms/step with and without PDL, from the same run."""
+def _pdl_off():
+    """The runtime's Triton kernels launched plainly (kernels/pdl.py); compiled Inductor kernels keep
+    what they were compiled with."""
+    from dsv4rt.kernels import pdl
+
+    return pdl.use(False)
+
+
+@contextmanager
+def _unfused():
+    """Each boundary between sub-blocks as two launches (hc_post + hc_pre), the blocks compiled again:
+    they chose the one-launch boundary (triton_mhc_post.FUSED_MAX_ROWS) when traced."""
+    from dsv4rt.kernels import triton_mhc_post as tp
+
+    saved, tp.FUSED_MAX_ROWS = tp.FUSED_MAX_ROWS, 0
+    torch._dynamo.reset()
+    try:
+        yield
+    finally:
+        tp.FUSED_MAX_ROWS = saved
+        torch._dynamo.reset()
+
+
+# --flag -> (result key, context manager, what the other column is)
+VARIANTS = {"pdl_off": ("decode_pdl_off", _pdl_off, "the Triton kernels without PDL"),
+            "unfused": ("decode_unfused", _unfused, "each sub-block boundary two launches")}
+
+
+def ratio_table(res: dict, key: str, other: str) -> str:
+    """ms/step of the table and of a variant, from the same run."""
     on = {r["batch"]: r["step_ms"] for r in res["decode"]}
-    lines = [f"PDL side by side (with PDL: {res['pdl']}; plain: the Triton kernels without it)",
-             f"{'batch':>5} {'PDL ms':>8} {'plain ms':>8} {'plain/PDL':>9}"]
-    lines += [f"{r['batch']:>5} {on[r['batch']]:>8.3f} {r['step_ms']:>8.3f} {r['step_ms'] / on[r['batch']]:>9.3f}"
-              for r in res["decode_pdl_off"] if r["batch"] in on]
+    lines = [f"side by side: the table (PDL: {res['pdl']}) and {other}",
+             f"{'batch':>5} {'table ms':>8} {'other ms':>8} {'other/table':>11}"]
+    lines += [f"{r['batch']:>5} {on[r['batch']]:>8.3f} {r['step_ms']:>8.3f} {r['step_ms'] / on[r['batch']]:>11.3f}"
+              for r in res[key] if r["batch"] in on]
     return "\n".join(lines)
 
 
@@ -203,6 +229,8 @@ def _args(argv):
                    help="also time the torch.compile decode block (the plain-graph table becomes 'baseline')")
     p.add_argument("--pdl-off", default="",
                    help="batch sizes timed again with the Triton kernels launched without PDL (side by side)")
+    p.add_argument("--unfused", default="",
+                   help="batch sizes timed again, recompiled, with each sub-block boundary as two launches (last)")
     p.add_argument("--dynamic", choices=("static", "auto"), default="static",
                    help="static: every batch size and cache shape compiles its own graph; auto: torch's "
                         "automatic dynamic shapes (the second shape recompiles with symbolic sizes)")
@@ -224,8 +252,7 @@ def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
              ("correctness", lambda: correctness(ckpt, model, "cpu" not in skip_set(a), log))]
     # transformers right after the table: a run cut off by its time limit keeps the ratio
     hf = ("transformers_tok_s", lambda: hf_section(model, ckpt, a, log))
-    off = [int(b) for b in a.pdl_off.split(",") if b]
-    pdl_off = [("decode_pdl_off", lambda: pdl_off_section(model, off, a, res["hbm_bytes_s"], log))] if off else []
+    pdl_off, unfused = (_variant_step(model, a, res, log, flag) for flag in ("pdl_off", "unfused"))
     if a.compile:
         steps += [("baseline", decode), ("compile", lambda: compile_check(model, log, _dynamic(a))), ("decode", decode),
                   hf, *pdl_off, ("compile_f32", lambda: compile_f32_check(ckpt, cpu(), log)),
@@ -235,7 +262,15 @@ def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
     if a.long_len:
         long = argparse.Namespace(**{**vars(a), "prompt_len": a.long_len})
         steps += [("decode_long", lambda: decode_section(model, [1, 8], long, res["hbm_bytes_s"], log))]
-    return steps + [("engine", lambda: engine_check(ckpt, model, _expected_tokens(res), log))]
+    # unfused last: it recompiles the blocks, and every part after it would compile them again
+    return steps + [("engine", lambda: engine_check(ckpt, model, _expected_tokens(res), log)), *unfused]
+
+
+def _variant_step(model, a, res: dict, log, flag: str) -> list:
+    """[(result key, fn)] for a --pdl-off / --unfused flag given batch sizes, else []."""
+    batches = [int(b) for b in getattr(a, flag).split(",") if b]
+    key, variant, _ = VARIANTS[flag]
+    return [(key, lambda: variant_section(model, batches, a, res["hbm_bytes_s"], log, variant))] if batches else []
 
 
 def _expected_tokens(res: dict) -> list[int]:
@@ -279,8 +314,9 @@ def main(argv=None) -> dict:
         print("without torch.compile:\n" + table({**res, "decode": res["baseline"]}), flush=True)
     if "decode" in res:
         print(table(res), flush=True)
-    if "decode_pdl_off" in res and "decode" in res:
-        print(pdl_table(res), flush=True)
+    for key, _, other in VARIANTS.values():
+        if key in res and "decode" in res:
+            print(ratio_table(res, key, other), flush=True)
     if "decode_long" in res:
         print(f"at a {a.long_len}-token context:\n" + table({**res, "decode": res["decode_long"]}), flush=True)
     if a.json:

@@ -11,7 +11,7 @@ At batch 1 the step time is set by how many kernels run, not by bytes (docs/perf
   `extern_kernels.*` a cuBLAS call, each `torch.ops.aten.*` an aten fallback (at least one launch).
 - The model's own GPU kernels are registered as on CUDA (`as_on_cuda`) and stay opaque custom ops,
   counted with the launches each one makes (`OPAQUE_LAUNCHES`).
-- The compiled logits function (final mHC head, norm, vocab projection) is counted the same way;
+- The compiled logits function (the vocab projection) is counted the same way;
   the eager rest of a step (the embedding) by a dispatch counter: one launch per aten op that is
   not a view. The engine's sampler is not counted.
 
@@ -39,8 +39,8 @@ from dsv4rt.model import Block, HeadMixin, Transformer
 
 # launches inside each opaque op (its implementation's kernel launches, read from its module)
 # (decode_attention: the split kernel and its combine, as below 128 rows)
-OPAQUE_LAUNCHES = {"decode_attention": 2, "hc_split_sinkhorn": 1, "hc_pre": 1, "hc_post": 1, "moe_gemv": 2,
-                   "moe_grouped_gemms": 2, "moe_route": 1, "fp32_mm": 1, "gemv": 1}
+OPAQUE_LAUNCHES = {"decode_attention": 2, "hc_split_sinkhorn": 1, "hc_pre": 1, "hc_post": 1, "hc_post_pre": 1,
+                   "moe_gemv": 2, "moe_grouped_gemms": 2, "moe_route": 1, "fp32_mm": 1, "gemv": 1}
 
 
 class _NotRun(RuntimeError):
@@ -99,6 +99,8 @@ def as_on_cuda():
         registry.register("hc_split_sinkhorn", "triton", 10)(triton_mhc.split_sinkhorn)
         registry.register("hc_pre", "triton", 10)(triton_mhc.pre_apply)
         registry.register("hc_post", "triton", 10)(triton_mhc_post.post_mix)
+        registry.register("hc_pre_x", "triton", 10)(triton_mhc.pre_x_apply)
+        registry.register("hc_post_pre", "triton", 10)(triton_mhc_post.post_pre)
         registry.register("moe_route", "triton", 10)(triton_route.moe_route)
         triton_moe._GEMV_OK = True
         registry.register("moe_experts", "triton", 10)(triton_moe.moe_experts)
@@ -154,11 +156,17 @@ def _step_inputs(model: Transformer, batch: int, pos: int):
     return h, ids, torch.full((batch, 1), pos), torch.arange(batch)
 
 
-def _raw(model: Transformer, batch: int, k: int) -> torch.Tensor:
-    """The partial projections a block's `hc_post` hands the next pre (as on CUDA: `triton_mhc_post`)."""
-    from dsv4rt.kernels.triton_mhc_post import POST_CONFIG
+def _carry(model: Transformer, batch: int):
+    """What a block gets from the block before (as on CUDA: `triton_mhc_post`): h's partial projections,
+    the attention's input, and post and comb where the boundary was two launches (above FUSED_MAX_ROWS)."""
+    from dsv4rt.kernels.triton_mhc_post import FUSED_MAX_ROWS, POST_CONFIG
 
-    return torch.empty(batch, 1, -(-model.args.dim // POST_CONFIG["block_d"]), k)
+    a, n = model.args, model.args.hc_mult
+    raw = torch.empty(batch, 1, -(-a.dim // POST_CONFIG["block_d"]), (2 + n) * n)
+    x = torch.empty(batch, 1, a.dim, dtype=model.embed.weight.dtype)
+    if batch <= FUSED_MAX_ROWS:
+        return raw, x, None, None
+    return raw, x, torch.empty(batch, 1, n), torch.empty(batch, 1, n, n)
 
 
 def compiled_code(fn, *args) -> str:
@@ -184,14 +192,13 @@ def block_code(model: Transformer, layer: int, batch: int, pos: int, first: bool
     """A block's step as every block but the first runs it: its streams' projection made by the
     previous block's post (`first`: as block 0, which projects them itself)."""
     block, nxt = model.layers[layer], model.layers[(layer + 1) % len(model.layers)]
-    raw = None if first else _raw(model, batch, block.hc_attn_fn.shape[0])
-    return compiled_code(Block.forward, block, *_step_inputs(model, batch, pos), raw, nxt.hc_attn_fn)
+    carry = None if first else _carry(model, batch)
+    return compiled_code(Block.forward, block, *_step_inputs(model, batch, pos), carry, nxt.attn_pre())
 
 
 def logits_code(model: Transformer, batch: int) -> str:
-    h = _step_inputs(model, batch, 0)[0]
-    return compiled_code(HeadMixin._logits, model, h, _raw(model, batch, model.hc_head_fn.shape[0]), model.norm,
-                         model.head, False)
+    y = torch.empty(batch, 1, model.args.dim, dtype=model.embed.weight.dtype)
+    return compiled_code(HeadMixin._logits, y, model.head, False)
 
 
 class _OpCounter(TorchDispatchMode):
@@ -215,7 +222,7 @@ class _OpCounter(TorchDispatchMode):
 class _EmbeddingOnly:
     """Stands in for `model.compiled_decode` so that `forward` runs only its eager part."""
 
-    block = staticmethod(lambda layer, h, *args: (h, None))
+    block = staticmethod(lambda layer, h, *args: (h, None, None, None, None))
     logits = staticmethod(lambda *args: None)
 
 
@@ -250,8 +257,8 @@ def count_step(model: Transformer, batch: int, ctx: int, code_dir: Path | None) 
         if layers[0] == 0:  # block 0 also projects its own streams: the difference of its two codes
             first = launches(block_code(model, 0, batch, ctx - 1, first=True)) - launches(code)
         rows[f"{name} ×{len(layers)}"] = collections.Counter({k: v * len(layers) for k, v in launches(code).items()})
-    rows["layer 0: its own stream projection"] = first
-    rows["logits (mHC head, norm, vocab)"] = launches(logits_code(model, batch))
+    rows["layer 0: its own stream projection and pre"] = first
+    rows["logits (vocab; the mHC head and norm are the last block's)"] = launches(logits_code(model, batch))
     rows["embedding (eager)"] = eager_rest(model, batch, ctx - 1)
     return rows
 

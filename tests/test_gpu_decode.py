@@ -57,6 +57,23 @@ def test_triton_kernels_are_registered_and_match_reference_in_bf16():
         assert _rel(got_h, want_h) < 2e-2 and _rel(got_raw.sum(-2), want_raw.sum(-2)) < 2e-2
 
 
+def test_one_launch_boundary_matches_reference_in_bf16():
+    from dsv4rt.kernels import get, reference
+
+    assert get("hc_post_pre").backend == "dispatch"  # its self-check passed
+    h, nw = (torch.randn(9, 4, 2048, device="cuda") * 3).bfloat16(), torch.rand(2048, device="cuda").bfloat16()
+    out, raw = torch.randn(9, 2048, device="cuda"), torch.randn(9, 3, 24, device="cuda") / 3
+    this = [torch.rand(3, device="cuda") + 0.5, torch.randn(24, device="cuda")]
+    nxt = [torch.randn(24, 8192, device="cuda") * 0.02, torch.rand(3, device="cuda") + 0.5,
+           torch.randn(24, device="cuda"), nw]
+    for m in (1, 8, 9):  # one launch up to FUSED_MAX_ROWS rows, then hc_post + hc_pre
+        args = (out[:m], h[:m], raw[:m], None, None, *this, *nxt, 4, 20, 1e-6, 1e-6, 1e-6)
+        got, want = get("hc_post_pre")(*args), reference.hc_post_pre(*args)
+        assert (got[3] is None) == (m <= 8)
+        assert _rel(got[0], want[0]) < 2e-2 and _rel(got[1].sum(-2), want[1].sum(-2)) < 2e-2
+        assert _rel(got[2], want[2]) < 2e-2
+
+
 def test_decode_graph_equals_eager_and_padding_leaves_real_slots_alone(model):
     from dsv4rt.engine.cuda_graphs import DecodeGraphs
 

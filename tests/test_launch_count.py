@@ -32,8 +32,9 @@ def other(): triton_poi_fused_0.run(x)
 '''
 
 # launches per layer kind of the tiny model at batch 1 (64-token cache: the indexer scores and selects);
-# each mHC post also projects for the next pre (hc_post), and the attention op does q's norm and RoPE
-BUDGET = {"SWA/hash": 18, "HCA/hash": 20, "CSA/hash": 31, "HCA/score": 20, "CSA/score": 31}
+# each boundary between sub-blocks is one launch (hc_post_pre: post, projection and the next pre), and
+# the attention op does q's norm and RoPE
+BUDGET = {"SWA/hash": 13, "HCA/hash": 15, "CSA/hash": 27, "HCA/score": 15, "CSA/score": 27}
 
 
 def test_launches_reads_only_the_call_function():
@@ -62,5 +63,5 @@ def test_each_layer_kind_stays_within_its_launch_budget():
     assert per_layer.keys() == BUDGET.keys()
     over = {k: (v, BUDGET[k]) for k, v in per_layer.items() if v > BUDGET[k]}
     assert not over, f"launches per layer (got, budget): {over}"
-    assert sum(rows["logits (mHC head, norm, vocab)"].values()) <= 4
+    assert sum(rows["logits (vocab; the mHC head and norm are the last block's)"].values()) == 1
     assert rows["embedding (eager)"] == collections.Counter(eager=2)  # the gather and the 4 streams (positions: a view)

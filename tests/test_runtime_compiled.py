@@ -76,7 +76,7 @@ def test_inductor_writes_the_decode_cache_in_place(model):
     layer, a = model.layers[4], model.args
     assert layer.attn.indexer is not None and not layer.ffn.gate.hashed
     args = (torch.randn(2, 1, a.hc_mult, a.dim), torch.tensor([[5], [9]]), torch.full((2, 1), 20), torch.tensor([2, 0]),
-            None, model.layers[5].hc_attn_fn)
+            None, model.layers[5].attn_pre())
     bufs = dict(layer.named_buffers())
     before = {k: v.clone() for k, v in bufs.items()}
     want = layer(*args)

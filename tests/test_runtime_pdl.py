@@ -59,5 +59,16 @@ def test_side_by_side_table_pairs_rows_by_batch():
     res = {"pdl": {"triton": True, "inductor": True},
            "decode": [{"batch": 1, "step_ms": 0.8}, {"batch": 64, "step_ms": 3.6}],
            "decode_pdl_off": [{"batch": 64, "step_ms": 3.96}, {"batch": 1, "step_ms": 0.88}]}
-    rows = gpu_decode.pdl_table(res).splitlines()[2:]
+    rows = gpu_decode.ratio_table(res, "decode_pdl_off", "plain launches").splitlines()[2:]
     assert [r.split() for r in rows] == [["64", "3.600", "3.960", "1.100"], ["1", "0.800", "0.880", "1.100"]]
+
+
+def test_variant_flags_become_steps_in_order():
+    import gpu_decode
+
+    a = gpu_decode._args(["--model", "m", "--compile", "--pdl-off", "1,64", "--unfused", "1", "--long-len", "0"])
+    names = [name for name, _ in gpu_decode._steps(None, None, a, {}, [1, 64], print)]
+    assert names.index("decode") < names.index("decode_pdl_off") < names.index("profile_compiled")
+    assert names[-1] == "decode_unfused"  # it recompiles: nothing may come after it
+    a = gpu_decode._args(["--model", "m", "--compile"])
+    assert not {"decode_pdl_off", "decode_unfused"} & {n for n, _ in gpu_decode._steps(None, None, a, {}, [1], print)}

@@ -9,7 +9,8 @@ from sm90_compile import compile_sm90, signature, sm90_ptx
 pytest.importorskip("triton")
 C, BF16, F32 = "constexpr", "*bf16", "*fp32"
 PRE_TYPES = dict(mix_ptr=F32, scale_ptr=F32, base_ptr=F32, h_ptr=BF16, w_ptr=BF16, x_ptr=BF16, post_ptr=F32,
-                 comb_ptr=F32, hc_eps="fp32", norm_eps="fp32", mix_eps="fp32", D=C, ITERS=C, N=C, BLOCK_D=C, P_PAD=C)
+                 comb_ptr=F32, hc_eps="fp32", norm_eps="fp32", mix_eps="fp32", D=C, ITERS=C, N=C, BLOCK_D=C, P_PAD=C,
+                 W=C, FIRST_PART=C)
 
 
 def _attention_cases():
@@ -43,8 +44,17 @@ def _mhc_and_moe_cases():
     from dsv4rt.kernels import triton_mhc as tm, triton_mhc_post as tp, triton_moe_gemv as mg
 
     config = tm._pre_config(4, 2048)
-    yield "hc_pre", tm._pre_apply, signature(tm._pre_apply, PRE_TYPES), dict(
-        D=2048, ITERS=20, N=4, BLOCK_D=config["BLOCK_D"], P_PAD=64), config["num_warps"]
+    for first_part, w in ((0, 24), (1, 4)):  # hc_pre, and the head's input alone
+        yield ("hc_pre", first_part), tm._pre_apply, signature(tm._pre_apply, PRE_TYPES), dict(
+            D=2048, ITERS=20, N=4, BLOCK_D=config["BLOCK_D"], P_PAD=64, W=w, FIRST_PART=first_part), config["num_warps"]
+    types = dict(out_ptr=F32, res_ptr=BF16, mix_ptr=F32, scale_ptr=F32, base_ptr=F32, fn_ptr=F32, h_ptr=BF16,
+                 raw_ptr=F32, nscale_ptr=F32, nbase_ptr=F32, w_ptr=BF16, x_ptr=BF16, count_ptr="*i32", hc_eps="fp32",
+                 norm_eps="fp32", mix_eps="fp32", **{c: C for c in ("K", "D", "N", "K_PAD", "BLOCK_D", "ROW_D", "SQ_D",
+                                                                    "ITERS", "P_PAD", "Q_PAD")})
+    for k in (24, 4):  # the boundary before a sub-block, and before the head
+        yield ("post_pre", k), tp._post_pre, signature(tp._post_pre, types), dict(
+            K=k, D=2048, N=4, K_PAD=32 if k == 24 else 4, BLOCK_D=tp.POST_CONFIG["block_d"], ROW_D=2048,
+            SQ_D=512, ITERS=20, P_PAD=64, Q_PAD=64), 4
     types = dict(out_ptr=F32, res_ptr=BF16, post_ptr=F32, comb_ptr=F32, fn_ptr=F32, h_ptr=BF16, raw_ptr=F32, D=C, N=C,
                  K_PAD=C, BLOCK_D=C, ROWS=C)
     for rows in (1, 16):
@@ -84,15 +94,16 @@ def test_compile_report_reads_registers_and_spills():
 
     sig = signature(tm._pre_apply, PRE_TYPES)
     sig["PDL"] = C
-    whole_row_one_warp = compile_sm90(tm._pre_apply, sig, dict(D=2048, ITERS=20, N=4, BLOCK_D=2048, P_PAD=64, PDL=False), 1)
-    passes = compile_sm90(tm._pre_apply, sig, dict(D=2048, ITERS=20, N=4, BLOCK_D=1024, P_PAD=64, PDL=False), 4)
+    common = dict(D=2048, ITERS=20, N=4, P_PAD=64, W=24, FIRST_PART=0, PDL=False)
+    whole_row_one_warp = compile_sm90(tm._pre_apply, sig, dict(BLOCK_D=2048, **common), 1)
+    passes = compile_sm90(tm._pre_apply, sig, dict(BLOCK_D=1024, **common), 4)
     assert whole_row_one_warp["spill_bytes"] > 0 and whole_row_one_warp["registers"] == 255
     assert passes["spill_bytes"] == 0 and 0 < passes["registers"] < 255
 
 
 # kernels that load before waiting for the previous kernel (kernels/pdl.py): weights (down: its first w2 tile
-# by the router's picks, two kernels back); the rest wait first
-_PREFETCH = ("gemv", "hc_post", "down")
+# by the router's picks, two kernels back; post_pre: the Sinkhorn of its pre's projection); the rest wait first
+_PREFETCH = ("gemv", "hc_post", "down", "post_pre")
 
 
 def _kind(name) -> str:
@@ -102,7 +113,8 @@ def _kind(name) -> str:
 def _order(ptx: str) -> tuple[int, int, int, int]:
     """PTX offsets of the first global load, the wait, the launch of dependents and the first global store."""
     first = lambda s: ptx.find(s) if s in ptx else len(ptx)  # noqa: E731
-    return first("ld.global"), first("griddepcontrol.wait"), first("griddepcontrol.launch_dependents"), first("st.global")
+    wait, launch = first("griddepcontrol.wait"), first("griddepcontrol.launch_dependents")
+    return first("ld.global"), wait, launch, first("st.global")
 
 
 @pytest.mark.slow

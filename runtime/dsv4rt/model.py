@@ -22,7 +22,7 @@ from dsv4rt.config import ModelArgs
 from dsv4rt.kernels import get
 from dsv4rt.kernels.reference import with_entries
 from dsv4rt.layers.fused import FusedLinears
-from dsv4rt.layers.mhc import HyperConnection, hc_head
+from dsv4rt.layers.mhc import HyperConnection, NextPre
 from dsv4rt.layers.moe import MoE
 from dsv4rt.layers.rope import apply_rope, channel_freqs, inv_freq
 
@@ -336,14 +336,22 @@ class Block(nn.Module):
         self.ffn.stacked_weights()
         self.attn.project.stack()
 
-    def forward(self, h, ids, pos, slots, raw, next_fn):
-        """h [B,T,n,d] -> (h', raw'): raw is h projected by hc_attn_fn (None: not yet, the first block)
-        and raw' h' projected by next_fn, the weights of the pre that reads h' next (`layers/mhc.py`)."""
-        raw = self.hc.project(h, self.hc_attn_fn) if raw is None else raw
-        x, post, comb = self.hc.pre(raw, h, self.hc_attn_scale, self.hc_attn_base, self.attn_norm)
-        h, raw = self.hc.post(self.attn(x, pos, slots), h, post, comb, self.hc_ffn_fn)
-        x, post, comb = self.hc.pre(raw, h, self.hc_ffn_scale, self.hc_ffn_base, self.ffn_norm)
-        return self.hc.post(self.ffn(x, ids), h, post, comb, next_fn)
+    def attn_pre(self) -> NextPre:
+        return NextPre(self.hc_attn_fn, self.hc_attn_scale, self.hc_attn_base, self.attn_norm)
+
+    def forward(self, h, ids, pos, slots, carry, nxt: NextPre):
+        """h [B,T,n,d] -> (h', raw', x', post', comb'). carry is the same from the block before: h projected
+        by hc_attn_fn, the attention's input and (or None) its post and comb; None in the first block
+        (computed here). The outputs are those of the pre that reads h' next, whose weights are nxt
+        (`layers/mhc.py`)."""
+        if carry is None:
+            raw = self.hc.project(h, self.hc_attn_fn)
+            carry = raw, *self.hc.pre(raw, h, self.hc_attn_scale, self.hc_attn_base, self.attn_norm)
+        raw, x, post, comb = carry
+        ffn = NextPre(self.hc_ffn_fn, self.hc_ffn_scale, self.hc_ffn_base, self.ffn_norm)
+        h, raw, x, post, comb = self.hc.post_pre(self.attn(x, pos, slots), h, raw, post, comb, self.hc_attn_scale,
+                                                 self.hc_attn_base, ffn)
+        return self.hc.post_pre(self.ffn(x, ids), h, raw, post, comb, self.hc_ffn_scale, self.hc_ffn_base, nxt)
 
 
 class HeadMixin:
@@ -354,13 +362,16 @@ class HeadMixin:
         self.hc_head_fn = nn.Parameter(torch.zeros(n, n * args.dim))
         self.hc_head_base = nn.Parameter(torch.zeros(n))
         self.hc_head_scale = nn.Parameter(torch.ones(1))
-        self.hc_eps, self.norm_eps = args.hc_eps, args.norm_eps
 
-    def _logits(self, h, raw, norm: RMSNorm, head: nn.Linear, all_positions: bool) -> torch.Tensor:
-        """raw: h projected by hc_head_fn (the last block's `hc_post` made it)."""
-        h, raw = (h, raw) if all_positions else (h[:, -1:], raw[:, -1:])
-        y = norm(hc_head(h, raw, self.hc_head_scale, self.hc_head_base, self.hc_eps, self.norm_eps))
-        logits = get("fp32_linear")(y, head.weight)
+    def head_pre(self, norm: RMSNorm) -> NextPre:
+        """The final collapse of the streams (no post, no Sinkhorn) and the last norm, as the last
+        block's next pre: its post computes the head's input."""
+        return NextPre(self.hc_head_fn, self.hc_head_scale, self.hc_head_base, norm)
+
+    @staticmethod
+    def _logits(y, head: nn.Linear, all_positions: bool) -> torch.Tensor:
+        """y [B,T,d]: the collapsed, normed streams (the last block's `post_pre` made it)."""
+        logits = get("fp32_linear")(y if all_positions else y[:, -1:], head.weight)
         return logits if all_positions else logits[:, 0]
 
 
@@ -377,7 +388,7 @@ class MTPBlock(HeadMixin, Block):
 
     def forward(self, emb, h_main, ids, pos, slots):
         x = self.e_proj(self.enorm(emb)).unsqueeze(2) + self.h_proj(self.hnorm(h_main))
-        return super().forward(x, ids, pos, slots, None, self.hc_head_fn)
+        return super().forward(x, ids, pos, slots, None, self.head_pre(self.norm))
 
 
 class Transformer(HeadMixin, nn.Module):
@@ -435,11 +446,11 @@ class Transformer(HeadMixin, nn.Module):
         h = self.embed(input_ids).unsqueeze(2).repeat(1, 1, self.args.hc_mult, 1)
         compiled = self.compiled_decode if input_ids.shape[1] == 1 else None  # prefill stays eager: shapes vary
         block = compiled.block if compiled else Block.forward
-        raw, next_fns = None, [layer.hc_attn_fn for layer in self.layers[1:]] + [self.hc_head_fn]
-        for layer, next_fn in zip(self.layers, next_fns):
-            h, raw = block(layer, h, input_ids, pos, slots, raw, next_fn)
+        carry, nexts = None, [layer.attn_pre() for layer in self.layers[1:]] + [self.head_pre(self.norm)]
+        for layer, nxt in zip(self.layers, nexts):
+            h, *carry = block(layer, h, input_ids, pos, slots, carry, nxt)
         logits_fn = compiled.logits if compiled else HeadMixin._logits
-        logits = logits_fn(self, h, raw, self.norm, self.head, return_all_logits)
+        logits = logits_fn(carry[1], self.head, return_all_logits)
         return (logits, h) if return_hidden else logits
 
     @torch.no_grad()
@@ -456,5 +467,5 @@ class Transformer(HeadMixin, nn.Module):
             raise RuntimeError("this checkpoint has no MTP layer (num_nextn_predict_layers = 0)")
         pos = self._positions(input_ids, start_pos)
         block = self.mtp[depth]
-        h, raw = block(self.embed(input_ids), hidden, input_ids, pos, slots)
-        return block._logits(h, raw, block.norm, self.head, return_all_logits)
+        _, _, y, _, _ = block(self.embed(input_ids), hidden, input_ids, pos, slots)
+        return block._logits(y, self.head, return_all_logits)

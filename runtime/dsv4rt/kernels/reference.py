@@ -15,12 +15,17 @@ def rmsnorm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.T
     return (y if weight is None else y * weight.float()).to(x.dtype)
 
 
+def _pre_weights(mix: torch.Tensor, scale: torch.Tensor, base: torch.Tensor, eps: float) -> torch.Tensor:
+    """A pre's stream weights from its n mixed values: sigmoid(mix·scale₀ + base) + eps."""
+    return torch.sigmoid(mix * scale[0] + base) + eps
+
+
 @register("hc_split_sinkhorn")
 def hc_split_sinkhorn(mix, scale, base, n: int, iters: int, eps: float):
     """mix [B,T,(2+n)n] -> pre [B,T,n], post [B,T,n], comb [B,T,n,n] (rows j = input stream)."""
     pre_w, post_w, comb_w = mix.split([n, n, n * n], dim=-1)
     pre_b, post_b, comb_b = base.split([n, n, n * n])
-    pre = torch.sigmoid(pre_w * scale[0] + pre_b) + eps
+    pre = _pre_weights(pre_w, scale, pre_b, eps)
     post = 2 * torch.sigmoid(post_w * scale[1] + post_b)
     comb = (comb_w * scale[2] + comb_b).unflatten(-1, (n, n)).softmax(-1) + eps
     comb = comb / (comb.sum(-2, keepdim=True) + eps)
@@ -75,8 +80,45 @@ def hc_pre(raw, scale, base, h, norm_weight, n: int, iters: int, hc_eps: float, 
     from dsv4rt.kernels.registry import get
 
     pre, post, comb = get("hc_split_sinkhorn")(hc_mix(raw, h, mix_eps), scale, base, n, iters, hc_eps)
+    return _pre_x(pre, h, norm_weight, norm_eps), post, comb
+
+
+def _pre_x(pre: torch.Tensor, h: torch.Tensor, norm_weight: torch.Tensor, norm_eps: float) -> torch.Tensor:
+    """RMSNorm(Σ_j pre_j·h_j)·w, the sum rounded to h's dtype before the norm."""
+    from dsv4rt.kernels.registry import get
+
     x = (pre.unsqueeze(-1) * h).sum(dim=-2).to(h.dtype)
-    return get("rmsnorm")(x, norm_weight, norm_eps), post, comb
+    return get("rmsnorm")(x, norm_weight, norm_eps)
+
+
+@register("hc_pre_x")
+def hc_pre_x(raw, scale, base, h, norm_weight, n: int, hc_eps: float, norm_eps: float, mix_eps: float):
+    """Only the normed input of an mHC pre: `hc_pre`'s x, from the first n of raw's k values (k = n for
+    the final head's collapse, which has no post and no Sinkhorn; its norm is the model's last)."""
+    mixed = hc_mix(raw[..., :n], h, mix_eps)
+    return _pre_x(_pre_weights(mixed, scale, base[:n], hc_eps), h, norm_weight, norm_eps)
+
+
+@register("hc_post_pre")
+def hc_post_pre(out, res, raw, post, comb, scale, base, fn, next_scale, next_base, norm_weight, n: int, iters: int,
+                hc_eps: float, norm_eps: float, mix_eps: float):
+    """The boundary between two sub-blocks: this sub-block's mHC post and the next pre.
+    post, comb: this sub-block's (None: computed here by the Sinkhorn from its pre's projection raw
+    [..., P, (2+n)n] of res, with its scale and base). h' = `hc_post`(out, res, post, comb, fn); then the
+    next pre of h' with next_scale, next_base and the norm weight: `hc_pre` (x', post', comb') when fn
+    has (2+n)n rows, the input alone (`hc_pre_x`; post', comb' None) for the head's collapse (n rows)
+    -> (h' [..., n, d], raw' [..., P', k], x' [..., d], post', comb'). On CUDA one launch
+    (triton_mhc_post), which leaves post' and comb' to the next boundary."""
+    from dsv4rt.kernels.registry import get
+
+    if post is None:
+        _, post, comb = get("hc_split_sinkhorn")(hc_mix(raw, res, mix_eps), scale, base, n, iters, hc_eps)
+    h, raw2 = get("hc_post")(out, res, post, comb, fn)
+    if fn.shape[0] == (2 + n) * n:
+        return h, raw2, *get("hc_pre")(raw2, next_scale, next_base, h, norm_weight, n, iters, hc_eps, norm_eps,
+                                        mix_eps)
+    x = get("hc_pre_x")(raw2, next_scale, next_base, h, norm_weight, n, hc_eps, norm_eps, mix_eps)
+    return h, raw2, x, None, None
 
 
 @register("sink_attention")

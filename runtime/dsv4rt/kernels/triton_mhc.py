@@ -19,7 +19,7 @@ import triton.language as tl
 
 from dsv4rt.kernels import pdl
 from dsv4rt.kernels.pdl import wait_prior
-from dsv4rt.kernels.registry import register, register_checked, rel_err
+from dsv4rt.kernels.registry import next_impl, register, register_checked, rel_err
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,12 @@ def _split_sinkhorn(mix_ptr, scale_ptr, base_ptr, pre_ptr, post_ptr, comb_ptr, M
 
 
 @triton.jit
-def _streams(h_ptr, d0, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
-    """h[:, d0:d0+BLOCK_D] of one row's N streams as fp32 [N, BLOCK_D] (0 past D), and the columns."""
+def _streams(h_ptr, d0, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr, CACHE: tl.constexpr):
+    """h[:, d0:d0+BLOCK_D] of one row's N streams as fp32 [N, BLOCK_D] (0 past D), and the columns.
+    CACHE ".cg": from L2, for data another program or a kernel still running wrote (pdl.py)."""
     d = d0 + tl.arange(0, BLOCK_D)
-    hv = tl.load(h_ptr + tl.arange(0, N)[:, None] * s_hn + d[None, :], mask=(d < D)[None, :], other=0.0)
+    hv = tl.load(h_ptr + tl.arange(0, N)[:, None] * s_hn + d[None, :], mask=(d < D)[None, :], other=0.0,
+                 cache_modifier=CACHE)
     return hv.to(tl.float32), d
 
 
@@ -89,79 +91,89 @@ def _mixed(hv, p, dtype):
 
 
 @triton.jit
-def _raw(mix_ptr, P, offs, P_PAD: tl.constexpr, W: tl.constexpr):
-    """One row's raw mix values at `offs` [L]: the sum of its P partial projections, as a 2-row tile
-    [2, L] with the second row 0 (tiles of one row are not portable)."""
+def _raw(mix_ptr, P, offs, P_PAD: tl.constexpr, W: tl.constexpr, CACHE: tl.constexpr):
+    """One row's raw mix values at `offs` [L]: the sum of its P partial projections of W values, as a
+    2-row tile [2, L] with the second row 0 (tiles of one row are not portable)."""
     p = tl.arange(0, P_PAD)
-    v = tl.sum(tl.load(mix_ptr + p[:, None] * W + offs[None, :], mask=(p < P)[:, None], other=0.0), axis=0)
+    v = tl.sum(tl.load(mix_ptr + p[:, None] * W + offs[None, :], mask=(p < P)[:, None], other=0.0,
+                       cache_modifier=CACHE), axis=0)
     return tl.where((tl.arange(0, 2) == 0)[:, None], v[None, :], 0.0)
 
 
 @triton.jit
-def _row_sinkhorn(mix_ptr, P, scale_ptr, base_ptr, post_ptr, comb_ptr, row, ms, hc_eps, ITERS: tl.constexpr,
-                  N: tl.constexpr, P_PAD: tl.constexpr):
-    """Store one row's post and comb (ms: the mix's RMS scale)."""
+def row_sinkhorn(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, ITERS: tl.constexpr, N: tl.constexpr,
+                 P_PAD: tl.constexpr, CACHE: tl.constexpr):
+    """One row's post [2, N] and comb [2, N, N] (2-row tiles, row 0 valid; ms: the mix's RMS scale)."""
     W: tl.constexpr = (2 + N) * N
     j = tl.arange(0, N)
-    comb_raw = tl.reshape(_raw(mix_ptr, P, 2 * N + tl.arange(0, N * N), P_PAD, W), (2, N, N))
-    post, c = _sinkhorn(_raw(mix_ptr, P, N + j, P_PAD, W), comb_raw, ms + tl.zeros((2,), tl.float32), scale_ptr,
-                        base_ptr, hc_eps, ITERS, N)
-    _store_split(post_ptr, comb_ptr, row + tl.arange(0, 2), tl.arange(0, 2) == 0, post, c, N)
+    comb_raw = tl.reshape(_raw(mix_ptr, P, 2 * N + tl.arange(0, N * N), P_PAD, W, CACHE), (2, N, N))
+    return _sinkhorn(_raw(mix_ptr, P, N + j, P_PAD, W, CACHE), comb_raw, ms + tl.zeros((2,), tl.float32), scale_ptr,
+                     base_ptr, hc_eps, ITERS, N)
 
 
 @triton.jit
-def _row_pre(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, N: tl.constexpr, P_PAD: tl.constexpr):
-    """One row's pre weights [N]."""
-    pre = _pre_weights(_raw(mix_ptr, P, tl.arange(0, N), P_PAD, (2 + N) * N), ms + tl.zeros((2,), tl.float32),
+def row_pre(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, N: tl.constexpr, P_PAD: tl.constexpr, W: tl.constexpr,
+             CACHE: tl.constexpr):
+    """One row's pre weights [N] (the first N of its W mix values)."""
+    pre = _pre_weights(_raw(mix_ptr, P, tl.arange(0, N), P_PAD, W, CACHE), ms + tl.zeros((2,), tl.float32),
                        scale_ptr, base_ptr, hc_eps, N)
     return tl.sum(tl.where((tl.arange(0, 2) == 0)[:, None], pre, 0.0), axis=0)
 
 
 @triton.jit
-def _row_square(h_ptr, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
+def row_square(h_ptr, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr, CACHE: tl.constexpr):
     """Σ h² over a row's N streams, and (when the row fits one block) the streams [N, BLOCK_D]."""
-    hv, _ = _streams(h_ptr, 0, s_hn, D, N, BLOCK_D)
+    hv, _ = _streams(h_ptr, 0, s_hn, D, N, BLOCK_D, CACHE)
     square = tl.sum(hv * hv, axis=0)
     for d0 in range(BLOCK_D, D, BLOCK_D):
-        hn, _ = _streams(h_ptr, d0, s_hn, D, N, BLOCK_D)
+        hn, _ = _streams(h_ptr, d0, s_hn, D, N, BLOCK_D, CACHE)
         square += tl.sum(hn * hn, axis=0)
     return tl.sum(square, axis=0), hv
 
 
 @triton.jit
+def row_x(h_ptr, s_hn, hv, p, w_ptr, x_ptr, norm_eps, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr,
+          CACHE: tl.constexpr):
+    """Store x = RMSNorm(Σ_j p_j·h_j)·w of one row. With the whole row in one block (BLOCK_D ≥ D) from
+    hv, its streams; otherwise in passes (x's mean square, then x), h read again rather than kept."""
+    dt = h_ptr.dtype.element_ty
+    if BLOCK_D < D:
+        x_square = tl.zeros((BLOCK_D,), dtype=tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            xd = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D, CACHE)[0], p, dt)
+            x_square += xd * xd
+        rstd = 1.0 / tl.sqrt(tl.sum(x_square, axis=0) / D + norm_eps)
+    else:
+        x = _mixed(hv, p, dt)
+        rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / D + norm_eps)
+    for d0 in range(0, D, BLOCK_D):  # one step when the row was kept: x is still in registers
+        if BLOCK_D < D:
+            x = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D, CACHE)[0], p, dt)
+        d = d0 + tl.arange(0, BLOCK_D)
+        w = tl.load(w_ptr + d, mask=d < D, other=0.0).to(tl.float32)
+        tl.store(x_ptr + d, (x * rstd * w).to(x_ptr.dtype.element_ty), mask=d < D)
+
+
+@triton.jit
 def _pre_apply(mix_ptr, P, scale_ptr, base_ptr, h_ptr, w_ptr, x_ptr, post_ptr, comb_ptr, s_hm, s_hn, hc_eps, norm_eps,
                mix_eps, D: tl.constexpr, ITERS: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr,
-               P_PAD: tl.constexpr, PDL: tl.constexpr):
-    """Row r's two programs: (r, 0) the split + Sinkhorn (post, comb), (r, 1) x = RMSNorm(Σ_j pre_j·h_j)·w.
-    x needs only pre, so it does not wait for the Sinkhorn's 20 dependent iterations. Both take the
-    mix's RMS scale from the streams. With the whole row in one block (BLOCK_D ≥ D) h is read once;
-    otherwise in passes (the streams' mean square, x's mean square, x), h read again rather than kept."""
-    row, part = tl.program_id(0), tl.program_id(1)
+               P_PAD: tl.constexpr, W: tl.constexpr, FIRST_PART: tl.constexpr, PDL: tl.constexpr):
+    """Row r's programs: (r, 0) the split + Sinkhorn (post, comb), (r, 1) x = RMSNorm(Σ_j pre_j·h_j)·w
+    (FIRST_PART 1 launches only the second: the input alone, of W = N mix values for the head's
+    collapse). x needs only pre, so it does not wait for the Sinkhorn's 20 dependent iterations. Both
+    take the mix's RMS scale from the streams."""
+    row, part = tl.program_id(0), tl.program_id(1) + FIRST_PART
     wait_prior(PDL)
     h_ptr += row.to(tl.int64) * s_hm
-    mix_ptr += row.to(tl.int64) * P * (2 + N) * N
-    square, hv = _row_square(h_ptr, s_hn, D, N, BLOCK_D)
+    mix_ptr += row.to(tl.int64) * P * W
+    square, hv = row_square(h_ptr, s_hn, D, N, BLOCK_D, "")
     ms = 1.0 / tl.sqrt(square / (N * D) + mix_eps)
     if part == 0:
-        _row_sinkhorn(mix_ptr, P, scale_ptr, base_ptr, post_ptr, comb_ptr, row, ms, hc_eps, ITERS, N, P_PAD)
+        post, c = row_sinkhorn(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, ITERS, N, P_PAD, "")
+        _store_split(post_ptr, comb_ptr, row + tl.arange(0, 2), tl.arange(0, 2) == 0, post, c, N)
     else:
-        p = _row_pre(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, N, P_PAD)
-        dt = h_ptr.dtype.element_ty
-        if BLOCK_D < D:
-            x_square = tl.zeros((BLOCK_D,), dtype=tl.float32)
-            for d0 in range(0, D, BLOCK_D):
-                xd = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D)[0], p, dt)
-                x_square += xd * xd
-            rstd = 1.0 / tl.sqrt(tl.sum(x_square, axis=0) / D + norm_eps)
-        else:
-            x = _mixed(hv, p, dt)
-            rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / D + norm_eps)
-        for d0 in range(0, D, BLOCK_D):  # one step when the row was kept: x is still in registers
-            if BLOCK_D < D:
-                x = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D)[0], p, dt)
-            d = d0 + tl.arange(0, BLOCK_D)
-            w = tl.load(w_ptr + d, mask=d < D, other=0.0).to(tl.float32)
-            tl.store(x_ptr + row.to(tl.int64) * D + d, (x * rstd * w).to(x_ptr.dtype.element_ty), mask=d < D)
+        p = row_pre(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, N, P_PAD, W, "")
+        row_x(h_ptr, s_hn, hv, p, w_ptr, x_ptr + row.to(tl.int64) * D, norm_eps, D, N, BLOCK_D, "")
 
 
 # A torch custom op, so torch.compile (kernels/compiled.py) keeps this one launch as it is: traced
@@ -201,53 +213,69 @@ def split_sinkhorn(mix, scale, base, n: int, iters: int, eps: float):
 # also an opaque custom op (as above): the split, the stream sum and the norm are one launch
 @torch.library.custom_op("dsv4rt::hc_pre", mutates_args=())
 def _pre_op(raw: torch.Tensor, scale: torch.Tensor, base: torch.Tensor, h: torch.Tensor, weight: torch.Tensor,
-            n: int, iters: int, hc_eps: float, norm_eps: float,
-            mix_eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """raw [M, P, (2+n)n] fp32 (P partial sums, not yet RMS-scaled), h [M, n, D] -> x [M, D] (h's
-    dtype), post [M, n], comb [M, n, n]."""
+            n: int, iters: int, hc_eps: float, norm_eps: float, mix_eps: float,
+            x_only: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """raw [M, P, k] fp32 (P partial sums, not yet RMS-scaled), h [M, n, D] -> x [M, D] (h's dtype),
+    post [M, n], comb [M, n, n] (k = (2+n)n); x_only: x alone (k ≥ n; post and comb left unwritten)."""
     M, P, D = h.shape[0], raw.shape[1], h.shape[2]
     x, post, comb = h.new_empty(M, D), raw.new_empty(M, n), raw.new_empty(M, n, n)
-    _pre_apply[(M, 2)](raw.contiguous(), P, scale.contiguous(), base.contiguous(), h, weight.contiguous(), x, post,
-                       comb, h.stride(0), h.stride(1), hc_eps, norm_eps, mix_eps, D=D, ITERS=iters, N=n,
-                       P_PAD=triton.next_power_of_2(P), **_pre_config(n, D), **pdl.args())
+    _pre_apply[(M, 1 if x_only else 2)](
+        raw.contiguous(), P, scale.contiguous(), base.contiguous(), h, weight.contiguous(), x, post, comb, h.stride(0),
+        h.stride(1), hc_eps, norm_eps, mix_eps, D=D, ITERS=iters, N=n, P_PAD=triton.next_power_of_2(P),
+        W=raw.shape[2], FIRST_PART=int(x_only), **_pre_config(n, D), **pdl.args())
     return x, post, comb
 
 
 PRE_CONFIG = {"row_elems": 8192, "num_warps": 4}  # benchmarks/kernel_bench.py times the warp counts
 
 
-def _pre_config(n: int, d: int) -> dict:
-    """The whole row in one block when its n·d elements fit PRE_CONFIG's register budget (mini: 4 × 2048),
-    else 1,024-column passes."""
+def pre_block(n: int, d: int) -> int:
+    """Columns of a row's streams read at once: the whole row when its n·d elements fit PRE_CONFIG's
+    register budget (mini: 4 × 2048), else 1,024-column passes."""
     whole = triton.next_power_of_2(d)
-    block = whole if n * whole <= PRE_CONFIG["row_elems"] else min(1024, whole)
-    return {"BLOCK_D": block, "num_warps": PRE_CONFIG["num_warps"]}
+    return whole if n * whole <= PRE_CONFIG["row_elems"] else min(1024, whole)
+
+
+def _pre_config(n: int, d: int) -> dict:
+    return {"BLOCK_D": pre_block(n, d), "num_warps": PRE_CONFIG["num_warps"]}
 
 
 @_pre_op.register_fake
-def _(raw, scale, base, h, weight, n, iters, hc_eps, norm_eps, mix_eps):
+def _(raw, scale, base, h, weight, n, iters, hc_eps, norm_eps, mix_eps, x_only):
     M = h.shape[0]
     return h.new_empty(M, h.shape[2]), raw.new_empty(M, n), raw.new_empty(M, n, n)
 
 
-def pre_apply(raw, scale, base, h, norm_weight, n: int, iters: int, hc_eps: float, norm_eps: float, mix_eps: float):
-    """Same contract as the reference `hc_pre`; shapes the kernel does not tile (n not a power of two,
-    a non-fp32 raw, h not unit-stride along d) go to the reference."""
-    if n & (n - 1) or raw.dtype != torch.float32 or h.stride(-1) != 1:
-        from dsv4rt.kernels.reference import hc_pre
+def _tiled(raw, h, n: int) -> bool:
+    """What the kernel tiles: n a power of two, an fp32 raw, h unit-stride along d."""
+    return not n & (n - 1) and raw.dtype == torch.float32 and h.stride(-1) == 1
 
-        return hc_pre(raw, scale, base, h, norm_weight, n, iters, hc_eps, norm_eps, mix_eps)
+
+def pre_apply(raw, scale, base, h, norm_weight, n: int, iters: int, hc_eps: float, norm_eps: float, mix_eps: float):
+    """Same contract as the reference `hc_pre`; what `_tiled` rejects goes to the reference."""
+    if not _tiled(raw, h, n):
+        return next_impl("hc_pre", "triton")(raw, scale, base, h, norm_weight, n, iters, hc_eps, norm_eps, mix_eps)
     lead, D = h.shape[:-2], h.shape[-1]
     x, post, comb = _pre_op(raw.reshape(-1, *raw.shape[-2:]), scale, base, h.reshape(-1, n, D), norm_weight, n,
-                            iters, hc_eps, norm_eps, mix_eps)
+                            iters, hc_eps, norm_eps, mix_eps, False)
     return x.view(*lead, D), post.view(*lead, n), comb.view(*lead, n, n)
+
+
+def pre_x_apply(raw, scale, base, h, norm_weight, n: int, hc_eps: float, norm_eps: float, mix_eps: float):
+    """Same contract as the reference `hc_pre_x` (the second program of `hc_pre` alone)."""
+    if not _tiled(raw, h, n):
+        return next_impl("hc_pre_x", "triton")(raw, scale, base, h, norm_weight, n, hc_eps, norm_eps, mix_eps)
+    lead, D = h.shape[:-2], h.shape[-1]
+    x, _, _ = _pre_op(raw.reshape(-1, *raw.shape[-2:]), scale, base, h.reshape(-1, n, D), norm_weight, n, 1,
+                      hc_eps, norm_eps, mix_eps, True)
+    return x.view(*lead, D)
 
 
 def pre_self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
     """Largest relative error of x, post and comb against the reference on 3 rows of D = 1000 (a
     partial last chunk), each with 5 partial projections: the registry's gate before this kernel may
     run in a model."""
-    from dsv4rt.kernels.reference import hc_pre
+    from dsv4rt.kernels.reference import hc_pre, hc_pre_x
 
     g = torch.Generator(device="cpu").manual_seed(0)
     mix, scale, base = torch.randn(3, 5, 24, generator=g), torch.rand(3, generator=g) + 0.5, torch.randn(24, generator=g)
@@ -255,11 +283,14 @@ def pre_self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) ->
     args = [mix.to(device), scale.to(device), base.to(device), h.to(device, dtype), w.to(device, dtype)]
     got = pre_apply(*args, 4, 20, 1e-6, 1e-6, 1e-6)
     want = hc_pre(*args, 4, 20, 1e-6, 1e-6, 1e-6)
-    return max(rel_err(a, b) for a, b in zip(got, want))
+    head = [mix[..., :4].to(device), scale[:1].to(device), base[:4].to(device), *args[3:]]  # the head's collapse
+    x_only = rel_err(pre_x_apply(*head, 4, 1e-6, 1e-6, 1e-6), hc_pre_x(*head, 4, 1e-6, 1e-6, 1e-6))
+    return max([x_only] + [rel_err(a, b) for a, b in zip(got, want)])
 
 
 if torch.cuda.is_available():
     register("hc_split_sinkhorn", backend="triton", priority=10, device="cuda")(split_sinkhorn)
-    register_checked("hc_pre", pre_apply, pre_self_check, 2e-2, "triton", 10, "cuda")
+    if register_checked("hc_pre", pre_apply, pre_self_check, 2e-2, "triton", 10, "cuda"):  # checks hc_pre_x too
+        register("hc_pre_x", "triton", 10, "cuda")(pre_x_apply)
 else:
     log.info("triton mHC Sinkhorn not registered: no CUDA device")

@@ -5,17 +5,21 @@ The residual is `hc_mult` streams [B, T, n, d]. Each sub-block reads a weighted 
 doubly-stochastic matrix by Sinkhorn-Knopp so deep stacks stay non-expansive.
 
 The weights of a pre come from a projection of the streams (`raw`). A post writes the streams that
-the next pre (the next sub-block's, or the final `hc_head`'s) projects, so it projects them too: the
-op `hc_post` returns both, and on CUDA that is one launch instead of two per sub-block.
+the next pre (the next sub-block's, or the final head's collapse) reads, so the op `hc_post_pre` does
+both: this sub-block's post, the projection of its output by the next pre's weights, and the next
+pre's input. Its post and comb come from this sub-block's own projection (the Sinkhorn), so on CUDA
+the whole boundary between two sub-blocks is one launch (kernels/triton_mhc_post).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from dsv4rt.kernels import get
-from dsv4rt.kernels.reference import hc_mix, hc_project
+from dsv4rt.kernels.reference import hc_project
 
 
 class HyperConnection(nn.Module):
@@ -27,22 +31,28 @@ class HyperConnection(nn.Module):
 
     @staticmethod
     def project(h: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
-        """raw [..., 1, k] for `pre`, where no `post` made it (the first block)."""
+        """raw [..., 1, k] for `pre`, where no post made it (the first block)."""
         return hc_project(h, fn)
 
     def pre(self, raw, h, scale, base, norm):
-        """-> (norm(x_in) [B,T,d], post [B,T,n], comb [B,T,n,n]); `norm` is the sub-block's RMSNorm."""
+        """The first sub-block's pre -> (norm(x_in) [B,T,d], post [B,T,n], comb [B,T,n,n]); `norm` is its
+        RMSNorm."""
         return get("hc_pre")(raw, scale.float(), base.float(), h, norm.weight, self.n, self.iters,
                              self.hc_eps, norm.eps, self.norm_eps)
 
-    @staticmethod
-    def post(out, res, post, comb, next_fn) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (h' [B,T,n,d], raw [B,T,P,k]: h' projected by the next pre's weights next_fn [k, n·d])."""
-        return get("hc_post")(out, res, post, comb, next_fn)
+    def post_pre(self, out, res, raw, post, comb, scale, base, nxt: NextPre):
+        """This sub-block's post (raw, post, comb, scale, base: its own pre's; post and comb may be None,
+        then they come from raw), then the next pre -> (h', raw': h' projected by nxt.fn, x', post', comb')
+        (`hc_post_pre` in kernels/reference.py)."""
+        return get("hc_post_pre")(out, res, raw, post, comb, scale.float(), base.float(), nxt.fn, nxt.scale.float(),
+                                  nxt.base.float(), nxt.norm.weight, self.n, self.iters, self.hc_eps, nxt.norm.eps,
+                                  self.norm_eps)
 
 
-def hc_head(h: torch.Tensor, raw, scale, base, hc_eps: float, norm_eps: float) -> torch.Tensor:
-    """Final stream collapse (no post/comb, no Sinkhorn): y = Σ_j (sigmoid(.)+eps)_j h_j, with raw
-    [..., P, n] the streams' projection by hc_head_fn (`HyperConnection.post`)."""
-    pre = torch.sigmoid(hc_mix(raw, h, norm_eps) * scale.float() + base.float()) + hc_eps
-    return (pre.unsqueeze(-1) * h).sum(dim=2).to(h.dtype)
+class NextPre(NamedTuple):
+    """The weights of the pre that reads a post's streams: a sub-block's, or the final head's collapse."""
+
+    fn: torch.Tensor  # [k, n·d]
+    scale: torch.Tensor
+    base: torch.Tensor
+    norm: nn.Module  # the RMSNorm after the collapse (the sub-block's input norm, or the model's last)
