@@ -22,6 +22,15 @@ from dsv4rt.kernels import get
 from dsv4rt.kernels.reference import hc_project
 
 
+class NextPre(NamedTuple):
+    """The weights of the pre that reads a post's streams: a sub-block's, or the final head's collapse."""
+
+    fn: torch.Tensor  # [k, n·d]
+    scale: torch.Tensor
+    base: torch.Tensor
+    norm: nn.Module  # the RMSNorm after the collapse (the sub-block's input norm, or the model's last)
+
+
 class HyperConnection(nn.Module):
     """Weights for one sub-block (attn or ffn); parameters are owned by the Block (checkpoint names)."""
 
@@ -47,12 +56,3 @@ class HyperConnection(nn.Module):
         return get("hc_post_pre")(out, res, raw, post, comb, scale.float(), base.float(), nxt.fn, nxt.scale.float(),
                                   nxt.base.float(), nxt.norm.weight, self.n, self.iters, self.hc_eps, nxt.norm.eps,
                                   self.norm_eps)
-
-
-class NextPre(NamedTuple):
-    """The weights of the pre that reads a post's streams: a sub-block's, or the final head's collapse."""
-
-    fn: torch.Tensor  # [k, n·d]
-    scale: torch.Tensor
-    base: torch.Tensor
-    norm: nn.Module  # the RMSNorm after the collapse (the sub-block's input norm, or the model's last)
