@@ -448,7 +448,8 @@ class Transformer(HeadMixin, nn.Module):
         block = compiled.block if compiled else Block.forward
         carry, nexts = None, [layer.attn_pre() for layer in self.layers[1:]] + [self.head_pre(self.norm)]
         for layer, nxt in zip(self.layers, nexts):
-            h, *carry = block(layer, h, input_ids, pos, slots, carry, nxt)
+            out = block(layer, h, input_ids, pos, slots, carry, nxt)
+            h, carry = out[0], out[1:]  # (raw', x', post', comb') of the next pre
         logits_fn = compiled.logits if compiled else HeadMixin._logits
         logits = logits_fn(carry[1], self.head, return_all_logits)
         return (logits, h) if return_hidden else logits
