@@ -7,8 +7,8 @@ only. The model's cache buffers must not be re-allocated after capture.
 
 With `greedy=True` each graph also feeds its argmax back: it writes the next token into the static
 ids and advances the positions, so `advance(bs)` decodes one greedy step per replay with nothing
-launched between replays (at batch 1 the three launches of that feedback, made outside the graph,
-were ~3% of a step on the H100; docs/performance.md, round 6).
+launched between replays (outside the graph that feedback was three more launches a step, each
+waiting for its stream launch; docs/performance.md, round 6).
 """
 
 from __future__ import annotations

@@ -121,14 +121,15 @@ def row_pre(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, N: tl.constexpr, P_PAD:
 
 
 @triton.jit
-def row_square(h_ptr, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr, CACHE: tl.constexpr):
-    """Σ h² over a row's N streams, and (when the row fits one block) the streams [N, BLOCK_D]."""
+def row_scale(h_ptr, s_hn, eps, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr, CACHE: tl.constexpr):
+    """The mix's RMS scale of a row, 1/sqrt(mean h² over its N streams + eps), and (when the row fits
+    one block) the streams [N, BLOCK_D]."""
     hv, _ = _streams(h_ptr, 0, s_hn, D, N, BLOCK_D, CACHE)
     square = tl.sum(hv * hv, axis=0)
     for d0 in range(BLOCK_D, D, BLOCK_D):
         hn, _ = _streams(h_ptr, d0, s_hn, D, N, BLOCK_D, CACHE)
         square += tl.sum(hn * hn, axis=0)
-    return tl.sum(square, axis=0), hv
+    return 1.0 / tl.sqrt(tl.sum(square, axis=0) / (N * D) + eps), hv
 
 
 @triton.jit
@@ -166,8 +167,7 @@ def _pre_apply(mix_ptr, P, scale_ptr, base_ptr, h_ptr, w_ptr, x_ptr, post_ptr, c
     wait_prior(PDL)
     h_ptr += row.to(tl.int64) * s_hm
     mix_ptr += row.to(tl.int64) * P * W
-    square, hv = row_square(h_ptr, s_hn, D, N, BLOCK_D, "")
-    ms = 1.0 / tl.sqrt(square / (N * D) + mix_eps)
+    ms, hv = row_scale(h_ptr, s_hn, mix_eps, D, N, BLOCK_D, "")
     if part == 0:
         post, c = row_sinkhorn(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, ITERS, N, P_PAD, "")
         _store_split(post_ptr, comb_ptr, row + tl.arange(0, 2), tl.arange(0, 2) == 0, post, c, N)

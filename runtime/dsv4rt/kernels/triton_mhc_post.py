@@ -91,8 +91,7 @@ def _post_pre(out_ptr, res_ptr, mix_ptr, P, scale_ptr, base_ptr, fn_ptr, h_ptr, 
     d = p * BLOCK_D + tl.arange(0, BLOCK_D)
     fn = _fn_tile(fn_ptr, K, d, D, N, K_PAD)
     # before the wait (pdl.py): mix and res were written three or more launches back, so read from L2
-    square, _ = tm.row_square(res_ptr + row64 * s_rm, s_rn, D, N, SQ_D, ".cg")
-    ms = 1.0 / tl.sqrt(square / (N * D) + mix_eps)
+    ms, _ = tm.row_scale(res_ptr + row64 * s_rm, s_rn, mix_eps, D, N, SQ_D, ".cg")
     post, comb = tm.row_sinkhorn(mix_ptr + row64 * P * (2 + N) * N, P, scale_ptr, base_ptr, ms, hc_eps, ITERS, N,
                                  P_PAD, ".cg")  # 2-row tiles: row 0 is this row's
     first = tl.arange(0, 2) == 0
@@ -103,11 +102,15 @@ def _post_pre(out_ptr, res_ptr, mix_ptr, P, scale_ptr, base_ptr, fn_ptr, h_ptr, 
     tl.debug_barrier()  # every thread's h' and partial stored before the count (release: visible on the GPU)
     if tl.atomic_add(count_ptr + row, 1, sem="acq_rel") == parts - 1:
         h_row, raw_row = h_ptr + row64 * s_hm, raw_ptr + row64 * parts * K
-        square, hv = tm.row_square(h_row, s_hn, D, N, ROW_D, ".cg")
-        ms = 1.0 / tl.sqrt(square / (N * D) + mix_eps)
+        ms, hv = tm.row_scale(h_row, s_hn, mix_eps, D, N, ROW_D, ".cg")
         pre = tm.row_pre(raw_row, parts, nscale_ptr, nbase_ptr, ms, hc_eps, N, Q_PAD, K, ".cg")
         tm.row_x(h_row, s_hn, hv, pre, w_ptr, x_ptr + row64 * D, norm_eps, D, N, ROW_D, ".cg")
         tl.store(count_ptr + row, 0)  # for the next launch, which waits for this one
+
+
+def _parts(d: int) -> int:
+    """Column blocks of a row: one partial projection each."""
+    return triton.cdiv(d, POST_CONFIG["block_d"])
 
 
 def _post_rows(m: int, parts: int) -> int:
@@ -123,21 +126,19 @@ def _post_op(out: torch.Tensor, res: torch.Tensor, post: torch.Tensor, comb: tor
     """out [M, D], res [M, n, D], post [M, n], comb [M, n, n] fp32, fn [K, n·D] fp32 -> h' [M, n, D]
     (res's dtype), raw [M, P, K] fp32."""
     (M, n, D), K = res.shape, fn.shape[0]
-    block_d = POST_CONFIG["block_d"]
-    parts = triton.cdiv(D, block_d)
+    parts = _parts(D)
     h, raw = torch.empty_like(res), fn.new_empty(M, parts, K)
     rows = _post_rows(M, parts)
     _post_mix[(triton.cdiv(M, rows), parts)](out, res, post.contiguous(), comb.contiguous(), fn.contiguous(), h,
                                              raw, M, K, out.stride(0), res.stride(0), res.stride(1), h.stride(0),
                                              h.stride(1), D=D, N=n, K_PAD=triton.next_power_of_2(K),
-                                             BLOCK_D=block_d, ROWS=rows, num_warps=4, **pdl.args())
+                                             BLOCK_D=POST_CONFIG["block_d"], ROWS=rows, num_warps=4, **pdl.args())
     return h, raw
 
 
 @_post_op.register_fake
 def _(out, res, post, comb, fn):
-    parts = triton.cdiv(res.shape[2], POST_CONFIG["block_d"])
-    return torch.empty_like(res), fn.new_empty(res.shape[0], parts, fn.shape[0])
+    return torch.empty_like(res), fn.new_empty(res.shape[0], _parts(res.shape[2]), fn.shape[0])
 
 
 def post_mix(out, res, post, comb, fn):
@@ -188,8 +189,7 @@ def _post_pre_op(out: torch.Tensor, res: torch.Tensor, raw: torch.Tensor, scale:
                  hc_eps: float, norm_eps: float, mix_eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """out [M, D], res [M, n, D], raw [M, P, (2+n)n], fn [K, n·D] -> h' [M, n, D], raw' [M, P', K], x' [M, D]."""
     (M, _, D), K, P = res.shape, fn.shape[0], raw.shape[1]
-    block_d, row_d = POST_CONFIG["block_d"], tm.pre_block(n, D)
-    parts = triton.cdiv(D, block_d)
+    block_d, row_d, parts = POST_CONFIG["block_d"], tm.pre_block(n, D), _parts(D)
     h, raw2, x = torch.empty_like(res), fn.new_empty(M, parts, K), res.new_empty(M, D)
     _post_pre[(M, parts)](
         out, res, raw.contiguous(), P, scale.contiguous(), base.contiguous(), fn.contiguous(), h, raw2,
@@ -202,8 +202,8 @@ def _post_pre_op(out: torch.Tensor, res: torch.Tensor, raw: torch.Tensor, scale:
 
 @_post_pre_op.register_fake
 def _(out, res, raw, scale, base, fn, nscale, nbase, nw, n, iters, hc_eps, norm_eps, mix_eps):
-    (M, _, D), parts = res.shape, triton.cdiv(res.shape[2], POST_CONFIG["block_d"])
-    return torch.empty_like(res), fn.new_empty(M, parts, fn.shape[0]), res.new_empty(M, D)
+    M, _, D = res.shape
+    return torch.empty_like(res), fn.new_empty(M, _parts(D), fn.shape[0]), res.new_empty(M, D)
 
 
 def _fusable(out, res, raw, fn, n: int) -> bool:

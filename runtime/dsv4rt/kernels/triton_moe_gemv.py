@@ -71,12 +71,17 @@ def _gate_up(x_ptr, w_ptr, idx_ptr, wt_ptr, h_ptr, limit, shared_e, stride_x, st
 
 
 @triton.jit
+def _walk(it, I: tl.constexpr, BLOCK_I: tl.constexpr):
+    """Step `it` of the down walk over (pick j, I chunk) -> (j, the chunk's first column)."""
+    return it // (I // BLOCK_I), (it % (I // BLOCK_I)) * BLOCK_I
+
+
+@triton.jit
 def _down_weights(w_ptr, wt_ptr, idx_ptr, t, rows, cols, it, shared_e, stride_wtt, stride_wtj, stride_it, stride_ij,
                   stride_we, stride_wd, I: tl.constexpr, TOPK: tl.constexpr, BLOCK_I: tl.constexpr,
                   CACHE: tl.constexpr):
     """Step `it` of token t's walk over (pick j, I chunk): the w2 tile and the routing weight."""
-    j = it // (I // BLOCK_I)
-    i0 = (it % (I // BLOCK_I)) * BLOCK_I
+    j, i0 = _walk(it, I, BLOCK_I)
     e, scale, _ = _pick(idx_ptr, wt_ptr, t, j, shared_e, stride_it, stride_ij, stride_wtt, stride_wtj, TOPK, CACHE)
     w = tl.load(w_ptr + e * stride_we + rows[:, None].to(tl.int64) * stride_wd + i0 + cols[None, :])
     return w, scale
@@ -85,8 +90,7 @@ def _down_weights(w_ptr, wt_ptr, idx_ptr, t, rows, cols, it, shared_e, stride_wt
 @triton.jit
 def _down_h(h_ptr, t, rows, cols, it, I: tl.constexpr, PICKS: tl.constexpr, BLOCK_I: tl.constexpr):
     """Step `it`'s chunk of h (gate/up's output), as a tile of equal rows like x above."""
-    j = it // (I // BLOCK_I)
-    i0 = (it % (I // BLOCK_I)) * BLOCK_I
+    j, i0 = _walk(it, I, BLOCK_I)
     return tl.load(h_ptr + (t * PICKS + j) * I + i0 + tl.zeros_like(rows)[:, None] + cols[None, :])
 
 
