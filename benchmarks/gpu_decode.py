@@ -140,23 +140,21 @@ def _pdl_off():
 
 
 @contextmanager
-def _unfused():
-    """Each boundary between sub-blocks as two launches (hc_post + hc_pre), the blocks compiled again:
-    they chose the one-launch boundary (triton_mhc_post.FUSED_MAX_ROWS) when traced."""
-    from dsv4rt.kernels import triton_mhc_post as tp
+def _gemv_early1():
+    """The GEMVs requesting only their first weight tile before the PDL wait (triton_gemv.EARLY_TILES);
+    the launcher reads it at capture, so nothing is compiled again."""
+    from dsv4rt.kernels import triton_gemv as tg
 
-    saved, tp.FUSED_MAX_ROWS = tp.FUSED_MAX_ROWS, 0
-    torch._dynamo.reset()
+    saved, tg.EARLY_TILES = tg.EARLY_TILES, 1
     try:
         yield
     finally:
-        tp.FUSED_MAX_ROWS = saved
-        torch._dynamo.reset()
+        tg.EARLY_TILES = saved
 
 
 # --flag -> (result key, context manager, what the other column is)
 VARIANTS = {"pdl_off": ("decode_pdl_off", _pdl_off, "the Triton kernels without PDL"),
-            "unfused": ("decode_unfused", _unfused, "each sub-block boundary two launches")}
+            "gemv_early1": ("decode_gemv_early1", _gemv_early1, "GEMVs with one weight tile before the wait")}
 
 
 def ratio_table(res: dict, key: str, other: str) -> str:
@@ -229,8 +227,8 @@ def _args(argv):
                    help="also time the torch.compile decode block (the plain-graph table becomes 'baseline')")
     p.add_argument("--pdl-off", default="",
                    help="batch sizes timed again with the Triton kernels launched without PDL (side by side)")
-    p.add_argument("--unfused", default="",
-                   help="batch sizes timed again, recompiled, with each sub-block boundary as two launches (last)")
+    p.add_argument("--gemv-early1", default="",
+                   help="batch sizes timed again with the GEMVs requesting one weight tile before the PDL wait")
     p.add_argument("--dynamic", choices=("static", "auto"), default="static",
                    help="static: every batch size and cache shape compiles its own graph; auto: torch's "
                         "automatic dynamic shapes (the second shape recompiles with symbolic sizes)")
@@ -252,22 +250,21 @@ def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
              ("correctness", lambda: correctness(ckpt, model, "cpu" not in skip_set(a), log))]
     # transformers right after the table: a run cut off by its time limit keeps the ratio
     hf = ("transformers_tok_s", lambda: hf_section(model, ckpt, a, log))
-    pdl_off, unfused = (_variant_step(model, a, res, log, flag) for flag in ("pdl_off", "unfused"))
+    variants = [s for flag in VARIANTS for s in _variant_step(model, a, res, log, flag)]
     if a.compile:
         steps += [("baseline", decode), ("compile", lambda: compile_check(model, log, _dynamic(a))), ("decode", decode),
-                  hf, *pdl_off, ("compile_f32", lambda: compile_f32_check(ckpt, cpu(), log)),
+                  hf, *variants, ("compile_f32", lambda: compile_f32_check(ckpt, cpu(), log)),
                   ("profile_compiled", profile)]
     else:
-        steps += [("decode", decode), hf, *pdl_off]
+        steps += [("decode", decode), hf, *variants]
     if a.long_len:
         long = argparse.Namespace(**{**vars(a), "prompt_len": a.long_len})
         steps += [("decode_long", lambda: decode_section(model, [1, 8], long, res["hbm_bytes_s"], log))]
-    # unfused last: it recompiles the blocks, and every part after it would compile them again
-    return steps + [("engine", lambda: engine_check(ckpt, model, _expected_tokens(res), log)), *unfused]
+    return steps + [("engine", lambda: engine_check(ckpt, model, _expected_tokens(res), log))]
 
 
 def _variant_step(model, a, res: dict, log, flag: str) -> list:
-    """[(result key, fn)] for a --pdl-off / --unfused flag given batch sizes, else []."""
+    """[(result key, fn)] for a variant flag (--pdl-off, --gemv-early1) given batch sizes, else []."""
     batches = [int(b) for b in getattr(a, flag).split(",") if b]
     key, variant, _ = VARIANTS[flag]
     return [(key, lambda: variant_section(model, batches, a, res["hbm_bytes_s"], log, variant))] if batches else []

@@ -5,9 +5,8 @@
 Each case is captured 20 times in one CUDA graph and replayed, so a time includes the gap to the next
 launch as in the engine's decode graphs (a loop of eager calls would time the CPU's launches instead).
 Cases: decode attention split over key chunks against one program per row; the `hc_pre` kernel's
-warps; the `hc_post` kernel's column blocks against Inductor's post and projection; a sub-block boundary in
-one launch (`hc_post_pre`) against two; the Triton GEMVs against cuBLAS for every linear of a mini layer and the head;
-the routed-expert GEMVs' rows per program.
+warps; the `hc_post` kernel's column blocks against Inductor's post and projection; the Triton GEMVs against
+cuBLAS for every linear of a mini layer and the head; the routed-expert GEMVs' rows per program.
 """
 
 from __future__ import annotations
@@ -102,30 +101,6 @@ def hc_post_cases(M: int) -> dict[str, float]:
     return res
 
 
-def boundary_cases(M: int) -> dict[str, float]:
-    """A whole boundary between two sub-blocks: one launch (hc_post_pre) against hc_post + hc_pre, with
-    and without PDL (in a graph of identical calls a PDL launch also overlaps its twin's tail)."""
-    from dsv4rt.kernels import pdl, triton_mhc as tm, triton_mhc_post as tp
-
-    out_, h, raw = _rand(M, 2048), _rand(M, 4, 2048) * 3, torch.randn(M, 64, 24, device="cuda") / 8
-    this = [torch.rand(3, device="cuda") + 0.5, torch.randn(24, device="cuda")]
-    nxt = [torch.randn(24, 8192, device="cuda") * 0.02, torch.rand(3, device="cuda") + 0.5,
-           torch.randn(24, device="cuda"), _rand(2048)]
-    post, comb = torch.rand(M, 4, device="cuda") * 2, torch.rand(M, 4, 4, device="cuda")
-
-    def two_launches():
-        h2, raw2 = tp.post_mix(out_, h, post, comb, nxt[0])
-        return tm.pre_apply(raw2, nxt[1], nxt[2], h2, nxt[3], 4, 20, 1e-6, 1e-6, 1e-6)
-
-    res = {}
-    for on in (True, False):
-        with pdl.use(on):
-            res[f"one launch, PDL {on}"] = graph_us(
-                lambda: tp.post_pre(out_, h, raw, None, None, *this, *nxt, 4, 20, 1e-6, 1e-6, 1e-6))
-            res[f"hc_post + hc_pre, PDL {on}"] = graph_us(two_launches)
-    return res
-
-
 MINI_LINEARS = {  # name: (out rows, in features, groups) of one mini layer, and the head
     "project SWA": (1024, 2048, 1), "project CSA": (3600, 2048, 1), "wq_b": (8192, 512, 1),
     "wo_a": (2048, 2048, 4), "wo_b": (2048, 2048, 1), "router (fp32 out)": (64, 2048, 1),
@@ -173,7 +148,7 @@ def moe_gemv_cases() -> dict[str, float]:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json")
-    p.add_argument("--parts", default="attention,hc_pre,hc_post,boundary,linear,moe",
+    p.add_argument("--parts", default="attention,hc_pre,hc_post,linear,moe",
                    help="comma list of the parts to time")
     a = p.parse_args(argv)
     from dsv4rt.kernels import available
@@ -182,7 +157,6 @@ def main(argv=None) -> dict:
     parts = {"attention": {"attention B=1": lambda: attention_cases(1)},
              "hc_pre": {"hc_pre M=1": lambda: hc_pre_cases(1), "hc_pre M=64": lambda: hc_pre_cases(64)},
              "hc_post": {f"hc_post M={m}": (lambda m=m: hc_post_cases(m)) for m in (1, 8, 64, 128)},
-             "boundary": {f"boundary M={m}": (lambda m=m: boundary_cases(m)) for m in (1, 8)},
              "linear": {"linear M=1": lambda: linear_cases(1)}, "moe": {"moe gemv B=1": moe_gemv_cases}}
     res = {name: fn() for part in a.parts.split(",") for name, fn in parts[part].items()}
     for part, rows in res.items():

@@ -39,8 +39,8 @@ from dsv4rt.model import Block, HeadMixin, Transformer
 
 # launches inside each opaque op (its implementation's kernel launches, read from its module)
 # (decode_attention: the split kernel and its combine, as below 128 rows)
-OPAQUE_LAUNCHES = {"decode_attention": 2, "hc_split_sinkhorn": 1, "hc_pre": 1, "hc_post": 1, "hc_post_pre": 1,
-                   "moe_gemv": 2, "moe_grouped_gemms": 2, "moe_route": 1, "fp32_mm": 1, "gemv": 1}
+OPAQUE_LAUNCHES = {"decode_attention": 2, "hc_split_sinkhorn": 1, "hc_pre": 1, "hc_post": 1, "moe_gemv": 2,
+                   "moe_grouped_gemms": 2, "moe_route": 1, "fp32_mm": 1, "gemv": 1}
 
 
 class _NotRun(RuntimeError):
@@ -100,7 +100,6 @@ def as_on_cuda():
         registry.register("hc_pre", "triton", 10)(triton_mhc.pre_apply)
         registry.register("hc_post", "triton", 10)(triton_mhc_post.post_mix)
         registry.register("hc_pre_x", "triton", 10)(triton_mhc.pre_x_apply)
-        registry.register("hc_post_pre", "triton", 10)(triton_mhc_post.post_pre)
         registry.register("moe_route", "triton", 10)(triton_route.moe_route)
         triton_moe._GEMV_OK = True
         registry.register("moe_experts", "triton", 10)(triton_moe.moe_experts)
@@ -157,16 +156,10 @@ def _step_inputs(model: Transformer, batch: int, pos: int):
 
 
 def _carry(model: Transformer, batch: int):
-    """What a block gets from the block before (as on CUDA: `triton_mhc_post`): h's partial projections,
-    the attention's input, and post and comb where the boundary was two launches (above FUSED_MAX_ROWS)."""
-    from dsv4rt.kernels.triton_mhc_post import FUSED_MAX_ROWS, POST_CONFIG
-
+    """What a block gets from the block before: the attention's input, its post and its comb."""
     a, n = model.args, model.args.hc_mult
-    raw = torch.empty(batch, 1, -(-a.dim // POST_CONFIG["block_d"]), (2 + n) * n)
     x = torch.empty(batch, 1, a.dim, dtype=model.embed.weight.dtype)
-    if batch <= FUSED_MAX_ROWS:
-        return raw, x, None, None
-    return raw, x, torch.empty(batch, 1, n), torch.empty(batch, 1, n, n)
+    return x, torch.empty(batch, 1, n), torch.empty(batch, 1, n, n)
 
 
 def compiled_code(fn, *args) -> str:
@@ -189,8 +182,8 @@ def compiled_code(fn, *args) -> str:
 
 
 def block_code(model: Transformer, layer: int, batch: int, pos: int, first: bool = False) -> str:
-    """A block's step as every block but the first runs it: its streams' projection made by the
-    previous block's post (`first`: as block 0, which projects them itself)."""
+    """A block's step as every block but the first runs it: its attention's pre done by the previous
+    block's last boundary (`first`: as block 0, which projects its streams and runs that pre itself)."""
     block, nxt = model.layers[layer], model.layers[(layer + 1) % len(model.layers)]
     carry = None if first else _carry(model, batch)
     return compiled_code(Block.forward, block, *_step_inputs(model, batch, pos), carry, nxt.attn_pre())
@@ -222,7 +215,7 @@ class _OpCounter(TorchDispatchMode):
 class _EmbeddingOnly:
     """Stands in for `model.compiled_decode` so that `forward` runs only its eager part."""
 
-    block = staticmethod(lambda layer, h, *args: (h, None, None, None, None))
+    block = staticmethod(lambda layer, h, *args: (h, None, None, None))
     logits = staticmethod(lambda *args: None)
 
 

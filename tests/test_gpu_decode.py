@@ -57,21 +57,25 @@ def test_triton_kernels_are_registered_and_match_reference_in_bf16():
         assert _rel(got_h, want_h) < 2e-2 and _rel(got_raw.sum(-2), want_raw.sum(-2)) < 2e-2
 
 
-def test_one_launch_boundary_matches_reference_in_bf16():
+def test_boundary_matches_reference_in_bf16():
+    """`hc_post_pre` as the model runs it on CUDA (the `hc_post` kernel's partial projections into the
+    `hc_pre` kernel, or into `hc_pre_x` before the head) against the reference post and pre."""
     from dsv4rt.kernels import get, reference
 
-    assert get("hc_post_pre").backend == "dispatch"  # its self-check passed
     h, nw = (torch.randn(9, 4, 2048, device="cuda") * 3).bfloat16(), torch.rand(2048, device="cuda").bfloat16()
-    out, raw = torch.randn(9, 2048, device="cuda"), torch.randn(9, 3, 24, device="cuda") / 3
-    this = [torch.rand(3, device="cuda") + 0.5, torch.randn(24, device="cuda")]
-    nxt = [torch.randn(24, 8192, device="cuda") * 0.02, torch.rand(3, device="cuda") + 0.5,
-           torch.randn(24, device="cuda"), nw]
-    for m in (1, 8, 9):  # one launch up to FUSED_MAX_ROWS rows, then hc_post + hc_pre
-        args = (out[:m], h[:m], raw[:m], None, None, *this, *nxt, 4, 20, 1e-6, 1e-6, 1e-6)
-        got, want = get("hc_post_pre")(*args), reference.hc_post_pre(*args)
-        assert (got[3] is None) == (m <= 8)
-        assert _rel(got[0], want[0]) < 2e-2 and _rel(got[1].sum(-2), want[1].sum(-2)) < 2e-2
-        assert _rel(got[2], want[2]) < 2e-2
+    out = torch.randn(9, 2048, device="cuda")
+    post, comb = torch.rand(9, 4, device="cuda") * 2, torch.rand(9, 4, 4, device="cuda")
+    for k in (24, 4):  # the boundary before a sub-block, and before the head
+        fn, base = torch.randn(k, 8192, device="cuda") * 0.02, torch.randn(k, device="cuda")
+        scale = torch.rand(3 if k == 24 else 1, device="cuda") + 0.5
+        for m in (1, 9):
+            got = get("hc_post_pre")(out[:m], h[:m], post[:m], comb[:m], fn, scale, base, nw, 4, 20, 1e-6, 1e-6, 1e-6)
+            want_h, raw = reference.hc_post(out[:m], h[:m], post[:m], comb[:m], fn)
+            want = (reference.hc_pre(raw, scale, base, want_h, nw, 4, 20, 1e-6, 1e-6, 1e-6) if k == 24 else
+                    (reference.hc_pre_x(raw, scale, base, want_h, nw, 4, 1e-6, 1e-6, 1e-6), None, None))
+            assert _rel(got[0], want_h) < 2e-2
+            for a, b in zip(got[1:], want):
+                assert (a is None and b is None) or _rel(a, b) < 2e-2
 
 
 def test_decode_graph_equals_eager_and_padding_leaves_real_slots_alone(model):

@@ -32,9 +32,9 @@ def other(): triton_poi_fused_0.run(x)
 '''
 
 # launches per layer kind of the tiny model at batch 1 (64-token cache: the indexer scores and selects);
-# each boundary between sub-blocks is one launch (hc_post_pre: post, projection and the next pre), and
-# the attention op does q's norm and RoPE
-BUDGET = {"SWA/hash": 13, "HCA/hash": 15, "CSA/hash": 27, "HCA/score": 15, "CSA/score": 27}
+# each boundary between sub-blocks is two launches (hc_post: the post and the next pre's projection; hc_pre:
+# the rest of that pre), and the attention op does q's norm and RoPE
+BUDGET = {"SWA/hash": 15, "HCA/hash": 17, "CSA/hash": 29, "HCA/score": 17, "CSA/score": 29}
 
 
 def test_launches_reads_only_the_call_function():
@@ -64,4 +64,5 @@ def test_each_layer_kind_stays_within_its_launch_budget():
     over = {k: (v, BUDGET[k]) for k, v in per_layer.items() if v > BUDGET[k]}
     assert not over, f"launches per layer (got, budget): {over}"
     assert sum(rows["logits (vocab; the mHC head and norm are the last block's)"].values()) == 1
-    assert rows["embedding (eager)"] == collections.Counter(eager=2)  # the gather and the 4 streams (positions: a view)
+    # the gather (the 4 equal streams and the positions are views)
+    assert rows["embedding (eager)"] == collections.Counter(eager=1)

@@ -28,7 +28,12 @@ _INTERPRETED = textwrap.dedent("""
         case(M, 64, 256, 1)  # 8 programs of 8 rows, 8 K steps of 32
         case(M, 48, 128, 1)  # 48 = 16·3: rows blocks that divide N, not a power of two
         case(M, 32, 64, 4)  # grouped: 4 groups of 8 rows, each reading its 64-wide slice of x
+        case(M, 16, 256, 1)  # 2 K steps of 128: both weight tiles requested before the wait
     case(2, 24, 512, 3)  # 3 groups of 8 rows, many K steps
+    tg.EARLY_TILES = 1  # only the first tile early: the same sums
+    case(1, 64, 256, 1)
+    case(1, 16, 256, 1)
+    tg.EARLY_TILES = 2
     # the RMSNorm in the loads (wq_b after q_norm): every program takes the row's RMS over all K steps
     for M in (1, 2):
         x, nw, w = torch.randn(M, 256) * 3, torch.rand(256) + 0.5, torch.randn(64, 256)

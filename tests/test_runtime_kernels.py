@@ -164,34 +164,3 @@ def test_register_checked_keeps_out_a_kernel_that_fails_or_disagrees(caplog):
         registry._REGISTRY.pop("probe_op", None)
         registry._BEST.pop("probe_op", None)
 
-
-_INTERPRETED_POST_PRE = textwrap.dedent("""
-    import torch
-    from dsv4rt.kernels import reference, triton_mhc, triton_mhc_post as tp
-    # a boundary between sub-blocks in one launch: the Sinkhorn from raw, the post, the projection, and
-    # the next pre's input in each row's last program; twice, for a sub-block's pre and the head's
-    assert tp.post_pre_self_check("cpu", torch.float32) < 1e-5
-    assert (tp._COUNTS[torch.device("cpu")] == 0).all()  # each row's last program reset its count
-    torch.manual_seed(0)
-    out, res, raw = torch.randn(2, 1, 300), torch.randn(2, 1, 4, 300) * 3, torch.randn(2, 1, 1, 24)
-    this, nxt = [torch.rand(3) + 0.5, torch.randn(24)], [torch.randn(24, 1200) * 0.05, torch.rand(3) + 0.5,
-                                                        torch.randn(24), torch.rand(300) + 0.5]
-    args = (out, res, raw, None, None, *this, *nxt, 4, 20, 1e-6, 1e-6, 1e-6)
-    got, want = tp.post_pre(*args), reference.hc_post_pre(*args)
-    traced = torch.compile(lambda o, r: tp.post_pre(o, r, *args[2:]), backend="aot_eager", fullgraph=True)(out, res)
-    assert got[3] is None and want[3] is not None  # post' and comb' are the next boundary's to compute
-    for a, b, c in zip(got[:3], want[:3], traced[:3]):
-        a, b, c = (t.sum(-2) if t.dim() == 4 and t.shape[-1] == 24 else t for t in (a, b, c))
-        assert (a - b).abs().max() < 1e-5 * b.abs().max() and torch.equal(a, c), (a - b).abs().max()
-    # the Sinkhorn given (post, comb) or not: the same boundary
-    _, post, comb = reference.hc_split_sinkhorn(reference.hc_mix(raw, res, 1e-6), *this, 4, 20, 1e-6)
-    given = reference.hc_post_pre(out, res, raw, post, comb, *args[5:])
-    assert all(torch.equal(a, b) for a, b in zip(given, want))
-    tp.FUSED_MAX_ROWS = 1  # more rows: the next implementation, two launches, post' and comb' computed there
-    assert tp.post_pre(*args)[3] is not None
-    print("ok")
-""")
-
-
-def test_one_launch_boundary_matches_reference_in_interpreter():
-    run_interpreted(_INTERPRETED_POST_PRE)

@@ -66,9 +66,10 @@ def test_side_by_side_table_pairs_rows_by_batch():
 def test_variant_flags_become_steps_in_order():
     import gpu_decode
 
-    a = gpu_decode._args(["--model", "m", "--compile", "--pdl-off", "1,64", "--unfused", "1", "--long-len", "0"])
+    a = gpu_decode._args(["--model", "m", "--compile", "--pdl-off", "1,64", "--gemv-early1", "1", "--long-len", "0"])
     names = [name for name, _ in gpu_decode._steps(None, None, a, {}, [1, 64], print)]
     assert names.index("decode") < names.index("decode_pdl_off") < names.index("profile_compiled")
-    assert names[-1] == "decode_unfused"  # it recompiles: nothing may come after it
+    assert names.index("decode") < names.index("decode_gemv_early1") < names.index("profile_compiled")
     a = gpu_decode._args(["--model", "m", "--compile"])
-    assert not {"decode_pdl_off", "decode_unfused"} & {n for n, _ in gpu_decode._steps(None, None, a, {}, [1], print)}
+    variants = {"decode_pdl_off", "decode_gemv_early1"}
+    assert not variants & {n for n, _ in gpu_decode._steps(None, None, a, {}, [1], print)}

@@ -35,9 +35,9 @@ def _gemv_cases():
                                     (64, 2048, 1, F32, False), (32000, 2048, 1, F32, False)):
         block_n, block_k = tg._blocks(n, n // groups, k)
         types = dict(x_ptr=BF16, w_ptr=BF16, y_ptr=out, nw_ptr=BF16, eps="fp32", M_PAD=C, BLOCK_N=C, BLOCK_K=C, VEC=C,
-                     HAS_NORM=C)
-        yield ("gemv", n, k), tg._gemv, signature(tg._gemv, types), dict(M_PAD=1, BLOCK_N=block_n, BLOCK_K=block_k,
-                                                                          VEC=8, HAS_NORM=norm), 4
+                     HAS_NORM=C, EARLY=C)
+        yield ("gemv", n, k), tg._gemv, signature(tg._gemv, types), dict(
+            M_PAD=1, BLOCK_N=block_n, BLOCK_K=block_k, VEC=8, HAS_NORM=norm, EARLY=min(tg.EARLY_TILES, k // block_k)), 4
 
 
 def _mhc_and_moe_cases():
@@ -47,14 +47,6 @@ def _mhc_and_moe_cases():
     for first_part, w in ((0, 24), (1, 4)):  # hc_pre, and the head's input alone
         yield ("hc_pre", first_part), tm._pre_apply, signature(tm._pre_apply, PRE_TYPES), dict(
             D=2048, ITERS=20, N=4, BLOCK_D=config["BLOCK_D"], P_PAD=64, W=w, FIRST_PART=first_part), config["num_warps"]
-    types = dict(out_ptr=F32, res_ptr=BF16, mix_ptr=F32, scale_ptr=F32, base_ptr=F32, fn_ptr=F32, h_ptr=BF16,
-                 raw_ptr=F32, nscale_ptr=F32, nbase_ptr=F32, w_ptr=BF16, x_ptr=BF16, count_ptr="*i32", hc_eps="fp32",
-                 norm_eps="fp32", mix_eps="fp32", **{c: C for c in ("K", "D", "N", "K_PAD", "BLOCK_D", "ROW_D", "SQ_D",
-                                                                    "ITERS", "P_PAD", "Q_PAD")})
-    for k in (24, 4):  # the boundary before a sub-block, and before the head
-        yield ("post_pre", k), tp._post_pre, signature(tp._post_pre, types), dict(
-            K=k, D=2048, N=4, K_PAD=32 if k == 24 else 4, BLOCK_D=tp.POST_CONFIG["block_d"], ROW_D=2048,
-            SQ_D=512, ITERS=20, P_PAD=64, Q_PAD=64), 4
     types = dict(out_ptr=F32, res_ptr=BF16, post_ptr=F32, comb_ptr=F32, fn_ptr=F32, h_ptr=BF16, raw_ptr=F32, D=C, N=C,
                  K_PAD=C, BLOCK_D=C, ROWS=C)
     for rows in (1, 16):
@@ -102,8 +94,8 @@ def test_compile_report_reads_registers_and_spills():
 
 
 # kernels that load before waiting for the previous kernel (kernels/pdl.py): weights (down: its first w2 tile
-# by the router's picks, two kernels back; post_pre: the Sinkhorn of its pre's projection); the rest wait first
-_PREFETCH = ("gemv", "hc_post", "down", "post_pre")
+# by the router's picks, two kernels back); the rest wait first
+_PREFETCH = ("gemv", "hc_post", "down")
 
 
 def _kind(name) -> str:

@@ -340,18 +340,16 @@ class Block(nn.Module):
         return NextPre(self.hc_attn_fn, self.hc_attn_scale, self.hc_attn_base, self.attn_norm)
 
     def forward(self, h, ids, pos, slots, carry, nxt: NextPre):
-        """h [B,T,n,d] -> (h', raw', x', post', comb'). carry is the same from the block before: h projected
-        by hc_attn_fn, the attention's input and (or None) its post and comb; None in the first block
-        (computed here). The outputs are those of the pre that reads h' next, whose weights are nxt
-        (`layers/mhc.py`)."""
+        """h [B,T,n,d] -> (h', x', post', comb'). carry is the same from the block before: the attention's
+        input, its post and its comb; None in the first block (computed here from h's projection). The
+        outputs are those of the pre that reads h' next, whose weights are nxt (`layers/mhc.py`)."""
         if carry is None:
-            raw = self.hc.project(h, self.hc_attn_fn)
-            carry = raw, *self.hc.pre(raw, h, self.hc_attn_scale, self.hc_attn_base, self.attn_norm)
-        raw, x, post, comb = carry
+            carry = self.hc.pre(self.hc.project(h, self.hc_attn_fn), h, self.hc_attn_scale, self.hc_attn_base,
+                                self.attn_norm)
+        x, post, comb = carry
         ffn = NextPre(self.hc_ffn_fn, self.hc_ffn_scale, self.hc_ffn_base, self.ffn_norm)
-        h, raw, x, post, comb = self.hc.post_pre(self.attn(x, pos, slots), h, raw, post, comb, self.hc_attn_scale,
-                                                 self.hc_attn_base, ffn)
-        return self.hc.post_pre(self.ffn(x, ids), h, raw, post, comb, self.hc_ffn_scale, self.hc_ffn_base, nxt)
+        h, x, post, comb = self.hc.post_pre(self.attn(x, pos, slots), h, post, comb, ffn)
+        return self.hc.post_pre(self.ffn(x, ids), h, post, comb, nxt)
 
 
 class HeadMixin:
@@ -443,15 +441,16 @@ class Transformer(HeadMixin, nn.Module):
         return_hidden also the final residual streams [B,T,hc_mult,dim] that `mtp_forward` takes.
         """
         pos = self._positions(input_ids, start_pos)
-        h = self.embed(input_ids).unsqueeze(2).repeat(1, 1, self.args.hc_mult, 1)
+        # the n streams start equal: a stride-0 view (the first block's post writes h' anew), not a copy
+        h = self.embed(input_ids).unsqueeze(2).expand(-1, -1, self.args.hc_mult, -1)
         compiled = self.compiled_decode if input_ids.shape[1] == 1 else None  # prefill stays eager: shapes vary
         block = compiled.block if compiled else Block.forward
         carry, nexts = None, [layer.attn_pre() for layer in self.layers[1:]] + [self.head_pre(self.norm)]
         for layer, nxt in zip(self.layers, nexts):
             out = block(layer, h, input_ids, pos, slots, carry, nxt)
-            h, carry = out[0], out[1:]  # (raw', x', post', comb') of the next pre
+            h, carry = out[0], out[1:]  # (x', post', comb') of the next pre
         logits_fn = compiled.logits if compiled else HeadMixin._logits
-        logits = logits_fn(carry[1], self.head, return_all_logits)
+        logits = logits_fn(carry[0], self.head, return_all_logits)
         return (logits, h) if return_hidden else logits
 
     @torch.no_grad()
@@ -468,5 +467,5 @@ class Transformer(HeadMixin, nn.Module):
             raise RuntimeError("this checkpoint has no MTP layer (num_nextn_predict_layers = 0)")
         pos = self._positions(input_ids, start_pos)
         block = self.mtp[depth]
-        _, _, y, _, _ = block(self.embed(input_ids), hidden, input_ids, pos, slots)
+        _, y, _, _ = block(self.embed(input_ids), hidden, input_ids, pos, slots)
         return block._logits(y, self.head, return_all_logits)

@@ -100,25 +100,19 @@ def hc_pre_x(raw, scale, base, h, norm_weight, n: int, hc_eps: float, norm_eps: 
 
 
 @register("hc_post_pre")
-def hc_post_pre(out, res, raw, post, comb, scale, base, fn, next_scale, next_base, norm_weight, n: int, iters: int,
-                hc_eps: float, norm_eps: float, mix_eps: float):
-    """The boundary between two sub-blocks: this sub-block's mHC post and the next pre.
-    post, comb: this sub-block's (None: computed here by the Sinkhorn from its pre's projection raw
-    [..., P, (2+n)n] of res, with its scale and base). h' = `hc_post`(out, res, post, comb, fn); then the
-    next pre of h' with next_scale, next_base and the norm weight: `hc_pre` (x', post', comb') when fn
-    has (2+n)n rows, the input alone (`hc_pre_x`; post', comb' None) for the head's collapse (n rows)
-    -> (h' [..., n, d], raw' [..., P', k], x' [..., d], post', comb'). On CUDA one launch
-    (triton_mhc_post), which leaves post' and comb' to the next boundary."""
+def hc_post_pre(out, res, post, comb, fn, next_scale, next_base, norm_weight, n: int, iters: int, hc_eps: float,
+                norm_eps: float, mix_eps: float):
+    """The boundary between two sub-blocks: this sub-block's mHC post (post, comb: its pre's), h' =
+    `hc_post`(out, res, post, comb, fn), then the next pre of h' with next_scale, next_base and the norm
+    weight: `hc_pre` (x', post', comb') when fn has (2+n)n rows, the input alone (`hc_pre_x`; post', comb'
+    None) for the head's collapse (n rows) -> (h' [..., n, d], x' [..., d], post', comb'). Composed
+    through the registry: on CUDA the `hc_post` kernel, then `hc_pre` or `hc_pre_x`."""
     from dsv4rt.kernels.registry import get
 
-    if post is None:
-        _, post, comb = get("hc_split_sinkhorn")(hc_mix(raw, res, mix_eps), scale, base, n, iters, hc_eps)
-    h, raw2 = get("hc_post")(out, res, post, comb, fn)
+    h, raw = get("hc_post")(out, res, post, comb, fn)
     if fn.shape[0] == (2 + n) * n:
-        return h, raw2, *get("hc_pre")(raw2, next_scale, next_base, h, norm_weight, n, iters, hc_eps, norm_eps,
-                                        mix_eps)
-    x = get("hc_pre_x")(raw2, next_scale, next_base, h, norm_weight, n, hc_eps, norm_eps, mix_eps)
-    return h, raw2, x, None, None
+        return h, *get("hc_pre")(raw, next_scale, next_base, h, norm_weight, n, iters, hc_eps, norm_eps, mix_eps)
+    return h, get("hc_pre_x")(raw, next_scale, next_base, h, norm_weight, n, hc_eps, norm_eps, mix_eps), None, None
 
 
 @register("sink_attention")

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 MAX_ROWS = 1  # at 2 rows cuBLAS was faster for wq_b, the CSA projection and the head (kernel_bench, H100)
 _PROGRAMS = 512  # ~4 resident programs per SM of an H100, each with one 8 KiB tile in flight
 _TILE = 4096  # weight elements per program and step (8 KiB in bf16)
+EARLY_TILES = 2  # weight tiles a program requests before its PDL wait (1: only the first; kernel_bench compares)
 
 
 @triton.jit
@@ -55,12 +56,21 @@ def _normed(xv, nw_ptr, k0, cols, rstd, HAS_NORM: tl.constexpr):
 
 
 @triton.jit
+def _acc(acc, xv, w, nw_ptr, k0, cols, rstd, HAS_NORM: tl.constexpr, M_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
+         BLOCK_K: tl.constexpr, VEC: tl.constexpr):
+    """acc + the products of x's and w's tiles at column k0, folded over each thread's VEC columns."""
+    part = _normed(xv, nw_ptr, k0, cols, rstd, HAS_NORM) * w.to(tl.float32)[None]
+    return acc + tl.sum(tl.reshape(part, (M_PAD, BLOCK_N, BLOCK_K // VEC, VEC)), axis=3)
+
+
+@triton.jit
 def _gemv(x_ptr, w_ptr, y_ptr, nw_ptr, M, K, rows_per_group, s_xm, s_wn, s_ym, eps, M_PAD: tl.constexpr,
           BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, VEC: tl.constexpr, HAS_NORM: tl.constexpr,
-          PDL: tl.constexpr):
+          EARLY: tl.constexpr, PDL: tl.constexpr):
     """y[m, tile rows] = x[m, group slice] · w[tile rows]ᵀ for the M ≤ M_PAD rows of x; with HAS_NORM
     x is RMSNorm(x)·nw first (one group), its RMS taken while the first weight tile is on its way.
-    The first weight tile is requested before the wait for x (PDL): it overlaps the previous kernel."""
+    The first EARLY (1 or 2) weight tiles are requested before the wait for x (PDL): they overlap the
+    previous kernel, and at two tiles a program (the layers' projections) that is every weight byte."""
     tile = tl.program_id(0)
     rows = tile * BLOCK_N + tl.arange(0, BLOCK_N)
     group = (tile * BLOCK_N) // rows_per_group  # BLOCK_N divides rows_per_group: one group per tile
@@ -72,14 +82,20 @@ def _gemv(x_ptr, w_ptr, y_ptr, nw_ptr, M, K, rows_per_group, s_xm, s_wn, s_ym, e
     ok = (ms < M)[:, None, None]
     acc = tl.zeros((M_PAD, BLOCK_N, BLOCK_K // VEC), dtype=tl.float32)
     w = tl.load(w_ptrs)
+    if EARLY == 2:
+        w_1 = tl.load(w_ptrs + BLOCK_K)
     wait_prior(PDL)
     xv = tl.load(x_ptrs, mask=ok, other=0.0)
     rstd = _rstd(x_ptr, M, K, s_xm, eps, M_PAD, BLOCK_K) if HAS_NORM else tl.zeros((M_PAD,), tl.float32)
-    for k0 in range(BLOCK_K, K + BLOCK_K, BLOCK_K):
+    start = BLOCK_K
+    if EARLY == 2:
+        x_1 = tl.load(x_ptrs + BLOCK_K, mask=ok, other=0.0)
+        acc = _acc(acc, xv, w, nw_ptr, 0, cols, rstd, HAS_NORM, M_PAD, BLOCK_N, BLOCK_K, VEC)
+        xv, w, start = x_1, w_1, 2 * BLOCK_K
+    for k0 in range(start, K + BLOCK_K, BLOCK_K):
         # the next tile's loads go out before this tile's sums; the last step reloads its own (min)
         xn, wn = _tile(x_ptrs, w_ptrs, ok, tl.minimum(k0, K - BLOCK_K))
-        part = _normed(xv, nw_ptr, k0 - BLOCK_K, cols, rstd, HAS_NORM) * w.to(tl.float32)[None]
-        acc += tl.sum(tl.reshape(part, (M_PAD, BLOCK_N, BLOCK_K // VEC, VEC)), axis=3)
+        acc = _acc(acc, xv, w, nw_ptr, k0 - BLOCK_K, cols, rstd, HAS_NORM, M_PAD, BLOCK_N, BLOCK_K, VEC)
         xv, w = xn, wn
     y = tl.sum(acc, axis=2)
     tl.store(y_ptr + ms[:, None] * s_ym + rows[None, :], y.to(y_ptr.dtype.element_ty), mask=(ms < M)[:, None])
@@ -111,7 +127,8 @@ def _launch(x: torch.Tensor, w: torch.Tensor, groups: int, out_dtype: torch.dtyp
     block_n, block_k = _blocks(N, N // groups, K)
     _gemv[(N // block_n,)](x, w, y, x if norm_weight is None else norm_weight, M, K, N // groups, x.stride(0),
                            w.stride(0), y.stride(0), eps, M_PAD=triton.next_power_of_2(max(M, 1)), BLOCK_N=block_n,
-                           BLOCK_K=block_k, VEC=min(8, block_k), HAS_NORM=norm_weight is not None, num_warps=4,
+                           BLOCK_K=block_k, VEC=min(8, block_k), HAS_NORM=norm_weight is not None,
+                           EARLY=min(EARLY_TILES, K // block_k), num_warps=4,
                            **pdl.args())
     return y
 

@@ -75,12 +75,10 @@ def _split_sinkhorn(mix_ptr, scale_ptr, base_ptr, pre_ptr, post_ptr, comb_ptr, M
 
 
 @triton.jit
-def _streams(h_ptr, d0, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr, CACHE: tl.constexpr):
-    """h[:, d0:d0+BLOCK_D] of one row's N streams as fp32 [N, BLOCK_D] (0 past D), and the columns.
-    CACHE ".cg": from L2, for data another program or a kernel still running wrote (pdl.py)."""
+def _streams(h_ptr, d0, s_hn, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """h[:, d0:d0+BLOCK_D] of one row's N streams as fp32 [N, BLOCK_D] (0 past D), and the columns."""
     d = d0 + tl.arange(0, BLOCK_D)
-    hv = tl.load(h_ptr + tl.arange(0, N)[:, None] * s_hn + d[None, :], mask=(d < D)[None, :], other=0.0,
-                 cache_modifier=CACHE)
+    hv = tl.load(h_ptr + tl.arange(0, N)[:, None] * s_hn + d[None, :], mask=(d < D)[None, :], other=0.0)
     return hv.to(tl.float32), d
 
 
@@ -91,57 +89,54 @@ def _mixed(hv, p, dtype):
 
 
 @triton.jit
-def _raw(mix_ptr, P, offs, P_PAD: tl.constexpr, W: tl.constexpr, CACHE: tl.constexpr):
+def _raw(mix_ptr, P, offs, P_PAD: tl.constexpr, W: tl.constexpr):
     """One row's raw mix values at `offs` [L]: the sum of its P partial projections of W values, as a
     2-row tile [2, L] with the second row 0 (tiles of one row are not portable)."""
     p = tl.arange(0, P_PAD)
-    v = tl.sum(tl.load(mix_ptr + p[:, None] * W + offs[None, :], mask=(p < P)[:, None], other=0.0,
-                       cache_modifier=CACHE), axis=0)
+    v = tl.sum(tl.load(mix_ptr + p[:, None] * W + offs[None, :], mask=(p < P)[:, None], other=0.0), axis=0)
     return tl.where((tl.arange(0, 2) == 0)[:, None], v[None, :], 0.0)
 
 
 @triton.jit
-def row_sinkhorn(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, ITERS: tl.constexpr, N: tl.constexpr,
-                 P_PAD: tl.constexpr, CACHE: tl.constexpr):
+def _row_sinkhorn(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, ITERS: tl.constexpr, N: tl.constexpr,
+                  P_PAD: tl.constexpr):
     """One row's post [2, N] and comb [2, N, N] (2-row tiles, row 0 valid; ms: the mix's RMS scale)."""
     W: tl.constexpr = (2 + N) * N
     j = tl.arange(0, N)
-    comb_raw = tl.reshape(_raw(mix_ptr, P, 2 * N + tl.arange(0, N * N), P_PAD, W, CACHE), (2, N, N))
-    return _sinkhorn(_raw(mix_ptr, P, N + j, P_PAD, W, CACHE), comb_raw, ms + tl.zeros((2,), tl.float32), scale_ptr,
+    comb_raw = tl.reshape(_raw(mix_ptr, P, 2 * N + tl.arange(0, N * N), P_PAD, W), (2, N, N))
+    return _sinkhorn(_raw(mix_ptr, P, N + j, P_PAD, W), comb_raw, ms + tl.zeros((2,), tl.float32), scale_ptr,
                      base_ptr, hc_eps, ITERS, N)
 
 
 @triton.jit
-def row_pre(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, N: tl.constexpr, P_PAD: tl.constexpr, W: tl.constexpr,
-             CACHE: tl.constexpr):
+def _row_pre(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, N: tl.constexpr, P_PAD: tl.constexpr, W: tl.constexpr):
     """One row's pre weights [N] (the first N of its W mix values)."""
-    pre = _pre_weights(_raw(mix_ptr, P, tl.arange(0, N), P_PAD, W, CACHE), ms + tl.zeros((2,), tl.float32),
+    pre = _pre_weights(_raw(mix_ptr, P, tl.arange(0, N), P_PAD, W), ms + tl.zeros((2,), tl.float32),
                        scale_ptr, base_ptr, hc_eps, N)
     return tl.sum(tl.where((tl.arange(0, 2) == 0)[:, None], pre, 0.0), axis=0)
 
 
 @triton.jit
-def row_scale(h_ptr, s_hn, eps, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr, CACHE: tl.constexpr):
+def _row_scale(h_ptr, s_hn, eps, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
     """The mix's RMS scale of a row, 1/sqrt(mean h² over its N streams + eps), and (when the row fits
     one block) the streams [N, BLOCK_D]."""
-    hv, _ = _streams(h_ptr, 0, s_hn, D, N, BLOCK_D, CACHE)
+    hv, _ = _streams(h_ptr, 0, s_hn, D, N, BLOCK_D)
     square = tl.sum(hv * hv, axis=0)
     for d0 in range(BLOCK_D, D, BLOCK_D):
-        hn, _ = _streams(h_ptr, d0, s_hn, D, N, BLOCK_D, CACHE)
+        hn, _ = _streams(h_ptr, d0, s_hn, D, N, BLOCK_D)
         square += tl.sum(hn * hn, axis=0)
     return 1.0 / tl.sqrt(tl.sum(square, axis=0) / (N * D) + eps), hv
 
 
 @triton.jit
-def row_x(h_ptr, s_hn, hv, p, w_ptr, x_ptr, norm_eps, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr,
-          CACHE: tl.constexpr):
+def _row_x(h_ptr, s_hn, hv, p, w_ptr, x_ptr, norm_eps, D: tl.constexpr, N: tl.constexpr, BLOCK_D: tl.constexpr):
     """Store x = RMSNorm(Σ_j p_j·h_j)·w of one row. With the whole row in one block (BLOCK_D ≥ D) from
     hv, its streams; otherwise in passes (x's mean square, then x), h read again rather than kept."""
     dt = h_ptr.dtype.element_ty
     if BLOCK_D < D:
         x_square = tl.zeros((BLOCK_D,), dtype=tl.float32)
         for d0 in range(0, D, BLOCK_D):
-            xd = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D, CACHE)[0], p, dt)
+            xd = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D)[0], p, dt)
             x_square += xd * xd
         rstd = 1.0 / tl.sqrt(tl.sum(x_square, axis=0) / D + norm_eps)
     else:
@@ -149,7 +144,7 @@ def row_x(h_ptr, s_hn, hv, p, w_ptr, x_ptr, norm_eps, D: tl.constexpr, N: tl.con
         rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / D + norm_eps)
     for d0 in range(0, D, BLOCK_D):  # one step when the row was kept: x is still in registers
         if BLOCK_D < D:
-            x = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D, CACHE)[0], p, dt)
+            x = _mixed(_streams(h_ptr, d0, s_hn, D, N, BLOCK_D)[0], p, dt)
         d = d0 + tl.arange(0, BLOCK_D)
         w = tl.load(w_ptr + d, mask=d < D, other=0.0).to(tl.float32)
         tl.store(x_ptr + d, (x * rstd * w).to(x_ptr.dtype.element_ty), mask=d < D)
@@ -167,13 +162,13 @@ def _pre_apply(mix_ptr, P, scale_ptr, base_ptr, h_ptr, w_ptr, x_ptr, post_ptr, c
     wait_prior(PDL)
     h_ptr += row.to(tl.int64) * s_hm
     mix_ptr += row.to(tl.int64) * P * W
-    ms, hv = row_scale(h_ptr, s_hn, mix_eps, D, N, BLOCK_D, "")
+    ms, hv = _row_scale(h_ptr, s_hn, mix_eps, D, N, BLOCK_D)
     if part == 0:
-        post, c = row_sinkhorn(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, ITERS, N, P_PAD, "")
+        post, c = _row_sinkhorn(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, ITERS, N, P_PAD)
         _store_split(post_ptr, comb_ptr, row + tl.arange(0, 2), tl.arange(0, 2) == 0, post, c, N)
     else:
-        p = row_pre(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, N, P_PAD, W, "")
-        row_x(h_ptr, s_hn, hv, p, w_ptr, x_ptr + row.to(tl.int64) * D, norm_eps, D, N, BLOCK_D, "")
+        p = _row_pre(mix_ptr, P, scale_ptr, base_ptr, ms, hc_eps, N, P_PAD, W)
+        _row_x(h_ptr, s_hn, hv, p, w_ptr, x_ptr + row.to(tl.int64) * D, norm_eps, D, N, BLOCK_D)
 
 
 # A torch custom op, so torch.compile (kernels/compiled.py) keeps this one launch as it is: traced
@@ -229,15 +224,12 @@ def _pre_op(raw: torch.Tensor, scale: torch.Tensor, base: torch.Tensor, h: torch
 PRE_CONFIG = {"row_elems": 8192, "num_warps": 4}  # benchmarks/kernel_bench.py times the warp counts
 
 
-def pre_block(n: int, d: int) -> int:
-    """Columns of a row's streams read at once: the whole row when its n·d elements fit PRE_CONFIG's
-    register budget (mini: 4 × 2048), else 1,024-column passes."""
-    whole = triton.next_power_of_2(d)
-    return whole if n * whole <= PRE_CONFIG["row_elems"] else min(1024, whole)
-
-
 def _pre_config(n: int, d: int) -> dict:
-    return {"BLOCK_D": pre_block(n, d), "num_warps": PRE_CONFIG["num_warps"]}
+    """The whole row in one block when its n·d elements fit PRE_CONFIG's register budget (mini: 4 × 2048),
+    else 1,024-column passes."""
+    whole = triton.next_power_of_2(d)
+    block = whole if n * whole <= PRE_CONFIG["row_elems"] else min(1024, whole)
+    return {"BLOCK_D": block, "num_warps": PRE_CONFIG["num_warps"]}
 
 
 @_pre_op.register_fake

@@ -1,18 +1,10 @@
-"""An mHC post and the next pre's projection in one Triton launch (op `hc_post`, CUDA tensors), and the
-whole boundary between two sub-blocks in one launch (op `hc_post_pre`).
+"""An mHC post and the next pre's projection in one Triton launch (op `hc_post`, CUDA tensors).
 
 Under torch.compile the post (h' = post·out + Cᵀ·h) and the next sub-block's projection of h' by its
 (2+n)·n mix weights were two launches per sub-block, 32 a step of the mini model: the projection reads
 the whole row, so Inductor could not fuse it into the post. Here each program owns BLOCK_D columns of
 all n streams: it writes them and leaves its share of the projection as one partial sum, and `hc_pre`
 (triton_mhc) adds the partials when it reads them. Deterministic: no atomics.
-
-`hc_post_pre` also takes the next pre (up to FUSED_MAX_ROWS rows). Before its PDL wait each program
-computes this sub-block's post and comb (the Sinkhorn of its pre's projection, written a sub-block
-earlier), so they cost no time between kernels. After its columns, each program counts itself in;
-the row's last one (an atomic count) reads all of h' and the partial sums back from L2 and writes the
-next pre's input x. The hc_pre launch between sub-blocks is gone: 15 of the mini step's 16, and the
-final head's collapse and norm. Still deterministic: the last program sums the partials in a fixed order.
 """
 
 from __future__ import annotations
@@ -24,9 +16,8 @@ import triton
 import triton.language as tl
 
 from dsv4rt.kernels import pdl
-from dsv4rt.kernels import triton_mhc as tm
 from dsv4rt.kernels.pdl import wait_prior
-from dsv4rt.kernels.registry import next_impl, register_checked, rel_err
+from dsv4rt.kernels.registry import register_checked, rel_err
 
 log = logging.getLogger(__name__)
 
@@ -76,36 +67,6 @@ def _post_mix(out_ptr, res_ptr, post_ptr, comb_ptr, fn_ptr, h_ptr, raw_ptr, M, K
         comb = tl.load(comb_ptr + row64 * N * N + j[:, None] * N + j[None, :])
         _post_row(out_ptr, res_ptr, h_ptr, raw_ptr, fn, post, comb, row64, p, parts, d, K, s_om, s_rm, s_rn, s_hm,
                   s_hn, D, N, K_PAD)
-
-
-@triton.jit
-def _post_pre(out_ptr, res_ptr, mix_ptr, P, scale_ptr, base_ptr, fn_ptr, h_ptr, raw_ptr, nscale_ptr, nbase_ptr, w_ptr,
-              x_ptr, count_ptr, s_om, s_rm, s_rn, s_hm, s_hn, hc_eps, norm_eps, mix_eps, K: tl.constexpr,
-              D: tl.constexpr, N: tl.constexpr, K_PAD: tl.constexpr, BLOCK_D: tl.constexpr, ROW_D: tl.constexpr,
-              SQ_D: tl.constexpr, ITERS: tl.constexpr, P_PAD: tl.constexpr, Q_PAD: tl.constexpr, PDL: tl.constexpr):
-    """Program (r, p) of one row: this sub-block's post and comb (the Sinkhorn of its pre's projection
-    mix), columns p·BLOCK_D.. of h' with their partial projection (`_post_row`), and, in the row's last
-    program to finish, the next pre's input x from all of h' and its projection."""
-    row, p, parts = tl.program_id(0), tl.program_id(1), tl.num_programs(1)
-    row64 = row.to(tl.int64)
-    d = p * BLOCK_D + tl.arange(0, BLOCK_D)
-    fn = _fn_tile(fn_ptr, K, d, D, N, K_PAD)
-    # before the wait (pdl.py): mix and res were written three or more launches back, so read from L2
-    ms, _ = tm.row_scale(res_ptr + row64 * s_rm, s_rn, mix_eps, D, N, SQ_D, ".cg")
-    post, comb = tm.row_sinkhorn(mix_ptr + row64 * P * (2 + N) * N, P, scale_ptr, base_ptr, ms, hc_eps, ITERS, N,
-                                 P_PAD, ".cg")  # 2-row tiles: row 0 is this row's
-    first = tl.arange(0, 2) == 0
-    post, comb = tl.sum(tl.where(first[:, None], post, 0.0), 0), tl.sum(tl.where(first[:, None, None], comb, 0.0), 0)
-    wait_prior(PDL)
-    _post_row(out_ptr, res_ptr, h_ptr, raw_ptr, fn, post, comb, row64, p, parts, d, K, s_om, s_rm, s_rn, s_hm, s_hn,
-              D, N, K_PAD)
-    tl.debug_barrier()  # every thread's h' and partial stored before the count (release: visible on the GPU)
-    if tl.atomic_add(count_ptr + row, 1, sem="acq_rel") == parts - 1:
-        h_row, raw_row = h_ptr + row64 * s_hm, raw_ptr + row64 * parts * K
-        ms, hv = tm.row_scale(h_row, s_hn, mix_eps, D, N, ROW_D, ".cg")
-        pre = tm.row_pre(raw_row, parts, nscale_ptr, nbase_ptr, ms, hc_eps, N, Q_PAD, K, ".cg")
-        tm.row_x(h_row, s_hn, hv, pre, w_ptr, x_ptr + row64 * D, norm_eps, D, N, ROW_D, ".cg")
-        tl.store(count_ptr + row, 0)  # for the next launch, which waits for this one
 
 
 def _parts(d: int) -> int:
@@ -168,90 +129,7 @@ def post_self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -
     return max(rel_err(h, want_h), rel_err(raw.sum(-2), want_raw.sum(-2)))
 
 
-# rows up to which a boundary between sub-blocks is one launch (`_post_pre`: each row's last program
-# computes x, one row at a time); above, hc_post + hc_pre (the decode batches of 8 and less, where
-# launches rather than bytes set the step's time)
-FUSED_MAX_ROWS = 8
-_COUNTS: dict[torch.device, torch.Tensor] = {}
-
-
-def _counts(device: torch.device) -> torch.Tensor:
-    """`_post_pre`'s per-row arrival counts: zero between launches (the row's last program resets its own).
-    Made on the first call (the warm-up before a CUDA graph is captured), then kept."""
-    if device not in _COUNTS:
-        _COUNTS[device] = torch.zeros(FUSED_MAX_ROWS, dtype=torch.int32, device=device)
-    return _COUNTS[device]
-
-
-@torch.library.custom_op("dsv4rt::hc_post_pre", mutates_args=())
-def _post_pre_op(out: torch.Tensor, res: torch.Tensor, raw: torch.Tensor, scale: torch.Tensor, base: torch.Tensor,
-                 fn: torch.Tensor, nscale: torch.Tensor, nbase: torch.Tensor, nw: torch.Tensor, n: int, iters: int,
-                 hc_eps: float, norm_eps: float, mix_eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """out [M, D], res [M, n, D], raw [M, P, (2+n)n], fn [K, n·D] -> h' [M, n, D], raw' [M, P', K], x' [M, D]."""
-    (M, _, D), K, P = res.shape, fn.shape[0], raw.shape[1]
-    block_d, row_d, parts = POST_CONFIG["block_d"], tm.pre_block(n, D), _parts(D)
-    h, raw2, x = torch.empty_like(res), fn.new_empty(M, parts, K), res.new_empty(M, D)
-    _post_pre[(M, parts)](
-        out, res, raw.contiguous(), P, scale.contiguous(), base.contiguous(), fn.contiguous(), h, raw2,
-        nscale.contiguous(), nbase.contiguous(), nw.contiguous(), x, _counts(out.device), out.stride(0), res.stride(0),
-        res.stride(1), h.stride(0), h.stride(1), hc_eps, norm_eps, mix_eps, K=K, D=D, N=n,
-        K_PAD=triton.next_power_of_2(K), BLOCK_D=block_d, ROW_D=row_d, SQ_D=min(512, row_d), ITERS=iters,
-        P_PAD=triton.next_power_of_2(P), Q_PAD=triton.next_power_of_2(parts), num_warps=4, **pdl.args())
-    return h, raw2, x
-
-
-@_post_pre_op.register_fake
-def _(out, res, raw, scale, base, fn, nscale, nbase, nw, n, iters, hc_eps, norm_eps, mix_eps):
-    M, _, D = res.shape
-    return torch.empty_like(res), fn.new_empty(M, _parts(D), fn.shape[0]), res.new_empty(M, D)
-
-
-def _fusable(out, res, raw, fn, n: int) -> bool:
-    """What `_post_pre` takes: at most FUSED_MAX_ROWS rows, n a power of two, fp32 projections (this
-    sub-block's with its Sinkhorn part), unit strides along d."""
-    D = res.shape[-1]
-    return (res.shape[:-2].numel() <= FUSED_MAX_ROWS and not n & (n - 1) and raw.dtype == fn.dtype == torch.float32
-            and raw.shape[-1] == (2 + n) * n and fn.shape[1] == n * D and res.stride(-1) == 1 and out.stride(-1) == 1)
-
-
-def post_pre(out, res, raw, post, comb, scale, base, fn, nscale, nbase, nw, n: int, iters: int, hc_eps: float,
-             norm_eps: float, mix_eps: float):
-    """Same contract as the reference `hc_post_pre`, in one launch where `_fusable` (post and comb come from
-    raw; post' and comb' are left to the next boundary: None); otherwise the next implementation (on CUDA
-    the `hc_post` and `hc_pre` kernels). The kernel reads raw and res before its PDL wait, so they must
-    come from a launch at least two back (pdl.py): in the model a whole sub-block runs in between."""
-    if not _fusable(out, res, raw, fn, n):
-        return next_impl("hc_post_pre", "triton")(out, res, raw, post, comb, scale, base, fn, nscale, nbase, nw, n,
-                                                  iters, hc_eps, norm_eps, mix_eps)
-    lead, D = res.shape[:-2], res.shape[-1]
-    h, raw2, x = _post_pre_op(out.reshape(-1, D), res.reshape(-1, n, D), raw.reshape(-1, *raw.shape[-2:]), scale, base,
-                              fn, nscale, nbase, nw, n, iters, hc_eps, norm_eps, mix_eps)
-    return h.view(*lead, n, D), raw2.view(*lead, *raw2.shape[1:]), x.view(*lead, D), None, None
-
-
-def post_pre_self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
-    """Largest relative error of h', the summed projection and x' against the reference, on 3 rows of
-    D = 1000 with 5 partial projections, for a sub-block's next pre (24 outputs) and for the head's (4),
-    each run twice (the second run needs the first to have reset the arrival counts)."""
-    from dsv4rt.kernels.reference import hc_post_pre
-
-    g = torch.Generator(device="cpu").manual_seed(0)
-    rand = lambda *shape, s=1.0: (torch.randn(*shape, generator=g) * s).to(device)  # noqa: E731
-    out, res, raw = rand(3, 1000).to(dtype), rand(3, 4, 1000, s=3.0).to(dtype), rand(3, 5, 24)
-    this = [rand(3).abs() + 0.5, rand(24)]
-    errs = []
-    for k in (24, 4):
-        nxt = [rand(k, 4000, s=0.02), rand(3).abs()[: 3 if k == 24 else 1] + 0.5, rand(k), rand(1000).abs().to(dtype)]
-        args = (out, res, raw, None, None, *this, *nxt, 4, 20, 1e-6, 1e-6, 1e-6)
-        want = hc_post_pre(*args)
-        for _ in range(2):
-            got = post_pre(*args)
-            errs += [rel_err(got[0], want[0]), rel_err(got[1].sum(-2), want[1].sum(-2)), rel_err(got[2], want[2])]
-    return max(errs)
-
-
 if torch.cuda.is_available():
     register_checked("hc_post", post_mix, post_self_check, 2e-2, "triton", 10, "cuda")
-    register_checked("hc_post_pre", post_pre, post_pre_self_check, 2e-2, "triton", 10, "cuda")
 else:
     log.info("triton mHC post not registered: no CUDA device")

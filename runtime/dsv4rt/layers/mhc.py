@@ -7,8 +7,8 @@ doubly-stochastic matrix by Sinkhorn-Knopp so deep stacks stay non-expansive.
 The weights of a pre come from a projection of the streams (`raw`). A post writes the streams that
 the next pre (the next sub-block's, or the final head's collapse) reads, so the op `hc_post_pre` does
 both: this sub-block's post, the projection of its output by the next pre's weights, and the next
-pre's input. Its post and comb come from this sub-block's own projection (the Sinkhorn), so on CUDA
-the whole boundary between two sub-blocks is one launch (kernels/triton_mhc_post).
+pre's input, post and comb. On CUDA that is two launches: the post with the projection
+(kernels/triton_mhc_post, op `hc_post`), then the rest of the pre (kernels/triton_mhc, op `hc_pre`).
 """
 
 from __future__ import annotations
@@ -49,10 +49,8 @@ class HyperConnection(nn.Module):
         return get("hc_pre")(raw, scale.float(), base.float(), h, norm.weight, self.n, self.iters,
                              self.hc_eps, norm.eps, self.norm_eps)
 
-    def post_pre(self, out, res, raw, post, comb, scale, base, nxt: NextPre):
-        """This sub-block's post (raw, post, comb, scale, base: its own pre's; post and comb may be None,
-        then they come from raw), then the next pre -> (h', raw': h' projected by nxt.fn, x', post', comb')
-        (`hc_post_pre` in kernels/reference.py)."""
-        return get("hc_post_pre")(out, res, raw, post, comb, scale.float(), base.float(), nxt.fn, nxt.scale.float(),
-                                  nxt.base.float(), nxt.norm.weight, self.n, self.iters, self.hc_eps, nxt.norm.eps,
-                                  self.norm_eps)
+    def post_pre(self, out, res, post, comb, nxt: NextPre):
+        """This sub-block's post (post, comb: its own pre's), then the next pre, whose weights are nxt
+        -> (h', x', post', comb') (`hc_post_pre` in kernels/reference.py)."""
+        return get("hc_post_pre")(out, res, post, comb, nxt.fn, nxt.scale.float(), nxt.base.float(), nxt.norm.weight,
+                                  self.n, self.iters, self.hc_eps, nxt.norm.eps, self.norm_eps)
