@@ -30,43 +30,28 @@ MAX_ROWS = 64
 
 
 @triton.jit
-def _post_row(out_ptr, res_ptr, h_ptr, raw_ptr, fn, post, comb, row64, p, parts, d, K, s_om, s_rm, s_rn, s_hm, s_hn,
-              D: tl.constexpr, N: tl.constexpr, K_PAD: tl.constexpr):
-    """Columns d of one row: h' = post·out + Cᵀ·res (post [N], comb [N, N]: [j (input), k (output)]),
-    stored, and its partial projection Σ h'·fn over these columns into raw[row, p]."""
-    j, k, dok = tl.arange(0, N), tl.arange(0, K_PAD), d < D
-    out = tl.load(out_ptr + row64 * s_om + d, mask=dok, other=0.0).to(h_ptr.dtype.element_ty).to(tl.float32)
-    res = tl.load(res_ptr + row64 * s_rm + j[:, None] * s_rn + d[None, :], mask=dok[None, :], other=0.0)
-    h = post[:, None] * out[None, :] + tl.sum(comb[:, :, None] * res.to(tl.float32)[:, None, :], axis=0)
-    h = h.to(h_ptr.dtype.element_ty)
-    tl.store(h_ptr + row64 * s_hm + j[:, None] * s_hn + d[None, :], h, mask=dok[None, :])
-    part = tl.sum(tl.sum(fn * h.to(tl.float32)[None], axis=2), axis=1)
-    tl.store(raw_ptr + (row64 * parts + p) * K + k, part, mask=k < K)
-
-
-@triton.jit
-def _fn_tile(fn_ptr, K, d, D: tl.constexpr, N: tl.constexpr, K_PAD: tl.constexpr):
-    """The next pre's projection weights at columns d of all N streams: [K_PAD, N, BLOCK_D]."""
-    j, k = tl.arange(0, N), tl.arange(0, K_PAD)
-    return tl.load(fn_ptr + k[:, None, None] * (N * D) + j[None, :, None] * D + d[None, None, :],
-                   mask=(k < K)[:, None, None] & (d < D)[None, None, :], other=0.0)
-
-
-@triton.jit
 def _post_mix(out_ptr, res_ptr, post_ptr, comb_ptr, fn_ptr, h_ptr, raw_ptr, M, K, s_om, s_rm, s_rn, s_hm, s_hn,
               D: tl.constexpr, N: tl.constexpr, K_PAD: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr,
               PDL: tl.constexpr):
-    """Program (r, p): columns p·BLOCK_D.. of rows r·ROWS.. (`_post_row`; fn's tile read once for the rows)."""
+    """Program (r, p): columns p·BLOCK_D.. of rows r·ROWS..: h' = post·out + Cᵀ·res, stored, and its
+    partial projection Σ h'·fn over these columns into raw[row, p] (fn's tile is read once for the rows)."""
     r0, p, parts = tl.program_id(0) * ROWS, tl.program_id(1), tl.num_programs(1)
-    d, j = p * BLOCK_D + tl.arange(0, BLOCK_D), tl.arange(0, N)
-    fn = _fn_tile(fn_ptr, K, d, D, N, K_PAD)
+    d, j, k = p * BLOCK_D + tl.arange(0, BLOCK_D), tl.arange(0, N), tl.arange(0, K_PAD)
+    dok = d < D
+    fn = tl.load(fn_ptr + k[:, None, None] * (N * D) + j[None, :, None] * D + d[None, None, :],
+                 mask=(k < K)[:, None, None] & dok[None, None, :], other=0.0)  # [K_PAD, N, BLOCK_D]
     wait_prior(PDL)  # fn is a weight: its load overlaps the previous kernel
     for i in range(0, tl.minimum(ROWS, M - r0)):
         row64 = r0.to(tl.int64) + i
+        out = tl.load(out_ptr + row64 * s_om + d, mask=dok, other=0.0).to(h_ptr.dtype.element_ty).to(tl.float32)
+        res = tl.load(res_ptr + row64 * s_rm + j[:, None] * s_rn + d[None, :], mask=dok[None, :], other=0.0)
         post = tl.load(post_ptr + row64 * N + j)
-        comb = tl.load(comb_ptr + row64 * N * N + j[:, None] * N + j[None, :])
-        _post_row(out_ptr, res_ptr, h_ptr, raw_ptr, fn, post, comb, row64, p, parts, d, K, s_om, s_rm, s_rn, s_hm,
-                  s_hn, D, N, K_PAD)
+        comb = tl.load(comb_ptr + row64 * N * N + j[:, None] * N + j[None, :])  # [j (input), k (output)]
+        h = post[:, None] * out[None, :] + tl.sum(comb[:, :, None] * res.to(tl.float32)[:, None, :], axis=0)
+        h = h.to(h_ptr.dtype.element_ty)
+        tl.store(h_ptr + row64 * s_hm + j[:, None] * s_hn + d[None, :], h, mask=dok[None, :])
+        part = tl.sum(tl.sum(fn * h.to(tl.float32)[None], axis=2), axis=1)
+        tl.store(raw_ptr + (row64 * parts + p) * K + k, part, mask=k < K)
 
 
 def _parts(d: int) -> int:
