@@ -126,12 +126,12 @@ def decode_section(model, batches: list[int], a, bw: float, log) -> list[dict]:
 
 
 def variant_section(model, batches: list[int], a, bw: float, log, variant) -> list[dict]:
-    """The decode rows again inside `variant` (a context manager), for a side-by-side ratio."""
-    with variant():
+    """The decode rows again inside `variant(model)` (a context manager), for a side-by-side ratio."""
+    with variant(model):
         return decode_section(model, batches, a, bw, log)
 
 
-def _pdl_off():
+def _pdl_off(model):
     """The runtime's Triton kernels launched plainly (kernels/pdl.py); compiled Inductor kernels keep
     what they were compiled with."""
     from dsv4rt.kernels import pdl
@@ -140,7 +140,7 @@ def _pdl_off():
 
 
 @contextmanager
-def _gemv_early1():
+def _gemv_early1(model):
     """The GEMVs requesting only their first weight tile before the PDL wait (triton_gemv.EARLY_TILES);
     the launcher reads it at capture, so nothing is compiled again."""
     from dsv4rt.kernels import triton_gemv as tg
@@ -152,9 +152,43 @@ def _gemv_early1():
         tg.EARLY_TILES = saved
 
 
-# --flag -> (result key, context manager, what the other column is)
+@contextmanager
+def _cache_unfused(model):
+    """A decode token's cache writes as the reference ops (reference_cache.py), which Inductor compiles into
+    its own kernels, instead of the one `decode_cache` launch; the compiled blocks are traced again."""
+    from dsv4rt.kernels import registry
+    from dsv4rt.kernels.reference_cache import decode_cache
+
+    with registry.scoped():
+        registry.register("decode_cache", "inductor", 100)(lambda *args: decode_cache(*args))
+        torch._dynamo.reset()
+        try:
+            yield
+        finally:
+            torch._dynamo.reset()
+
+
+@contextmanager
+def _locality(model):
+    """The compiled blocks again with Inductor's locality reordering, which `compiled.inductor_options`
+    turns off (static shapes, as the table's)."""
+    from dsv4rt.kernels.compiled import compile_decode
+
+    saved = model.compiled_decode
+    torch._dynamo.reset()
+    compile_decode(model, dynamic=False, options={"reorder_for_locality": True})
+    try:
+        yield
+    finally:
+        model.compiled_decode = saved
+        torch._dynamo.reset()
+
+
+# --flag -> (result key, context manager of the model, what the other column is)
 VARIANTS = {"pdl_off": ("decode_pdl_off", _pdl_off, "the Triton kernels without PDL"),
-            "gemv_early1": ("decode_gemv_early1", _gemv_early1, "GEMVs with one weight tile before the wait")}
+            "gemv_early1": ("decode_gemv_early1", _gemv_early1, "GEMVs with one weight tile before the wait"),
+            "cache_unfused": ("decode_cache_unfused", _cache_unfused, "the cache writes compiled by Inductor"),
+            "locality": ("decode_locality", _locality, "Inductor's locality reordering on")}
 
 
 def ratio_table(res: dict, key: str, other: str) -> str:
@@ -229,6 +263,11 @@ def _args(argv):
                    help="batch sizes timed again with the Triton kernels launched without PDL (side by side)")
     p.add_argument("--gemv-early1", default="",
                    help="batch sizes timed again with the GEMVs requesting one weight tile before the PDL wait")
+    p.add_argument("--cache-unfused", default="",
+                   help="batch sizes timed again with a decode token's cache writes compiled by Inductor, "
+                        "not the one decode_cache launch")
+    p.add_argument("--locality", default="",
+                   help="batch sizes timed again with Inductor's locality reordering on (compiled.inductor_options)")
     p.add_argument("--dynamic", choices=("static", "auto"), default="static",
                    help="static: every batch size and cache shape compiles its own graph; auto: torch's "
                         "automatic dynamic shapes (the second shape recompiles with symbolic sizes)")
@@ -264,7 +303,7 @@ def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
 
 
 def _variant_step(model, a, res: dict, log, flag: str) -> list:
-    """[(result key, fn)] for a variant flag (--pdl-off, --gemv-early1) given batch sizes, else []."""
+    """[(result key, fn)] for a variant flag (--pdl-off, --gemv-early1, ...) given batch sizes, else []."""
     batches = [int(b) for b in getattr(a, flag).split(",") if b]
     key, variant, _ = VARIANTS[flag]
     return [(key, lambda: variant_section(model, batches, a, res["hbm_bytes_s"], log, variant))] if batches else []

@@ -5,7 +5,8 @@
 Each case is captured 20 times in one CUDA graph and replayed, so a time includes the gap to the next
 launch as in the engine's decode graphs (a loop of eager calls would time the CPU's launches instead).
 Cases: decode attention split over key chunks against one program per row; the `hc_pre` kernel's
-warps; the `hc_post` kernel's column blocks against Inductor's post and projection; the Triton GEMVs against
+warps; the `hc_post` kernel's column blocks against Inductor's post and projection; `decode_cache` per
+channel tile against Inductor's kernels; the Triton GEMVs against
 cuBLAS for every linear of a mini layer and the head; the routed-expert GEMVs' rows per program.
 """
 
@@ -145,6 +146,29 @@ def moe_gemv_cases() -> dict[str, float]:
     return out
 
 
+MINI_CACHES = {"SWA": (), "HCA": ((128, 512, False),), "CSA": ((4, 512, True), (4, 128, True))}  # (ratio, hd, overlap)
+
+
+def cache_cases(M: int) -> dict[str, float]:
+    """A decode token's cache writes per mini layer kind: the one `decode_cache` launch per channel tile
+    against Inductor's kernels for the reference ops."""
+    from dsv4rt.kernels import compiled, reference_cache, triton_cache as tc
+
+    g, res, saved = torch.Generator().manual_seed(0), {}, tc._TILE
+    inductor = torch.compile(reference_cache.decode_cache, dynamic=False, options=compiled.inductor_options())
+    for kind, spec in MINI_CACHES.items():
+        comps = [tc._case("cuda", torch.bfloat16, g, r, hd, ov, M, M + 1, 1100) for r, hd, ov in spec]
+        kv, w, rope, win = _rand(M, 1, 512), _rand(512), torch.rand(512, device="cuda"), _rand(M + 1, 128, 512)
+        slots, pos = torch.arange(M, device="cuda"), torch.full((M, 1), 4135, device="cuda")
+        for tile in (1024, 2048, 8192):
+            tc._TILE = tile
+            res[f"{kind} triton, tile {tile}"] = graph_us(lambda: tc.decode_cache(kv, w, win, rope, pos, slots, 1e-6,
+                                                                                   comps))  # noqa: B023
+        tc._TILE = saved
+        res[f"{kind} inductor"] = graph_us(lambda: inductor(kv, w, win, rope, pos, slots, 1e-6, comps))  # noqa: B023
+    return res
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json")
@@ -157,7 +181,8 @@ def main(argv=None) -> dict:
     parts = {"attention": {"attention B=1": lambda: attention_cases(1)},
              "hc_pre": {"hc_pre M=1": lambda: hc_pre_cases(1), "hc_pre M=64": lambda: hc_pre_cases(64)},
              "hc_post": {f"hc_post M={m}": (lambda m=m: hc_post_cases(m)) for m in (1, 8, 64, 128)},
-             "linear": {"linear M=1": lambda: linear_cases(1)}, "moe": {"moe gemv B=1": moe_gemv_cases}}
+             "linear": {"linear M=1": lambda: linear_cases(1)}, "moe": {"moe gemv B=1": moe_gemv_cases},
+             "cache": {f"cache M={m}": (lambda m=m: cache_cases(m)) for m in (1, 64)}}
     res = {name: fn() for part in a.parts.split(",") for name, fn in parts[part].items()}
     for part, rows in res.items():
         print(f"## {part}")

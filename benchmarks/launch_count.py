@@ -39,8 +39,8 @@ from dsv4rt.model import Block, HeadMixin, Transformer
 
 # launches inside each opaque op (its implementation's kernel launches, read from its module)
 # (decode_attention: the split kernel and its combine, as below 128 rows)
-OPAQUE_LAUNCHES = {"decode_attention": 2, "hc_split_sinkhorn": 1, "hc_pre": 1, "hc_post": 1, "moe_gemv": 2,
-                   "moe_grouped_gemms": 2, "moe_route": 1, "fp32_mm": 1, "gemv": 1}
+OPAQUE_LAUNCHES = {"decode_attention": 2, "decode_cache": 1, "hc_split_sinkhorn": 1, "hc_pre": 1, "hc_post": 1,
+                   "moe_gemv": 2, "moe_grouped_gemms": 2, "moe_route": 1, "fp32_mm": 1, "gemv": 1}
 
 
 class _NotRun(RuntimeError):
@@ -91,11 +91,13 @@ def _(x, w):
 @contextmanager
 def as_on_cuda():
     """The CUDA implementations registered for every device, as on a GPU whose self-checks pass."""
-    from dsv4rt.kernels import triton_attention, triton_gemv, triton_mhc, triton_mhc_post, triton_moe, triton_route
+    from dsv4rt.kernels import (triton_attention, triton_cache, triton_gemv, triton_mhc, triton_mhc_post, triton_moe,
+                                triton_route)
 
     gemv_ok = triton_moe._GEMV_OK
     with registry.scoped():
         registry.register("decode_attention", "triton", 10)(triton_attention.decode_attention)
+        registry.register("decode_cache", "triton", 10)(triton_cache.decode_cache)
         registry.register("hc_split_sinkhorn", "triton", 10)(triton_mhc.split_sinkhorn)
         registry.register("hc_pre", "triton", 10)(triton_mhc.pre_apply)
         registry.register("hc_post", "triton", 10)(triton_mhc_post.post_mix)
@@ -133,7 +135,7 @@ def launches(code: str) -> collections.Counter:
             count["triton"] += 1
         elif re.match(r"extern_kernels\.\w+\(", line):
             count["cublas"] += 1
-        elif m := re.match(r"\w+ = torch\.ops\.(\w+)\.(\w+)\.", line):
+        elif m := re.match(r"(?:\w+ = )?torch\.ops\.(\w+)\.(\w+)\.", line):  # an op that mutates returns None
             ns, op = m.groups()
             kind = "aten" if ns == "aten" else "opaque"
             count[kind] += OPAQUE_LAUNCHES.get(op, 1)

@@ -63,9 +63,25 @@ def _mhc_and_moe_cases():
         I=1024, TOPK=6, PICKS=7, BLOCK_D=down["BLOCK_D"], BLOCK_I=down["BLOCK_I"], VEC=8), down["num_warps"]
 
 
+def _cache_cases():
+    from dsv4rt.kernels import triton_cache as tc
+
+    types = dict(kv_ptr=BF16, kvw_ptr=BF16, kvrope_ptr=F32, win_ptr=BF16, pos_ptr="*i64", slot_ptr="*i64",
+                 pooled_ptr=F32, count_ptr="*i32", eps="fp32", D=C, NCOMP=C,
+                 **{f"{k}{i}": C for k in ("HD", "M", "SPAN", "BLOCK") for i in range(2)},
+                 **{f"{k}{i}": t for k, t in (("a", BF16), ("z", BF16), ("ape", F32), ("rkv", F32), ("rsc", F32),
+                                              ("ent", BF16), ("nw", BF16), ("rope", F32)) for i in range(2)})
+    # mini's CSA layer (the attention's and the indexer's compressors) and HCA layer (one, ratio 128)
+    for name, comps in (("CSA", ((512, 4, 8), (128, 4, 8))), ("HCA", ((512, 128, 128), (16, 1, 1)))):
+        consts = {f"{k}{i}": v for i, c in enumerate(comps) for k, v in zip(("HD", "M", "SPAN"), c)}
+        consts.update({f"BLOCK{i}": tc._block(c[0], c[2]) for i, c in enumerate(comps)})
+        yield ("cache", name), tc._cache_step, signature(tc._cache_step, types), dict(
+            D=512, NCOMP=2 if name == "CSA" else 1, **consts), 4
+
+
 def _cases(pdl: bool = True):
     """Every decode kernel at mini's shapes, launched with PDL (as on an H100) or without."""
-    for cases in (_attention_cases, _gemv_cases, _mhc_and_moe_cases):
+    for cases in (_attention_cases, _gemv_cases, _mhc_and_moe_cases, _cache_cases):
         for name, fn, sig, consts, warps in cases():
             yield name, fn, {**sig, "PDL": C}, {**consts, "PDL": pdl}, warps
 

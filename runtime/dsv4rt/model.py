@@ -21,6 +21,7 @@ from torch import nn
 from dsv4rt.config import ModelArgs
 from dsv4rt.kernels import get
 from dsv4rt.kernels.reference import with_entries
+from dsv4rt.kernels.reference_cache import Compression, pool, write_cols, write_rows
 from dsv4rt.layers.fused import FusedLinears
 from dsv4rt.layers.mhc import HyperConnection, NextPre
 from dsv4rt.layers.moe import MoE
@@ -73,25 +74,6 @@ def _arange(n: int, like: torch.Tensor) -> torch.Tensor:
     return torch.arange(n, device=like.device)
 
 
-def _write_rows(slots: torch.Tensor, *writes) -> None:
-    """buf[slots[b], rows[b, i]] = src[b, i] for each (buf, rows, src) of per-slot cache buffers.
-
-    Inside torch.compile (kernels/compiled.py) Inductor turns these into in-place scatters only where
-    no later op reads the buffer's old value; otherwise it clones the whole buffer and copies it back.
-    So the decode path writes each buffer before it reads it (see `Attention._decode`).
-    """
-    for buf, rows, src in writes:
-        buf[slots[:, None], rows] = src
-
-
-def _write_cols(slots: torch.Tensor, *writes) -> None:
-    """`_write_rows` for channel-major buffers [S, C, R]: buf[slots[b], :, cols[b, i]] = src[b, i].
-    Written through the base, not a transposed view: torch 2.11's Inductor copied the whole ring
-    back after a scatter into the view (12 µs a layer with 65 slots on the H100)."""
-    for buf, cols, src in writes:
-        buf[slots[:, None], :, cols] = src
-
-
 class CachedModule(nn.Module):
     """A module with per-slot decode state: `cache_shapes` is the single source of buffer sizes."""
 
@@ -130,12 +112,11 @@ class Compressor(CachedModule):
         }
 
     def forward(self, a: torch.Tensor, z: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> None:
-        """a, z = wkv(x), wgate(x) [B,T,c·hd] at positions pos [B,T] (the caller projects x, see
-        `Attention.project`); write every entry whose block ends in this chunk."""
+        """a, z = wkv(x), wgate(x) [B,T,c·hd] at positions pos [B,T] of a prefill chunk (the caller
+        projects x, see `Attention.project`); write every entry whose block ends in this chunk. A
+        decode token goes through `step` and the `decode_cache` op instead."""
         start, R, m = pos[:, 0], self.span, self.ratio
         a, z = a.float(), z.float() + self.ape[pos % m]
-        if pos.shape[1] == 1:
-            return self._decode(a, z, pos, slots)
         ring_kv, ring_sc = self.rings()
         # history = the ring's last R tokens (positions start-R .. start-1), then this chunk
         hpos = start[:, None] - R + _arange(R, pos)
@@ -146,47 +127,26 @@ class Compressor(CachedModule):
         valid = ends <= pos[:, -1:]
         end_off = (ends - hpos[:, :1]).clamp(max=seq_pos.shape[1] - 1)
         win = (end_off[..., None] - R + 1 + _arange(R, pos)).flatten(1)  # [B, E·R] token offsets
-        entry = self._pool(self._take(seq_a, win).mT, self._take(seq_z, win).mT, self._take(seq_pos, win))
+        entry = pool(self._take(seq_a, win).mT, self._take(seq_z, win).mT, self._take(seq_pos, win), m, self.overlap)
         entry = self.rope(self.norm(entry).to(self.entries.dtype), ends - m + 1)
         rows = torch.where(valid, ends // m, self.entries.shape[1] - 1)
         keep = seq_pos[:, -R:] % R
-        _write_rows(slots, (self.entries, rows, entry))
-        _write_cols(slots, (self.ring_kv, keep, seq_a[:, -R:]), (self.ring_sc, keep, seq_z[:, -R:]))
+        write_rows(slots, (self.entries, rows, entry))
+        write_cols(slots, (self.ring_kv, keep, seq_a[:, -R:]), (self.ring_sc, keep, seq_z[:, -R:]))
+
+    def step(self, a: torch.Tensor, z: torch.Tensor) -> Compression:
+        """This compressor's part of a decode token's `decode_cache` (a, z: its projections [B,1,c·hd])."""
+        return Compression(a, z, self.ape, self.ring_kv, self.ring_sc, self.entries, self.norm.weight,
+                           self.rope.table(a.device, self.head_dim))
 
     def rings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """ring_kv, ring_sc as [S, span, width] views (token rows) of their channel-major storage."""
         return self.ring_kv.mT, self.ring_sc.mT
 
-    def _decode(self, a: torch.Tensor, z: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> None:
-        """T=1: write this token into the ring first (see `_write_rows`); the ring then holds exactly
-        the R positions an entry ending here pools. Every row pools; rows whose block does not end
-        here write their entry to the scratch row."""
-        R, m = self.span, self.ratio
-        _write_cols(slots, (self.ring_kv, pos % R, a), (self.ring_sc, pos % R, z))
-        hpos = pos - R + 1 + _arange(R, pos)  # [B, R], in position order
-        cols = (hpos % R)[:, None, :].expand(-1, self.ring_kv.shape[1], -1)
-        kv_r, sc_r = (ring[slots].gather(-1, cols)[:, None] for ring in (self.ring_kv, self.ring_sc))  # [B, 1, C, R]
-        entry = self._pool(kv_r, sc_r, hpos[:, None])
-        entry = self.rope(self.norm(entry).to(self.entries.dtype), pos - m + 1)
-        rows = torch.where((pos + 1) % m == 0, pos // m, self.entries.shape[1] - 1)
-        _write_rows(slots, (self.entries, rows, entry))
-
     def _take(self, seq: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
         """Gather rows win [B, E·R] of seq [B, L(, C)] -> [B, E, R(, C)]."""
         idx = win if seq.dim() == 2 else win[..., None].expand(-1, -1, seq.shape[-1])
         return seq.gather(1, idx).unflatten(1, (-1, self.span))
-
-    def _pool(self, a: torch.Tensor, z: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        """a, z [B, E, C, R] (channel-major: under torch.compile a softmax along the last, contiguous
-        axis is one kernel, along a strided one three); p [B, E, R] positions -> [B, E, hd].
-        Softmax over the window's tokens, per channel; tokens before position 0 get weight 0."""
-        before = (p < 0)[..., None, :]
-        a, z = a.masked_fill(before, 0.0), z.masked_fill(before, float("-inf"))
-        if self.overlap:  # previous block's first half | own block's second half
-            m, hd = self.ratio, self.head_dim
-            a = torch.cat([a[..., :hd, :m], a[..., hd:, m:]], dim=-1)
-            z = torch.cat([z[..., :hd, :m], z[..., hd:, m:]], dim=-1)
-        return (a * z.softmax(dim=-1)).sum(dim=-1)
 
 
 class Indexer(nn.Module):
@@ -208,11 +168,10 @@ class Indexer(nn.Module):
         """The top-k of at most k entries is all of them, so scoring can be skipped (exactly)."""
         return n_entries <= self.topk
 
-    def forward(self, xw, xa, xz, qr, pos, slots, visible: torch.Tensor) -> torch.Tensor | None:
-        """xw, xa, xz: weights_proj(x) and the compressor's wkv(x), wgate(x) (`Attention.project`).
-        -> bool [B,T,N]: the entries each query attends to (a subset of `visible`), or None where
-        that is all of `visible` (`selects_all`)."""
-        self.compressor(xa, xz, pos, slots)
+    def forward(self, xw, qr, pos, slots, visible: torch.Tensor) -> torch.Tensor | None:
+        """xw: weights_proj(x) (`Attention.project`), once the attention has fed this chunk to the
+        compressor (`Attention._cache`). -> bool [B,T,N]: the entries each query attends to (a subset
+        of `visible`), or None where that is all of `visible` (`selects_all`)."""
         if self.selects_all(visible.shape[-1]):
             return None
         qi = self.compressor.rope(self.wq_b(qr).unflatten(-1, (self.n_heads, self.head_dim)), pos)
@@ -270,17 +229,16 @@ class Attention(CachedModule):
         qa, kv, *rest = self.project(x)
         q = get("norm_linear")(qa, self.q_norm.weight, self.q_norm.eps, self.wq_b.weight)
         q = q.unflatten(-1, (self.n_heads, self.head_dim))  # before its per-head norm and RoPE
-        kv = self.rope(self.kv_norm(kv), pos)
+        kv = self._cache(kv, rest, pos, slots)
         entries = visible = selected = None  # selected None: every visible entry
         if self.compressor is not None:
-            self.compressor(rest[0], rest[1], pos, slots)
             entries = self.compressor.entries
             n = entries.shape[1] - 1
             visible = _arange(n, x) < ((pos + 1) // self.ratio)[..., None]  # entry j covers [j·m, (j+1)·m)
             if self.indexer is not None:
-                selected = self.indexer(*rest[2:], self.q_norm(qa), pos, slots, visible)
+                selected = self.indexer(rest[2], self.q_norm(qa), pos, slots, visible)
         if x.shape[1] == 1:
-            o = self._decode(q, kv, pos, slots, entries, selected)
+            o = self._decode(q, pos, slots, entries, selected)
         else:
             q = self.rope(get("rmsnorm")(q, None, self.eps), pos)
             keys, mask = self._window(kv, pos, slots)
@@ -290,12 +248,26 @@ class Attention(CachedModule):
         o = get("linear")(o.flatten(2), self.wo_a.weight, self.o_groups)  # group g of wo_a reads heads' slice g
         return self.wo_b(o)
 
-    def _decode(self, q, kv, pos, slots, entries, selected):
-        """T=1: the ring, once it holds this token, is exactly the window (pos-W, pos]; writing first
-        keeps the compiled step free of whole-buffer copies (`_write_rows`). Without a selection the
-        attention finds the visible entries from the position and ratio (no mask to build). The op
-        also takes q's per-head norm and RoPE, and the output's inverse RoPE (no launches of their own)."""
-        _write_rows(slots, (self.win_kv, pos % self.window, kv))
+    def _cache(self, kv, rest, pos, slots) -> torch.Tensor | None:
+        """Feed this chunk's projections (rest: `_input_linears` after q and kv) to the compressors. A
+        decode token also goes to the window ring, all in one `decode_cache` op (None returned); a
+        chunk's kv is returned normed and rotated (`_window` writes the ring)."""
+        comps = [(self.compressor, rest[0:2])] if self.compressor is not None else []
+        if self.indexer is not None:
+            comps.append((self.indexer.compressor, rest[3:5]))
+        if pos.shape[1] > 1:
+            for comp, (a, z) in comps:
+                comp(a, z, pos, slots)
+            return self.rope(self.kv_norm(kv), pos)
+        get("decode_cache")(kv, self.kv_norm.weight, self.win_kv, self.rope.table(kv.device, self.head_dim), pos,
+                            slots, self.kv_norm.eps, [comp.step(a, z) for comp, (a, z) in comps])
+        return None
+
+    def _decode(self, q, pos, slots, entries, selected):
+        """T=1, once `decode_cache` has written the token: the ring then holds exactly the window
+        (pos-W, pos]. Without a selection the attention finds the visible entries from the position
+        and ratio (no mask to build). The op also takes q's per-head norm and RoPE, and the output's
+        inverse RoPE (no launches of their own)."""
         mask = None if selected is None else selected[:, 0]
         o = get("decode_attention")(q[:, 0], self.win_kv, slots, pos[:, 0], entries, mask, self.attn_sink,
                                     self.scale, self.ratio, self.rope.table(q.device, self.head_dim), self.eps)
@@ -310,7 +282,7 @@ class Attention(CachedModule):
         kpos = torch.cat([ring_pos, pos], 1)[:, None, :]
         mask = (kpos >= 0) & (kpos <= pos[..., None]) & (kpos > pos[..., None] - W)
         n = min(T, W)
-        _write_rows(slots, (self.win_kv, pos[:, -n:] % W, kv[:, -n:]))
+        write_rows(slots, (self.win_kv, pos[:, -n:] % W, kv[:, -n:]))
         return keys, mask
 
 

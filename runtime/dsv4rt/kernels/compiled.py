@@ -72,11 +72,25 @@ class CompiledDecode:
         return {g.name: g.failed for g in (self.block, self.logits)}
 
 
+def inductor_options(**overrides) -> dict:
+    """Inductor's options for the decode step (`overrides` win):
+    - its kernels launch with PDL where ours do (`inductor_pdl`);
+    - no locality reordering: that pass moves every producer right before its consumer, and so put the
+      cache writes (`decode_cache`, a chain of dependent loads) right after the input projection, where
+      the wq_b GEMV launched beside them and filled HBM with its weight prefetch. In the model's order
+      they run after that GEMV, beside the attention, which prefetches nothing."""
+    opts = {"reorder_for_locality": False}
+    if inductor_pdl():
+        opts["triton.enable_pdl"] = True
+    return {**opts, **overrides}
+
+
 def compile_decode(model, mode: str | None = None, dynamic: bool | None = None, backend: str = "inductor",
-                   allow_cpu: bool = False) -> bool:
+                   allow_cpu: bool = False, options: dict | None = None) -> bool:
     """Install the compiled decode step on `model` (`model.compiled_decode`) (compilation itself happens on first use).
     Returns False, logging why, where it does not apply: a CPU model (unless `allow_cpu`, for tests
-    with the cheap `aot_eager` backend) or a torch without a working torch.compile."""
+    with the cheap `aot_eager` backend) or a torch without a working torch.compile. `options` go to
+    `inductor_options`."""
     if model.embed.weight.device.type != "cuda" and not allow_cpu:
         log.info("torch.compile decode not enabled: model is on %s (CUDA only)", model.embed.weight.device)
         return False
@@ -88,8 +102,8 @@ def compile_decode(model, mode: str | None = None, dynamic: bool | None = None, 
         opts = {"dynamic": dynamic, "fullgraph": False, "backend": backend}
         if mode is not None:
             opts["mode"] = mode
-        elif backend == "inductor" and inductor_pdl():
-            opts["options"] = {"triton.enable_pdl": True}
+        elif backend == "inductor":
+            opts["options"] = inductor_options(**(options or {}))
         compiled = CompiledDecode(lambda fn: torch.compile(fn, **opts))
     except Exception as e:  # noqa: BLE001 - e.g. a torch build without dynamo: stay eager
         log.warning("torch.compile decode not enabled: %s", e)

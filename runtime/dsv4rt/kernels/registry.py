@@ -22,7 +22,7 @@ _NEXT: dict[tuple[str, str], Callable] = {}  # (op, backend) -> what next_impl r
 _OPTIONAL_MODULES: tuple[str, ...] = (
     "dsv4rt.kernels.cuda_ops", "dsv4rt.kernels.triton_moe", "dsv4rt.kernels.triton_mhc",
     "dsv4rt.kernels.triton_attention", "dsv4rt.kernels.triton_route", "dsv4rt.kernels.triton_gemv",
-    "dsv4rt.kernels.triton_mhc_post",
+    "dsv4rt.kernels.triton_mhc_post", "dsv4rt.kernels.triton_cache",
 )
 _loaded = False
 
@@ -89,7 +89,8 @@ def _ensure_loaded() -> None:
     if _loaded:
         return
     _loaded = True
-    importlib.import_module("dsv4rt.kernels.reference")
+    for mod in ("dsv4rt.kernels.reference", "dsv4rt.kernels.reference_cache"):
+        importlib.import_module(mod)
     for mod in _OPTIONAL_MODULES:
         register_optional(mod)
 
