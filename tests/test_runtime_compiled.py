@@ -67,7 +67,7 @@ def test_a_failing_compile_falls_back_to_eager_and_says_why(caplog):
 def test_inductor_writes_the_decode_cache_in_place(model):
     """One CSA layer (window ring, compressor, indexer compressor) through Inductor on CPU: the same
     output and cache as eager, and every cache write an in-place scatter. A write after a read of the
-    old buffer becomes an out-of-place index_put plus a whole-buffer copy_ back (model._write_rows)."""
+    old buffer becomes an out-of-place index_put plus a whole-buffer copy_ back (reference_cache.write_rows)."""
     from torch._inductor import config
     from torch._inductor.utils import run_and_get_code
 

@@ -3,7 +3,7 @@
 A plain decode step was ~2,600 tiny kernels (docs/performance.md): the elementwise, index and copy
 chains of attention, compressor, indexer and mHC. Inductor fuses those chains, so each layer's
 `Block.forward` is compiled as one graph: the cache writes are plain scatters that Inductor does in
-place (the decode path writes each buffer before reading it, `model._write_rows`), and the Triton
+place (the decode path writes each buffer before reading it, `reference_cache.write_rows`), and the Triton
 kernels (Sinkhorn, decode attention, routed experts) are torch custom ops that it calls as they are.
 Dynamo shares one compiled graph across the layers of a kind (SWA/CSA/HCA × hash/score routing).
 The final mHC head, norm and vocab projection (`HeadMixin._logits`) are a second compiled function:
