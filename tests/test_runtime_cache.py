@@ -72,9 +72,9 @@ def _comp(ratio: int, hd: int, overlap: bool, rows: int = 2, slots: int = 3) -> 
     c = 2 if overlap else 1
     g = torch.Generator().manual_seed(ratio + hd)
     rand = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    return Compression(rand(rows, 1, c * hd), rand(rows, 1, c * hd), rand(ratio, c * hd), rand(slots, c * hd, c * ratio),
-                       rand(slots, c * hd, c * ratio), torch.zeros(slots, 9, hd), torch.rand(hd) + 0.5,
-                       torch.rand(hd) * 0.1)
+    ring = lambda: rand(slots, c * hd, c * ratio)  # noqa: E731
+    return Compression(rand(rows, 1, c * hd), rand(rows, 1, c * hd), rand(ratio, c * hd), ring(), ring(),
+                       torch.zeros(slots, 9, hd), torch.rand(hd) + 0.5, torch.rand(hd) * 0.1)
 
 
 def test_reference_writes_an_entry_only_where_a_block_ends():

@@ -214,9 +214,9 @@ def _case(device, dtype, g, ratio: int, hd: int, overlap: bool, rows: int = 3, s
     """A compressor's random inputs and state (the self-check's, and the tests')."""
     c = 2 if overlap else 1
     rand = lambda *shape, dt=dtype: torch.randn(*shape, generator=g).to(device, dt)  # noqa: E731
-    return Compression(rand(rows, 1, c * hd), rand(rows, 1, c * hd), rand(ratio, c * hd, dt=torch.float32),
-                       rand(slots, c * hd, c * ratio, dt=torch.float32), rand(slots, c * hd, c * ratio, dt=torch.float32),
-                       rand(slots, n, hd), rand(hd), torch.rand(hd, generator=g).to(device))
+    ring = lambda: rand(slots, c * hd, c * ratio, dt=torch.float32)  # noqa: E731
+    return Compression(rand(rows, 1, c * hd), rand(rows, 1, c * hd), rand(ratio, c * hd, dt=torch.float32), ring(),
+                       ring(), rand(slots, n, hd), rand(hd), torch.rand(hd, generator=g).to(device))
 
 
 def _fresh(c: Compression) -> Compression:
@@ -238,9 +238,8 @@ def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> flo
     err = 0.0
     for comps in ([_case(device, dtype, g, 4, 64, True), _case(device, dtype, g, 4, 32, True)],
                   [_case(device, dtype, g, 16, 64, False)]):
-        kv, w, rope = torch.randn(3, 1, 128, generator=g).to(device, dtype), torch.randn(128).to(device, dtype), \
-            torch.rand(128, generator=g).to(device)
-        win = torch.randn(4, 16, 128, generator=g).to(device, dtype)
+        kv, w = torch.randn(3, 1, 128, generator=g).to(device, dtype), torch.randn(128, generator=g).to(device, dtype)
+        rope, win = torch.rand(128, generator=g).to(device), torch.randn(4, 16, 128, generator=g).to(device, dtype)
         mine, win_mine = [_fresh(c) for c in comps], win.clone()
         for step in range(2):
             decode_cache(kv, w, win_mine, rope, pos + step, slots, 1e-6, mine)
