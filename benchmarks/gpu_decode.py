@@ -153,19 +153,25 @@ def _gemv_early1(model):
 
 
 @contextmanager
+def _retraced():
+    """Dynamo's compiled code dropped on entry and on exit: the blocks are traced again inside (and after)."""
+    torch._dynamo.reset()
+    try:
+        yield
+    finally:
+        torch._dynamo.reset()
+
+
+@contextmanager
 def _cache_unfused(model):
     """A decode token's cache writes as the reference ops (reference_cache.py), which Inductor compiles into
-    its own kernels, instead of the one `decode_cache` launch; the compiled blocks are traced again."""
+    its own kernels, instead of the one `decode_cache` launch."""
     from dsv4rt.kernels import registry
     from dsv4rt.kernels.reference_cache import decode_cache
 
-    with registry.scoped():
+    with registry.scoped(), _retraced():
         registry.register("decode_cache", "inductor", 100)(lambda *args: decode_cache(*args))
-        torch._dynamo.reset()
-        try:
-            yield
-        finally:
-            torch._dynamo.reset()
+        yield
 
 
 @contextmanager
@@ -175,13 +181,12 @@ def _locality(model):
     from dsv4rt.kernels.compiled import compile_decode
 
     saved = model.compiled_decode
-    torch._dynamo.reset()
-    compile_decode(model, dynamic=False, options={"reorder_for_locality": True})
-    try:
-        yield
-    finally:
-        model.compiled_decode = saved
-        torch._dynamo.reset()
+    with _retraced():
+        compile_decode(model, dynamic=False, options={"reorder_for_locality": True})
+        try:
+            yield
+        finally:
+            model.compiled_decode = saved
 
 
 # --flag -> (result key, context manager of the model, what the other column is)

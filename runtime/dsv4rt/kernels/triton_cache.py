@@ -227,12 +227,22 @@ def _state(comps: list[Compression]) -> list[torch.Tensor]:
     return [t for c in comps for t in (c.ring_kv, c.ring_sc, c.entries)]
 
 
-def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
-    """Largest relative error of every written buffer against the reference over two consecutive tokens
-    (the second needs the first's counts reset), for a CSA layer (two overlapping compressors) and an
-    HCA one, at positions with a young ring, a block's end and neither, slots out of order."""
+def check_steps(comps: list[Compression], kv, kv_weight, rope, win_kv, slots, pos, steps: int) -> float:
+    """Largest relative error of every buffer `decode_cache` writes against the reference, over `steps`
+    consecutive tokens from pos (each needs the one before to have reset its counts); the inputs'
+    buffers are left as the reference wrote them, the kernel writes copies."""
     from dsv4rt.kernels.reference_cache import decode_cache as ref
 
+    mine, win_mine = [_fresh(c) for c in comps], win_kv.clone()
+    for step in range(steps):
+        decode_cache(kv, kv_weight, win_mine, rope, pos + step, slots, 1e-6, mine)
+        ref(kv, kv_weight, win_kv, rope, pos + step, slots, 1e-6, comps)
+    return max([rel_err(win_mine, win_kv)] + [rel_err(x, y) for x, y in zip(_state(mine), _state(comps))])
+
+
+def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
+    """`check_steps` over two tokens for a CSA layer (two overlapping compressors) and an HCA one, at
+    positions with a young ring, a block's end and neither, slots out of order."""
     g = torch.Generator(device="cpu").manual_seed(0)
     slots, pos = torch.tensor([2, 0, 3], device=device), torch.tensor([[2], [7], [30]], device=device)
     err = 0.0
@@ -240,11 +250,7 @@ def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> flo
                   [_case(device, dtype, g, 16, 64, False)]):
         kv, w = torch.randn(3, 1, 128, generator=g).to(device, dtype), torch.randn(128, generator=g).to(device, dtype)
         rope, win = torch.rand(128, generator=g).to(device), torch.randn(4, 16, 128, generator=g).to(device, dtype)
-        mine, win_mine = [_fresh(c) for c in comps], win.clone()
-        for step in range(2):
-            decode_cache(kv, w, win_mine, rope, pos + step, slots, 1e-6, mine)
-            ref(kv, w, win, rope, pos + step, slots, 1e-6, comps)
-        err = max([err, rel_err(win_mine, win)] + [rel_err(x, y) for x, y in zip(_state(mine), _state(comps))])
+        err = max(err, check_steps(comps, kv, w, rope, win, slots, pos, 2))
     return err
 
 
