@@ -7,8 +7,9 @@ indexer, norms, mHC, gate, shared expert); U_layer(B): distinct routed experts t
 that layer (measured from the router, or expected E·(1 − (1 − k/E)^B) for uniform routing);
 head: the vocab projection, final norm and hc_head; state(ctx): per row, the window ring, the
 visible compressed entries (CSA every 4 tokens but at most the indexer's top-k of them, every indexer
-key, HCA every 128) and the compressor rings. The MTP layer is not run by plain decode and is left
-out. Each byte is counted once (a perfect cache of one step).
+key, HCA every 128) and the compressor rings, averaged over steps: a ring is read whole only where a
+block ends (1 step in the ratio; `decode_cache` pools nowhere else). The MTP layer is not run by plain
+decode and is left out. Each byte is counted once (a perfect cache of one step).
 Where the cache holds no more compressed entries than the indexer's top-k, the indexer selects all
 of them and is skipped (`Indexer.selects_all`): its query projection and its keys are not read then.
 """
@@ -41,7 +42,7 @@ def expected_experts(batch: int, n_experts: int, top_k: int) -> float:
 
 
 def state_bytes_per_row(model, ctx: int) -> int:
-    """Decode state one row reads at context length ctx (window + visible entries + rings)."""
+    """Decode state one row reads at context length ctx (window + visible entries + rings, 1 step in ratio)."""
     total = 0
     for layer in model.layers:
         attn = layer.attn
@@ -56,7 +57,7 @@ def state_bytes_per_row(model, ctx: int) -> int:
             elif comp is not attn.compressor and indexer_skipped(attn):
                 visible = 1  # a skipped indexer only writes its new entry
             total += visible * row
-            total += 2 * comp.ring_kv[0].numel() * comp.ring_kv.element_size()
+            total += 2 * comp.ring_kv[0].numel() * comp.ring_kv.element_size() // comp.ratio
     return total
 
 

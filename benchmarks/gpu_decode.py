@@ -140,16 +140,36 @@ def _pdl_off(model):
 
 
 @contextmanager
-def _gemv_early1(model):
-    """The GEMVs requesting only their first weight tile before the PDL wait (triton_gemv.EARLY_TILES);
-    the launcher reads it at capture, so nothing is compiled again."""
-    from dsv4rt.kernels import triton_gemv as tg
-
-    saved, tg.EARLY_TILES = tg.EARLY_TILES, 1
+def _setting(module, name: str, value):
+    """module.name = value inside (a launcher reads it at capture, so nothing is compiled again)."""
+    saved = getattr(module, name)
+    setattr(module, name, value)
     try:
         yield
     finally:
-        tg.EARLY_TILES = saved
+        setattr(module, name, saved)
+
+
+def _gemv_early1(model):
+    """The GEMVs requesting only their first weight tile before the PDL wait (triton_gemv.EARLY_TILES)."""
+    from dsv4rt.kernels import triton_gemv
+
+    return _setting(triton_gemv, "EARLY_TILES", 1)
+
+
+def _cache_pool_always(model):
+    """`decode_cache` pooling the compressors' rings on every step, not only where a block ends
+    (triton_cache.POOL_ALWAYS: the kernel as it was up to round 8)."""
+    from dsv4rt.kernels import triton_cache
+
+    return _setting(triton_cache, "POOL_ALWAYS", True)
+
+
+def _cache_in_order(model):
+    """`decode_cache` waiting for the wq_b GEMV before it starts, not running beside it (triton_cache.BESIDE)."""
+    from dsv4rt.kernels import triton_cache
+
+    return _setting(triton_cache, "BESIDE", False)
 
 
 @contextmanager
@@ -193,6 +213,8 @@ def _locality(model):
 VARIANTS = {"pdl_off": ("decode_pdl_off", _pdl_off, "the Triton kernels without PDL"),
             "gemv_early1": ("decode_gemv_early1", _gemv_early1, "GEMVs with one weight tile before the wait"),
             "cache_unfused": ("decode_cache_unfused", _cache_unfused, "the cache writes compiled by Inductor"),
+            "cache_pool_always": ("decode_cache_pool_always", _cache_pool_always, "decode_cache pooling every step"),
+            "cache_in_order": ("decode_cache_in_order", _cache_in_order, "decode_cache after wq_b, not beside it"),
             "locality": ("decode_locality", _locality, "Inductor's locality reordering on")}
 
 
@@ -257,7 +279,8 @@ def _args(argv):
                    help="context of the 'decode_long' part (batches 1 and 8), where the CSA indexer's "
                         "top-k is a real selection (more entries than index_topk); 0 skips it")
     p.add_argument("--prefill-len", type=int, default=4096)
-    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--steps", type=int, default=128,
+                   help="greedy steps a timed run (128 from --prompt-len 128: every compressor's block ends inside)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--hf-steps", type=int, default=16)
     p.add_argument("--hf-dir", default="/tmp/dsv4rt_hf_export")
@@ -271,6 +294,10 @@ def _args(argv):
     p.add_argument("--cache-unfused", default="",
                    help="batch sizes timed again with a decode token's cache writes compiled by Inductor, "
                         "not the one decode_cache launch")
+    p.add_argument("--cache-pool-always", default="",
+                   help="batch sizes timed again with decode_cache pooling the rings on every step (as up to round 8)")
+    p.add_argument("--cache-in-order", default="",
+                   help="batch sizes timed again with decode_cache waiting for the wq_b GEMV (not beside it)")
     p.add_argument("--locality", default="",
                    help="batch sizes timed again with Inductor's locality reordering on (compiled.inductor_options)")
     p.add_argument("--dynamic", choices=("static", "auto"), default="static",

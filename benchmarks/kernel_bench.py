@@ -5,8 +5,8 @@
 Each case is captured 20 times in one CUDA graph and replayed, so a time includes the gap to the next
 launch as in the engine's decode graphs (a loop of eager calls would time the CPU's launches instead).
 Cases: decode attention split over key chunks against one program per row; the `hc_pre` kernel's
-warps; the `hc_post` kernel's column blocks against Inductor's post and projection; `decode_cache` per
-channel tile against Inductor's kernels; the Triton GEMVs against
+warps; the `hc_post` kernel's column blocks against Inductor's post and projection; `decode_cache` mid-block,
+at a block's end and pooling on every step, against Inductor's kernels; the Triton GEMVs against
 cuBLAS for every linear of a mini layer and the head; the routed-expert GEMVs' rows per program.
 """
 
@@ -150,22 +150,43 @@ MINI_CACHES = {"SWA": (), "HCA": ((128, 512, False),), "CSA": ((4, 512, True), (
 
 
 def cache_cases(M: int) -> dict[str, float]:
-    """A decode token's cache writes per mini layer kind: the one `decode_cache` launch per channel tile
-    against Inductor's kernels for the reference ops."""
+    """A decode token's cache writes per mini layer kind, in one `decode_cache` launch: mid-block (push
+    only), where every row's block ends (the pool), and pooling on every step (`POOL_ALWAYS`, before);
+    against Inductor's kernels for the reference ops, which pool on every step."""
     from dsv4rt.kernels import compiled, reference_cache, triton_cache as tc
 
-    g, res, saved = torch.Generator().manual_seed(0), {}, tc._TILE
+    g, res = torch.Generator().manual_seed(0), {}
     inductor = torch.compile(reference_cache.decode_cache, dynamic=False, options=compiled.inductor_options())
     for kind, spec in MINI_CACHES.items():
         comps = [tc._case("cuda", torch.bfloat16, g, r, hd, ov, M, M + 1, 1100) for r, hd, ov in spec]
         kv, w, rope, win = _rand(M, 1, 512), _rand(512), torch.rand(512, device="cuda"), _rand(M + 1, 128, 512)
-        slots, pos = torch.arange(M, device="cuda"), torch.full((M, 1), 4135, device="cuda")
-        for tile in (1024, 2048, 8192):
-            tc._TILE = tile
-            res[f"{kind} triton, tile {tile}"] = graph_us(lambda: tc.decode_cache(kv, w, win, rope, pos, slots, 1e-6,
-                                                                                   comps))  # noqa: B023
-        tc._TILE = saved
+        slots = torch.arange(M, device="cuda")
+        for case, p, always in (("mid-block", 4093, False), ("block end", 4095, False), ("every step", 4093, True)):
+            pos, tc.POOL_ALWAYS = torch.full((M, 1), p, device="cuda"), always
+            try:
+                res[f"{kind} triton, {case}"] = graph_us(lambda: tc.decode_cache(kv, w, win, rope, pos, slots, 1e-6,
+                                                                                  comps))  # noqa: B023
+            finally:
+                tc.POOL_ALWAYS = False
         res[f"{kind} inductor"] = graph_us(lambda: inductor(kv, w, win, rope, pos, slots, 1e-6, comps))  # noqa: B023
+        res.update(_cache_pair(kind, M, lambda q: tc.decode_cache(kv, w, win, rope, pos, slots, 1e-6, comps, q)))
+    return res
+
+
+def _cache_pair(kind: str, M: int, cache) -> dict[str, float]:
+    """wq_b's GEMV (mini: 512 -> 8,192, with q's norm) and then `cache(after=q)`: run beside the GEMV
+    (triton_cache.BESIDE), in order, and the GEMV alone."""
+    from dsv4rt.kernels import get, triton_cache as tc
+
+    qa, nw, wq_b = _rand(M, 512), _rand(512), _rand(8192, 512)
+    gemv = lambda: get("norm_linear")(qa, nw, 1e-6, wq_b)  # noqa: E731
+    res = {f"{kind} wq_b GEMV alone": graph_us(gemv)}
+    for name, beside in (("beside", True), ("in order", False)):
+        tc.BESIDE = beside
+        try:
+            res[f"{kind} wq_b GEMV + cache {name}"] = graph_us(lambda: cache(gemv()))
+        finally:
+            tc.BESIDE = True
     return res
 
 

@@ -3,10 +3,12 @@
 Under torch.compile these writes were 3 kernels a layer in HCA and 7 in CSA (ring scatters, the
 pooling's gather and softmax, the entries' norm and RoPE, the window row), each a link in batch 1's
 chain of dependent launches. Here program (b, 0) writes row b's window row, and each compressor's
-programs (b, 1..) own a block of its entry's channels: they push the token into the rings, pool their
-channels over the ring and leave them in a scratch row. The norm needs all channels, so the row's last
-program to finish (an atomic count) reads them back from L2 and writes the normed, rotated entry: a
-serial tail of one head's worth of values (hd ≤ 512 floats), against a launch saved.
+programs (b, 1..) own a block of its entry's channels: they push the token into the rings and, only
+where row b's block ends (1 step in the ratio), pool their channels over the ring into a per-row buffer.
+The norm needs all channels, so the row's last program to finish (an atomic count) reads them back
+from L2 and writes the normed, rotated entry: a serial tail of one head's worth of values (hd ≤ 512
+floats), against a launch saved. The reference pools on every step and sends the entries of blocks
+that do not end to the entries' scratch row N, whose content is left unspecified.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import triton
 import triton.language as tl
 
 from dsv4rt.kernels import pdl
-from dsv4rt.kernels.pdl import wait_prior
+from dsv4rt.kernels.pdl import launch_next, wait_at_exit, wait_prior
 from dsv4rt.kernels.reference_cache import Compression
 from dsv4rt.kernels.registry import register_checked, rel_err
 from dsv4rt.kernels.triton_attention import _rope
@@ -27,7 +29,10 @@ log = logging.getLogger(__name__)
 
 _TILE = 1024  # ring values (channels × tokens) a program pools; HCA: 16 channels (the least), CSA: 128 (kernel_bench,
 # H100, at 1 and 64 rows: CSA 3.98 and 5.89 µs against 4.85 and 6.46 at 2048, HCA the same)
-_COUNTS: dict[torch.device, torch.Tensor] = {}
+POOL_ALWAYS = False  # True: pool on every step, as before (benchmarks/gpu_decode.py --cache-pool-always)
+BESIDE = True  # given `after`, run beside its producer (pdl.launch_next); False: after it (gpu_decode --cache-in-order)
+_COUNTS: dict[torch.device, list[torch.Tensor]] = {}
+_POOLED: dict[torch.device, list[torch.Tensor]] = {}
 
 
 @triton.jit
@@ -51,24 +56,30 @@ def _norm_rope(x_ptr, w_ptr, rope_ptr, out_ptr, pos, eps, D: tl.constexpr, CG: t
 @triton.jit
 def _push(a_ptr, z_ptr, ape_ptr, ring_kv, ring_sc, c, p, C: tl.constexpr, M: tl.constexpr, SPAN: tl.constexpr):
     """Channels c of the token at position p into ring column p % SPAN: a, and z + ape; returns both."""
-    a = tl.load(a_ptr + c).to(tl.float32)
-    z = tl.load(z_ptr + c).to(tl.float32) + tl.load(ape_ptr + (p % M) * C + c).to(tl.float32)
+    a = tl.load(a_ptr + c, cache_modifier=".cg").to(tl.float32)  # from L2: the input projection wrote a and z
+    z = tl.load(z_ptr + c, cache_modifier=".cg").to(tl.float32) + tl.load(ape_ptr + (p % M) * C + c).to(tl.float32)
     tl.store(ring_kv + c * SPAN + p % SPAN, a)
     tl.store(ring_sc + c * SPAN + p % SPAN, z)
     return a, z
 
 
 @triton.jit
-def _pool_block(a_ptr, z_ptr, ape_ptr, ring_kv, ring_sc, pooled_ptr, q, p, HD: tl.constexpr, M: tl.constexpr,
-                SPAN: tl.constexpr, BLOCK: tl.constexpr):
-    """Entry channels j = q·BLOCK..: the token pushed, then a softmax over the window's SPAN tokens of the
-    gate, weighting kv (tokens before position 0 weigh 0). With overlap (SPAN = 2M) the older M tokens
-    are read at channel j, the newer at HD + j. The ring's column of this token is never read back."""
+def _push_block(a_ptr, z_ptr, ape_ptr, ring_kv, ring_sc, j, p, HD: tl.constexpr, M: tl.constexpr, SPAN: tl.constexpr):
+    """Entry channels j of the token at p into the rings (with overlap, SPAN = 2M, at j and HD + j);
+    returns the newer half's a and z, which the pool takes from registers."""
     C: tl.constexpr = HD * (SPAN // M)
-    j, r = q * BLOCK + tl.arange(0, BLOCK), tl.arange(0, SPAN)
     if SPAN > M:
         _push(a_ptr, z_ptr, ape_ptr, ring_kv, ring_sc, j, p, C, M, SPAN)
-    a_now, z_now = _push(a_ptr, z_ptr, ape_ptr, ring_kv, ring_sc, j + (SPAN // M - 1) * HD, p, C, M, SPAN)
+    return _push(a_ptr, z_ptr, ape_ptr, ring_kv, ring_sc, j + (SPAN // M - 1) * HD, p, C, M, SPAN)
+
+
+@triton.jit
+def _pool_block(a_now, z_now, ring_kv, ring_sc, pooled_ptr, j, p, HD: tl.constexpr, M: tl.constexpr,
+                SPAN: tl.constexpr):
+    """Entry channels j: a softmax over the window's SPAN tokens of the gate, weighting kv (tokens
+    before position 0 weigh 0). With overlap the older M tokens are read at channel j, the newer at
+    HD + j. The token at p comes from registers: its ring column is never read back."""
+    r = tl.arange(0, SPAN)
     now = (r == SPAN - 1)[None, :]
     offs = (j[:, None] + (r // M)[None, :] * HD) * SPAN + ((p + 1 + r) % SPAN)[None, :]  # token p - SPAN + 1 + r
     kv = tl.where(now, a_now[:, None], tl.load(ring_kv + offs, mask=~now, other=0.0))
@@ -81,22 +92,27 @@ def _pool_block(a_ptr, z_ptr, ape_ptr, ring_kv, ring_sc, pooled_ptr, q, p, HD: t
 
 @triton.jit
 def _compress(a_ptr, z_ptr, ape_ptr, rkv_ptr, rsc_ptr, ent_ptr, nw_ptr, rope_ptr, pooled_ptr, count_ptr, q, slot, p,
-              s_es, s_er, scratch, eps, HD: tl.constexpr, M: tl.constexpr, SPAN: tl.constexpr, BLOCK: tl.constexpr):
-    """Program q of a compressor's HD // BLOCK for one row; the row's last one writes the entry (row
-    p // M if its block ends at p, else the scratch row) and resets the count for the next launch.
-    A compressor of one program a row needs no count: its own threads' stores are visible after a barrier."""
+              s_es, s_er, scratch, eps, HD: tl.constexpr, M: tl.constexpr, SPAN: tl.constexpr, BLOCK: tl.constexpr,
+              ALWAYS: tl.constexpr):
+    """Program q of a compressor's HD // BLOCK for one row: push its channels of the token; where the
+    row's block ends at p, pool them, and the row's last program writes entry p // M and resets the
+    count for the next launch. Elsewhere nothing is pooled, the ring is not read (ALWAYS: pooled all the
+    same, into the scratch row, as before). One program a row needs no count: a barrier orders its stores."""
     ring = slot * (HD * (SPAN // M) * SPAN)
-    _pool_block(a_ptr, z_ptr, ape_ptr, rkv_ptr + ring, rsc_ptr + ring, pooled_ptr, q, p, HD, M, SPAN, BLOCK)
-    tl.debug_barrier()  # every thread's pooled channels stored before the count (release: visible on the GPU)
-    if HD == BLOCK:
-        last = True
-    else:
-        last = tl.atomic_add(count_ptr, 1, sem="acq_rel") == HD // BLOCK - 1
-    if last:
-        row = tl.where((p + 1) % M == 0, p // M, scratch)
-        _norm_rope(pooled_ptr, nw_ptr, rope_ptr, ent_ptr + slot * s_es + row * s_er, p - M + 1, eps, HD, True)
-        if HD != BLOCK:
-            tl.store(count_ptr, 0)
+    j, end = q * BLOCK + tl.arange(0, BLOCK), (p + 1) % M == 0
+    a_now, z_now = _push_block(a_ptr, z_ptr, ape_ptr, rkv_ptr + ring, rsc_ptr + ring, j, p, HD, M, SPAN)
+    if ALWAYS or end:
+        _pool_block(a_now, z_now, rkv_ptr + ring, rsc_ptr + ring, pooled_ptr, j, p, HD, M, SPAN)
+        tl.debug_barrier()  # every thread's pooled channels stored before the count (release: visible on the GPU)
+        if HD == BLOCK:
+            last = True
+        else:
+            last = tl.atomic_add(count_ptr, 1, sem="acq_rel") == HD // BLOCK - 1
+        if last:
+            row = tl.where(end, p // M, scratch)
+            _norm_rope(pooled_ptr, nw_ptr, rope_ptr, ent_ptr + slot * s_es + row * s_er, p - M + 1, eps, HD, True)
+            if HD != BLOCK:
+                tl.store(count_ptr, 0)
 
 
 @triton.jit
@@ -106,32 +122,50 @@ def _cache_step(kv_ptr, kvw_ptr, kvrope_ptr, win_ptr, pos_ptr, slot_ptr, pooled_
                 eps,
                 D: tl.constexpr, NCOMP: tl.constexpr, HD0: tl.constexpr, M0: tl.constexpr, SPAN0: tl.constexpr,
                 BLOCK0: tl.constexpr, HD1: tl.constexpr, M1: tl.constexpr, SPAN1: tl.constexpr, BLOCK1: tl.constexpr,
-                PDL: tl.constexpr):
-    """Program (b, 0): row b's window row; (b, 1 .. P0): compressor 0's blocks; then compressor 1's."""
+                ALWAYS: tl.constexpr, BESIDE: tl.constexpr, PDL: tl.constexpr):
+    """Program (b, 0): row b's window row; (b, 1 .. P0): compressor 0's blocks; then compressor 1's.
+    BESIDE: everything before the wait, which comes last (pdl.launch_next); its inputs are from L2."""
     b, t = tl.program_id(0), tl.program_id(1)
-    wait_prior(PDL)
-    slot = tl.load(slot_ptr + b * s_slot).to(tl.int64)
-    p = tl.load(pos_ptr + b * s_pos).to(tl.int64)
+    if BESIDE:
+        launch_next(PDL)
+    else:
+        wait_prior(PDL)
+    slot = tl.load(slot_ptr + b * s_slot, cache_modifier=".cg").to(tl.int64)
+    p = tl.load(pos_ptr + b * s_pos, cache_modifier=".cg").to(tl.int64)
     pooled, P0 = pooled_ptr + b * s_pool, HD0 // BLOCK0
     if t == 0:
-        _norm_rope(kv_ptr + b * s_kv, kvw_ptr, kvrope_ptr, win_ptr + slot * s_ws + (p % W) * s_wr, p, eps, D, False)
+        _norm_rope(kv_ptr + b * s_kv, kvw_ptr, kvrope_ptr, win_ptr + slot * s_ws + (p % W) * s_wr, p, eps, D, True)
     elif NCOMP > 0:
         if t <= P0:
             _compress(a0 + b * s_a0, z0 + b * s_z0, ape0, rkv0, rsc0, ent0, nw0, rope0, pooled, count_ptr + 2 * b,
-                      t - 1, slot, p, s_es0, s_er0, n0, eps, HD0, M0, SPAN0, BLOCK0)
+                      t - 1, slot, p, s_es0, s_er0, n0, eps, HD0, M0, SPAN0, BLOCK0, ALWAYS)
         elif NCOMP > 1:
             _compress(a1 + b * s_a1, z1 + b * s_z1, ape1, rkv1, rsc1, ent1, nw1, rope1, pooled + HD0,
-                      count_ptr + 2 * b + 1, t - 1 - P0, slot, p, s_es1, s_er1, n1, eps, HD1, M1, SPAN1, BLOCK1)
+                      count_ptr + 2 * b + 1, t - 1 - P0, slot, p, s_es1, s_er1, n1, eps, HD1, M1, SPAN1, BLOCK1, ALWAYS)
+    if BESIDE:
+        wait_at_exit(PDL)
 
 
 def _counts(device: torch.device, rows: int) -> torch.Tensor:
     """Per row and compressor, the programs that have finished: zero between launches (each row's last
     program resets its own). Made on the first call (the warm-up before a CUDA graph is captured, at the
     largest batch first), then kept; a larger batch makes a larger one."""
-    have = _COUNTS.get(device)
-    if have is None or have.numel() < 2 * rows:
-        _COUNTS[device] = have = torch.zeros(2 * max(rows, 256), dtype=torch.int32, device=device)
-    return have
+    return _kept(_COUNTS, device, 2 * rows, torch.int32)
+
+
+def _pooled(device: torch.device, rows: int, width: int) -> torch.Tensor:
+    """The rows' pooled channels before the norm, kept like the counts: a kernel that runs beside the
+    previous one (BESIDE) must not write memory the allocator might just have freed from under it."""
+    return _kept(_POOLED, device, rows * width, torch.float32)[:rows * width].view(rows, width)
+
+
+def _kept(store: dict, device: torch.device, numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """The device's newest buffer of at least numel; a smaller one stays alive too, for the graphs
+    captured with it."""
+    have = store.setdefault(device, [])
+    if not have or have[-1].numel() < numel:
+        have.append(torch.zeros(max(numel, 512), dtype=dtype, device=device))
+    return have[-1]
 
 
 def _block(hd: int, span: int) -> int:
@@ -155,8 +189,9 @@ def _comp_args(comps: list[tuple]) -> tuple[list, list, dict]:
 def _cache_op(kv: torch.Tensor, kv_weight: torch.Tensor, win_kv: torch.Tensor, rope: torch.Tensor, pos: torch.Tensor,
               slots: torch.Tensor, eps: float, a: list[torch.Tensor], z: list[torch.Tensor], ape: list[torch.Tensor],
               rings_kv: list[torch.Tensor], rings_sc: list[torch.Tensor], entries: list[torch.Tensor],
-              norm_weights: list[torch.Tensor], ropes: list[torch.Tensor]) -> None:
-    """kv [B, D], pos [B], slots [B]; per compressor a, z [B, C] and its state (`Compression`)."""
+              norm_weights: list[torch.Tensor], ropes: list[torch.Tensor], after: torch.Tensor | None) -> None:
+    """kv [B, D], pos [B], slots [B]; per compressor a, z [B, C] and its state (`Compression`); after: see
+    `decode_cache`."""
     B, D = kv.shape
     comps = list(zip(a, z, ape, rings_kv, rings_sc, entries, norm_weights, ropes))
     if B == 0:
@@ -164,15 +199,17 @@ def _cache_op(kv: torch.Tensor, kv_weight: torch.Tensor, win_kv: torch.Tensor, r
     ptrs, strides, consts = _comp_args(comps or [(kv, kv, kv, kv, kv, win_kv, kv_weight, rope)])
     hds = [c[5].shape[-1] for c in comps]
     programs = 1 + sum(hd // consts[f"BLOCK{i}"] for i, hd in enumerate(hds))
-    pooled = kv.new_empty((B, max(1, sum(hds))), dtype=torch.float32)
+    pooled = _pooled(kv.device, B, max(1, sum(hds)))
     _cache_step[(B, programs)](kv, kv_weight, rope, win_kv, pos, slots, pooled, _counts(kv.device, B), *ptrs,
                                pos.stride(0), slots.stride(0), kv.stride(0), win_kv.stride(0), win_kv.stride(1),
                                win_kv.shape[1], pooled.stride(0),
-                               *strides, eps, D=D, NCOMP=len(comps), **consts, num_warps=4, **pdl.args())
+                               *strides, eps, D=D, NCOMP=len(comps), **consts, ALWAYS=POOL_ALWAYS,
+                               BESIDE=BESIDE and after is not None, num_warps=4, **pdl.args())
 
 
 @_cache_op.register_fake
-def _(kv, kv_weight, win_kv, rope, pos, slots, eps, a, z, ape, rings_kv, rings_sc, entries, norm_weights, ropes):
+def _(kv, kv_weight, win_kv, rope, pos, slots, eps, a, z, ape, rings_kv, rings_sc, entries, norm_weights, ropes,
+      after):
     return None
 
 
@@ -194,18 +231,20 @@ def _supported(kv, win_kv, rope, comps: list[Compression]) -> bool:
     return ok
 
 
-def decode_cache(kv, kv_weight, win_kv, rope, pos, slots, eps: float, comps: list[Compression]) -> None:
-    """Same contract as the reference `decode_cache`; what `_supported` rejects goes to the reference."""
+def decode_cache(kv, kv_weight, win_kv, rope, pos, slots, eps: float, comps: list[Compression],
+                 after: torch.Tensor | None = None) -> None:
+    """Same contract as the reference `decode_cache`; what `_supported` rejects goes to the reference.
+    With `after` the kernel runs beside the launch that wrote it (`BESIDE`, pdl.py)."""
     if not _supported(kv, win_kv, rope, comps):
         from dsv4rt.kernels.reference_cache import decode_cache as ref
 
-        return ref(kv, kv_weight, win_kv, rope, pos, slots, eps, comps)
+        return ref(kv, kv_weight, win_kv, rope, pos, slots, eps, comps, after)
     B = kv.shape[0]
     flat = lambda t: t.reshape(B, t.shape[-1])  # noqa: E731 - [B, 1, C] views -> [B, C]
     _cache_op(flat(kv), kv_weight, win_kv, rope, pos.reshape(B), slots, float(eps), [flat(c.a) for c in comps],
               [flat(c.z) for c in comps], [c.ape for c in comps], [c.ring_kv for c in comps],
               [c.ring_sc for c in comps], [c.entries for c in comps], [c.norm_weight for c in comps],
-              [c.rope for c in comps])
+              [c.rope for c in comps], after)
     return None
 
 
@@ -224,7 +263,8 @@ def _fresh(c: Compression) -> Compression:
 
 
 def _state(comps: list[Compression]) -> list[torch.Tensor]:
-    return [t for c in comps for t in (c.ring_kv, c.ring_sc, c.entries)]
+    """What `decode_cache` writes that anyone reads: the rings and the entries, less the scratch row."""
+    return [t for c in comps for t in (c.ring_kv, c.ring_sc, c.entries[:, :-1])]
 
 
 def check_steps(comps: list[Compression], kv, kv_weight, rope, win_kv, slots, pos, steps: int) -> float:
