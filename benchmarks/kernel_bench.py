@@ -169,24 +169,6 @@ def cache_cases(M: int) -> dict[str, float]:
             finally:
                 tc.POOL_ALWAYS = False
         res[f"{kind} inductor"] = graph_us(lambda: inductor(kv, w, win, rope, pos, slots, 1e-6, comps))  # noqa: B023
-        res.update(_cache_pair(kind, M, lambda q: tc.decode_cache(kv, w, win, rope, pos, slots, 1e-6, comps, q)))
-    return res
-
-
-def _cache_pair(kind: str, M: int, cache) -> dict[str, float]:
-    """wq_b's GEMV (mini: 512 -> 8,192, with q's norm) and then `cache(after=q)`: run beside the GEMV
-    (triton_cache.BESIDE), in order, and the GEMV alone."""
-    from dsv4rt.kernels import get, triton_cache as tc
-
-    qa, nw, wq_b = _rand(M, 512), _rand(512), _rand(8192, 512)
-    gemv = lambda: get("norm_linear")(qa, nw, 1e-6, wq_b)  # noqa: E731
-    res = {f"{kind} wq_b GEMV alone": graph_us(gemv)}
-    for name, beside in (("beside", True), ("in order", False)):
-        tc.BESIDE = beside
-        try:
-            res[f"{kind} wq_b GEMV + cache {name}"] = graph_us(lambda: cache(gemv()))
-        finally:
-            tc.BESIDE = True
     return res
 
 

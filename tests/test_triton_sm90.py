@@ -67,7 +67,7 @@ def _cache_cases():
     from dsv4rt.kernels import triton_cache as tc
 
     types = dict(kv_ptr=BF16, kvw_ptr=BF16, kvrope_ptr=F32, win_ptr=BF16, pos_ptr="*i64", slot_ptr="*i64",
-                 pooled_ptr=F32, count_ptr="*i32", eps="fp32", D=C, NCOMP=C, ALWAYS=C, BESIDE=C,
+                 pooled_ptr=F32, count_ptr="*i32", eps="fp32", D=C, NCOMP=C, ALWAYS=C,
                  **{f"{k}{i}": C for k in ("HD", "M", "SPAN", "BLOCK") for i in range(2)},
                  **{f"{k}{i}": t for k, t in (("a", BF16), ("z", BF16), ("ape", F32), ("rkv", F32), ("rsc", F32),
                                               ("ent", BF16), ("nw", BF16), ("rope", F32)) for i in range(2)})
@@ -75,10 +75,9 @@ def _cache_cases():
     for name, comps in (("CSA", ((512, 4, 8), (128, 4, 8))), ("HCA", ((512, 128, 128), (16, 1, 1)))):
         consts = {f"{k}{i}": v for i, c in enumerate(comps) for k, v in zip(("HD", "M", "SPAN"), c)}
         consts.update({f"BLOCK{i}": tc._block(c[0], c[2]) for i, c in enumerate(comps)})
-        # the runtime's (pooled where a block ends, beside the previous kernel), and as up to round 8
-        for always, beside in ((False, True), (True, False)):
-            yield ("cache", name, always, beside), tc._cache_step, signature(tc._cache_step, types), dict(
-                D=512, NCOMP=2 if name == "CSA" else 1, ALWAYS=always, BESIDE=beside, **consts), 4
+        for always in (False, True):  # pooled where a block ends (the runtime's), or on every step
+            yield ("cache", name, always), tc._cache_step, signature(tc._cache_step, types), dict(
+                D=512, NCOMP=2 if name == "CSA" else 1, ALWAYS=always, **consts), 4
 
 
 def _cases(pdl: bool = True):
@@ -130,18 +129,12 @@ def _order(ptx: str) -> tuple[int, int, int, int]:
 @pytest.mark.slow
 def test_pdl_kernels_wait_before_reading_inputs_and_storing():
     """With PDL each kernel waits before its first store, lets the next kernel launch after its wait,
-    and loads before the wait only where it prefetches a weight; a kernel that runs beside the previous
-    one (decode_cache) lets the next launch first and waits after its stores; without PDL there is no
-    griddepcontrol."""
+    and loads before the wait only where it prefetches a weight; without PDL there is no griddepcontrol."""
     wrong = {}
     for name, fn, sig, consts, warps in _cases():
         load, wait, launch, store = _order(sm90_ptx(fn, sig, consts, warps))
         prefetch = _kind(name) in _PREFETCH
-        if consts.get("BESIDE"):  # runs beside the previous kernel: lets the next launch first, waits last
-            ok = launch < load < store < wait
-        else:
-            ok = wait < launch < store and (load < wait) == prefetch
-        if not ok:
+        if not (wait < launch < store and (load < wait) == prefetch):
             wrong[str(name)] = dict(load=load, wait=wait, launch=launch, store=store)
     assert not wrong, f"PDL order: {wrong}"
     name, fn, sig, consts, warps = next(_cases(pdl=False))

@@ -228,8 +228,8 @@ class Attention(CachedModule):
     def forward(self, x: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         qa, kv, *rest = self.project(x)
         q = get("norm_linear")(qa, self.q_norm.weight, self.q_norm.eps, self.wq_b.weight)
-        kv = self._cache(kv, rest, pos, slots, after=q)
         q = q.unflatten(-1, (self.n_heads, self.head_dim))  # before its per-head norm and RoPE
+        kv = self._cache(kv, rest, pos, slots)
         entries = visible = selected = None  # selected None: every visible entry
         if self.compressor is not None:
             entries = self.compressor.entries
@@ -248,10 +248,9 @@ class Attention(CachedModule):
         o = get("linear")(o.flatten(2), self.wo_a.weight, self.o_groups)  # group g of wo_a reads heads' slice g
         return self.wo_b(o)
 
-    def _cache(self, kv, rest, pos, slots, after: torch.Tensor) -> torch.Tensor | None:
+    def _cache(self, kv, rest, pos, slots) -> torch.Tensor | None:
         """Feed this chunk's projections (rest: `_input_linears` after q and kv) to the compressors. A
-        decode token also goes to the window ring, all in one `decode_cache` op (None returned), which may
-        run beside the launch that wrote `after` (q: the cache writes never wait for wq_b's GEMV); a
+        decode token also goes to the window ring, all in one `decode_cache` op (None returned); a
         chunk's kv is returned normed and rotated (`_window` writes the ring)."""
         comps = [(self.compressor, rest[0:2])] if self.compressor is not None else []
         if self.indexer is not None:
@@ -261,7 +260,7 @@ class Attention(CachedModule):
                 comp(a, z, pos, slots)
             return self.rope(self.kv_norm(kv), pos)
         get("decode_cache")(kv, self.kv_norm.weight, self.win_kv, self.rope.table(kv.device, self.head_dim), pos,
-                            slots, self.kv_norm.eps, [comp.step(a, z) for comp, (a, z) in comps], after)
+                            slots, self.kv_norm.eps, [comp.step(a, z) for comp, (a, z) in comps])
         return None
 
     def _decode(self, q, pos, slots, entries, selected):

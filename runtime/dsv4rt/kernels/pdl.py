@@ -13,11 +13,6 @@ The rules every kernel launched with `args()` keeps:
   SM's L1 may hold an older copy), what a kernel at least two launches back wrote. That kernel has
   finished: the previous kernel let this one launch only after its own wait.
 
-A kernel that neither reads what the previous kernel writes nor writes what it reads may instead run
-beside it: `launch_next` first, then its work (reading only what kernels at least two launches back
-wrote, from L2), then `wait_at_exit`, so completion stays transitive. `decode_cache` does this beside
-the wq_b GEMV; the model passes it that GEMV's output, so no scheduler can put it first.
-
 `wait_prior` also lets the next kernel launch (`gdc_launch_dependents`) once every program of this one
 has passed its wait. Placed there, at most one kernel waits ahead of the running one, and programs
 that wait never hold SM slots that an unfinished kernel still needs.
@@ -85,17 +80,3 @@ def wait_prior(PDL: tl.constexpr):
     if PDL:
         gdc_wait()
         gdc_launch_dependents()
-
-
-@triton.jit
-def launch_next(PDL: tl.constexpr):
-    """Let the next kernel launch now: this one runs beside the previous kernel and waits at its end."""
-    if PDL:
-        gdc_launch_dependents()
-
-
-@triton.jit
-def wait_at_exit(PDL: tl.constexpr):
-    """The end of a kernel that began with `launch_next`: it finishes only after the previous kernel."""
-    if PDL:
-        gdc_wait()

@@ -95,13 +95,10 @@ def compress_token(c: Compression, pos: torch.Tensor, slots: torch.Tensor, eps: 
 
 @register("decode_cache")
 def decode_cache(kv: torch.Tensor, kv_weight: torch.Tensor, win_kv: torch.Tensor, rope: torch.Tensor,
-                 pos: torch.Tensor, slots: torch.Tensor, eps: float, comps: list[Compression],
-                 after: torch.Tensor | None = None) -> None:
+                 pos: torch.Tensor, slots: torch.Tensor, eps: float, comps: list[Compression]) -> None:
     """kv [B, 1, hd] at pos [B, 1] of slots [B]: RMS-normed (kv_weight, eps), rotated (channel
     frequencies `rope`) and written to row pos % W of the window ring win_kv [S, W, hd]; each of
-    `comps` takes the token as `compress_token` does. `after` orders only: a tensor written by a launch
-    that neither reads nor writes any of this op's tensors, and after whose producer every input here
-    was written. A GPU kernel may then run beside that launch (triton_cache); nothing here reads it."""
+    `comps` takes the token as `compress_token` does."""
     for c in comps:
         compress_token(c, pos, slots, eps)
     kv = apply_rope(rmsnorm(kv, kv_weight, eps), pos, rope)

@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from dsv4rt.kernels import pdl
-from dsv4rt.kernels.pdl import launch_next, wait_at_exit, wait_prior
+from dsv4rt.kernels.pdl import wait_prior
 from dsv4rt.kernels.reference_cache import Compression
 from dsv4rt.kernels.registry import register_checked, rel_err
 from dsv4rt.kernels.triton_attention import _rope
@@ -30,9 +30,7 @@ log = logging.getLogger(__name__)
 _TILE = 1024  # ring values (channels × tokens) a program pools; HCA: 16 channels (the least), CSA: 128 (kernel_bench,
 # H100, at 1 and 64 rows: CSA 3.98 and 5.89 µs against 4.85 and 6.46 at 2048, HCA the same)
 POOL_ALWAYS = False  # True: pool on every step, as before (benchmarks/gpu_decode.py --cache-pool-always)
-BESIDE = True  # given `after`, run beside its producer (pdl.launch_next); False: after it (gpu_decode --cache-in-order)
 _COUNTS: dict[torch.device, list[torch.Tensor]] = {}
-_POOLED: dict[torch.device, list[torch.Tensor]] = {}
 
 
 @triton.jit
@@ -56,8 +54,8 @@ def _norm_rope(x_ptr, w_ptr, rope_ptr, out_ptr, pos, eps, D: tl.constexpr, CG: t
 @triton.jit
 def _push(a_ptr, z_ptr, ape_ptr, ring_kv, ring_sc, c, p, C: tl.constexpr, M: tl.constexpr, SPAN: tl.constexpr):
     """Channels c of the token at position p into ring column p % SPAN: a, and z + ape; returns both."""
-    a = tl.load(a_ptr + c, cache_modifier=".cg").to(tl.float32)  # from L2: the input projection wrote a and z
-    z = tl.load(z_ptr + c, cache_modifier=".cg").to(tl.float32) + tl.load(ape_ptr + (p % M) * C + c).to(tl.float32)
+    a = tl.load(a_ptr + c).to(tl.float32)
+    z = tl.load(z_ptr + c).to(tl.float32) + tl.load(ape_ptr + (p % M) * C + c).to(tl.float32)
     tl.store(ring_kv + c * SPAN + p % SPAN, a)
     tl.store(ring_sc + c * SPAN + p % SPAN, z)
     return a, z
@@ -122,19 +120,15 @@ def _cache_step(kv_ptr, kvw_ptr, kvrope_ptr, win_ptr, pos_ptr, slot_ptr, pooled_
                 eps,
                 D: tl.constexpr, NCOMP: tl.constexpr, HD0: tl.constexpr, M0: tl.constexpr, SPAN0: tl.constexpr,
                 BLOCK0: tl.constexpr, HD1: tl.constexpr, M1: tl.constexpr, SPAN1: tl.constexpr, BLOCK1: tl.constexpr,
-                ALWAYS: tl.constexpr, BESIDE: tl.constexpr, PDL: tl.constexpr):
-    """Program (b, 0): row b's window row; (b, 1 .. P0): compressor 0's blocks; then compressor 1's.
-    BESIDE: everything before the wait, which comes last (pdl.launch_next); its inputs are from L2."""
+                ALWAYS: tl.constexpr, PDL: tl.constexpr):
+    """Program (b, 0): row b's window row; (b, 1 .. P0): compressor 0's blocks; then compressor 1's."""
     b, t = tl.program_id(0), tl.program_id(1)
-    if BESIDE:
-        launch_next(PDL)
-    else:
-        wait_prior(PDL)
-    slot = tl.load(slot_ptr + b * s_slot, cache_modifier=".cg").to(tl.int64)
-    p = tl.load(pos_ptr + b * s_pos, cache_modifier=".cg").to(tl.int64)
+    wait_prior(PDL)
+    slot = tl.load(slot_ptr + b * s_slot).to(tl.int64)
+    p = tl.load(pos_ptr + b * s_pos).to(tl.int64)
     pooled, P0 = pooled_ptr + b * s_pool, HD0 // BLOCK0
     if t == 0:
-        _norm_rope(kv_ptr + b * s_kv, kvw_ptr, kvrope_ptr, win_ptr + slot * s_ws + (p % W) * s_wr, p, eps, D, True)
+        _norm_rope(kv_ptr + b * s_kv, kvw_ptr, kvrope_ptr, win_ptr + slot * s_ws + (p % W) * s_wr, p, eps, D, False)
     elif NCOMP > 0:
         if t <= P0:
             _compress(a0 + b * s_a0, z0 + b * s_z0, ape0, rkv0, rsc0, ent0, nw0, rope0, pooled, count_ptr + 2 * b,
@@ -142,29 +136,16 @@ def _cache_step(kv_ptr, kvw_ptr, kvrope_ptr, win_ptr, pos_ptr, slot_ptr, pooled_
         elif NCOMP > 1:
             _compress(a1 + b * s_a1, z1 + b * s_z1, ape1, rkv1, rsc1, ent1, nw1, rope1, pooled + HD0,
                       count_ptr + 2 * b + 1, t - 1 - P0, slot, p, s_es1, s_er1, n1, eps, HD1, M1, SPAN1, BLOCK1, ALWAYS)
-    if BESIDE:
-        wait_at_exit(PDL)
 
 
 def _counts(device: torch.device, rows: int) -> torch.Tensor:
     """Per row and compressor, the programs that have finished: zero between launches (each row's last
     program resets its own). Made on the first call (the warm-up before a CUDA graph is captured, at the
-    largest batch first), then kept; a larger batch makes a larger one."""
-    return _kept(_COUNTS, device, 2 * rows, torch.int32)
-
-
-def _pooled(device: torch.device, rows: int, width: int) -> torch.Tensor:
-    """The rows' pooled channels before the norm, kept like the counts: a kernel that runs beside the
-    previous one (BESIDE) must not write memory the allocator might just have freed from under it."""
-    return _kept(_POOLED, device, rows * width, torch.float32)[:rows * width].view(rows, width)
-
-
-def _kept(store: dict, device: torch.device, numel: int, dtype: torch.dtype) -> torch.Tensor:
-    """The device's newest buffer of at least numel; a smaller one stays alive too, for the graphs
-    captured with it."""
-    have = store.setdefault(device, [])
-    if not have or have[-1].numel() < numel:
-        have.append(torch.zeros(max(numel, 512), dtype=dtype, device=device))
+    largest batch first), then kept; a larger batch makes a larger one, and the smaller stays alive for
+    the graphs captured with it."""
+    have = _COUNTS.setdefault(device, [])
+    if not have or have[-1].numel() < 2 * rows:
+        have.append(torch.zeros(2 * max(rows, 256), dtype=torch.int32, device=device))
     return have[-1]
 
 
@@ -189,9 +170,8 @@ def _comp_args(comps: list[tuple]) -> tuple[list, list, dict]:
 def _cache_op(kv: torch.Tensor, kv_weight: torch.Tensor, win_kv: torch.Tensor, rope: torch.Tensor, pos: torch.Tensor,
               slots: torch.Tensor, eps: float, a: list[torch.Tensor], z: list[torch.Tensor], ape: list[torch.Tensor],
               rings_kv: list[torch.Tensor], rings_sc: list[torch.Tensor], entries: list[torch.Tensor],
-              norm_weights: list[torch.Tensor], ropes: list[torch.Tensor], after: torch.Tensor | None) -> None:
-    """kv [B, D], pos [B], slots [B]; per compressor a, z [B, C] and its state (`Compression`); after: see
-    `decode_cache`."""
+              norm_weights: list[torch.Tensor], ropes: list[torch.Tensor]) -> None:
+    """kv [B, D], pos [B], slots [B]; per compressor a, z [B, C] and its state (`Compression`)."""
     B, D = kv.shape
     comps = list(zip(a, z, ape, rings_kv, rings_sc, entries, norm_weights, ropes))
     if B == 0:
@@ -199,17 +179,16 @@ def _cache_op(kv: torch.Tensor, kv_weight: torch.Tensor, win_kv: torch.Tensor, r
     ptrs, strides, consts = _comp_args(comps or [(kv, kv, kv, kv, kv, win_kv, kv_weight, rope)])
     hds = [c[5].shape[-1] for c in comps]
     programs = 1 + sum(hd // consts[f"BLOCK{i}"] for i, hd in enumerate(hds))
-    pooled = _pooled(kv.device, B, max(1, sum(hds)))
+    pooled = kv.new_empty((B, max(1, sum(hds))), dtype=torch.float32)
     _cache_step[(B, programs)](kv, kv_weight, rope, win_kv, pos, slots, pooled, _counts(kv.device, B), *ptrs,
                                pos.stride(0), slots.stride(0), kv.stride(0), win_kv.stride(0), win_kv.stride(1),
                                win_kv.shape[1], pooled.stride(0),
-                               *strides, eps, D=D, NCOMP=len(comps), **consts, ALWAYS=POOL_ALWAYS,
-                               BESIDE=BESIDE and after is not None, num_warps=4, **pdl.args())
+                               *strides, eps, D=D, NCOMP=len(comps), **consts, ALWAYS=POOL_ALWAYS, num_warps=4,
+                               **pdl.args())
 
 
 @_cache_op.register_fake
-def _(kv, kv_weight, win_kv, rope, pos, slots, eps, a, z, ape, rings_kv, rings_sc, entries, norm_weights, ropes,
-      after):
+def _(kv, kv_weight, win_kv, rope, pos, slots, eps, a, z, ape, rings_kv, rings_sc, entries, norm_weights, ropes):
     return None
 
 
@@ -231,20 +210,18 @@ def _supported(kv, win_kv, rope, comps: list[Compression]) -> bool:
     return ok
 
 
-def decode_cache(kv, kv_weight, win_kv, rope, pos, slots, eps: float, comps: list[Compression],
-                 after: torch.Tensor | None = None) -> None:
-    """Same contract as the reference `decode_cache`; what `_supported` rejects goes to the reference.
-    With `after` the kernel runs beside the launch that wrote it (`BESIDE`, pdl.py)."""
+def decode_cache(kv, kv_weight, win_kv, rope, pos, slots, eps: float, comps: list[Compression]) -> None:
+    """Same contract as the reference `decode_cache`; what `_supported` rejects goes to the reference."""
     if not _supported(kv, win_kv, rope, comps):
         from dsv4rt.kernels.reference_cache import decode_cache as ref
 
-        return ref(kv, kv_weight, win_kv, rope, pos, slots, eps, comps, after)
+        return ref(kv, kv_weight, win_kv, rope, pos, slots, eps, comps)
     B = kv.shape[0]
     flat = lambda t: t.reshape(B, t.shape[-1])  # noqa: E731 - [B, 1, C] views -> [B, C]
     _cache_op(flat(kv), kv_weight, win_kv, rope, pos.reshape(B), slots, float(eps), [flat(c.a) for c in comps],
               [flat(c.z) for c in comps], [c.ape for c in comps], [c.ring_kv for c in comps],
               [c.ring_sc for c in comps], [c.entries for c in comps], [c.norm_weight for c in comps],
-              [c.rope for c in comps], after)
+              [c.rope for c in comps])
     return None
 
 
