@@ -165,13 +165,6 @@ def _cache_pool_always(model):
     return _setting(triton_cache, "POOL_ALWAYS", True)
 
 
-def _route_unfused(model):
-    """The router's score GEMM as a launch of its own at one token too (triton_route.FUSED_GATE)."""
-    from dsv4rt.kernels import triton_route
-
-    return _setting(triton_route, "FUSED_GATE", False)
-
-
 @contextmanager
 def _retraced():
     """Dynamo's compiled code dropped on entry and on exit: the blocks are traced again inside (and after)."""
@@ -214,7 +207,6 @@ VARIANTS = {"pdl_off": ("decode_pdl_off", _pdl_off, "the Triton kernels without 
             "gemv_early1": ("decode_gemv_early1", _gemv_early1, "GEMVs with one weight tile before the wait"),
             "cache_unfused": ("decode_cache_unfused", _cache_unfused, "the cache writes compiled by Inductor"),
             "cache_pool_always": ("decode_cache_pool_always", _cache_pool_always, "decode_cache pooling every step"),
-            "route_unfused": ("decode_route_unfused", _route_unfused, "the router's GEMM as its own launch"),
             "locality": ("decode_locality", _locality, "Inductor's locality reordering on")}
 
 
@@ -296,8 +288,6 @@ def _args(argv):
                         "not the one decode_cache launch")
     p.add_argument("--cache-pool-always", default="",
                    help="batch sizes timed again with decode_cache pooling the rings on every step (as up to round 8)")
-    p.add_argument("--route-unfused", default="",
-                   help="batch sizes timed again with the router's score GEMM launched apart from its selection")
     p.add_argument("--locality", default="",
                    help="batch sizes timed again with Inductor's locality reordering on (compiled.inductor_options)")
     p.add_argument("--dynamic", choices=("static", "auto"), default="static",

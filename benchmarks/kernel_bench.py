@@ -7,8 +7,7 @@ launch as in the engine's decode graphs (a loop of eager calls would time the CP
 Cases: decode attention split over key chunks against one program per row; the `hc_pre` kernel's
 warps; the `hc_post` kernel's column blocks against Inductor's post and projection; `decode_cache` mid-block,
 at a block's end and pooling on every step, against Inductor's kernels; the Triton GEMVs against
-cuBLAS for every linear of a mini layer and the head; the routed-expert GEMVs' rows per program; the
-router's GEMM and selection in one launch against two.
+cuBLAS for every linear of a mini layer and the head; the routed-expert GEMVs' rows per program.
 """
 
 from __future__ import annotations
@@ -173,23 +172,6 @@ def cache_cases(M: int) -> dict[str, float]:
     return res
 
 
-def route_cases() -> dict[str, float]:
-    """mini's router at one token: the score GEMM and the selection in one launch, per gate rows a
-    program, against the GEMV and the selection as two."""
-    from dsv4rt.kernels import triton_route as tr
-
-    x, wg, bias, res = _rand(1, 2048), _rand(64, 2048) / 45, torch.randn(64, device="cuda"), {}
-    route = lambda: tr.moe_route(x, wg, bias, None, None, 6, 1.5, "sqrtsoftplus")  # noqa: E731
-    saved = tr.GATE_ROWS, tr.FUSED_GATE
-    for rows in (2, 4, 8):
-        tr.GATE_ROWS = rows
-        res[f"one launch, {rows} gate rows a program"] = graph_us(route)
-    tr.FUSED_GATE = False
-    res["GEMV + selection (two launches)"] = graph_us(route)
-    tr.GATE_ROWS, tr.FUSED_GATE = saved
-    return res
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json")
@@ -203,8 +185,7 @@ def main(argv=None) -> dict:
              "hc_pre": {"hc_pre M=1": lambda: hc_pre_cases(1), "hc_pre M=64": lambda: hc_pre_cases(64)},
              "hc_post": {f"hc_post M={m}": (lambda m=m: hc_post_cases(m)) for m in (1, 8, 64, 128)},
              "linear": {"linear M=1": lambda: linear_cases(1)}, "moe": {"moe gemv B=1": moe_gemv_cases},
-             "cache": {f"cache M={m}": (lambda m=m: cache_cases(m)) for m in (1, 64)},
-             "route": {"route M=1": route_cases}}
+             "cache": {f"cache M={m}": (lambda m=m: cache_cases(m)) for m in (1, 64)}}
     res = {name: fn() for part in a.parts.split(",") for name, fn in parts[part].items()}
     for part, rows in res.items():
         print(f"## {part}")

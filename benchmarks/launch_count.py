@@ -40,8 +40,7 @@ from dsv4rt.model import Block, HeadMixin, Transformer
 # launches inside each opaque op (its implementation's kernel launches, read from its module)
 # (decode_attention: the split kernel and its combine, as below 128 rows)
 OPAQUE_LAUNCHES = {"decode_attention": 2, "decode_cache": 1, "hc_split_sinkhorn": 1, "hc_pre": 1, "hc_post": 1,
-                   "moe_gemv": 2, "moe_grouped_gemms": 2, "moe_route": 1, "moe_gate_route": 1, "fp32_mm": 1,
-                   "gemv": 1}
+                   "moe_gemv": 2, "moe_grouped_gemms": 2, "moe_route": 1, "fp32_mm": 1, "gemv": 1}
 
 
 class _NotRun(RuntimeError):

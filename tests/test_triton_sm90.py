@@ -80,22 +80,9 @@ def _cache_cases():
                 D=512, NCOMP=2 if name == "CSA" else 1, ALWAYS=always, **consts), 4
 
 
-def _route_cases():
-    from dsv4rt.kernels import triton_route as tr
-
-    types = dict(x_ptr=BF16, w_ptr=BF16, logit_ptr=F32, count_ptr="*i32", bias_ptr=F32, table_ptr="*i32",
-                 ids_ptr="*i64", out_w_ptr=F32, out_i_ptr="*i64", route_scale="fp32", ROWS=C, BLOCK_D=C, TOPK=C,
-                 HASHED=C, TOPK_P2=C, BLOCK_E=C)
-    select = dict(TOPK=6, TOPK_P2=8, BLOCK_E=64)  # mini: 64 experts, 6 picks
-    for hashed in (False, True):
-        yield ("route", hashed), tr._route, signature(tr._route, types), dict(HASHED=hashed, **select), 1
-        yield ("gate_route", hashed), tr._gate_route, signature(tr._gate_route, types), dict(
-            ROWS=tr._gate_rows(2048), BLOCK_D=2048, HASHED=hashed, **select), 4
-
-
 def _cases(pdl: bool = True):
     """Every decode kernel at mini's shapes, launched with PDL (as on an H100) or without."""
-    for cases in (_attention_cases, _gemv_cases, _mhc_and_moe_cases, _cache_cases, _route_cases):
+    for cases in (_attention_cases, _gemv_cases, _mhc_and_moe_cases, _cache_cases):
         for name, fn, sig, consts, warps in cases():
             yield name, fn, {**sig, "PDL": C}, {**consts, "PDL": pdl}, warps
 
@@ -124,8 +111,8 @@ def test_compile_report_reads_registers_and_spills():
 
 
 # kernels that load before waiting for the previous kernel (kernels/pdl.py): weights (down: its first w2 tile
-# by the router's picks, two kernels back; gate_route: its gate rows); the rest wait first
-_PREFETCH = ("gemv", "hc_post", "down", "gate_route")
+# by the router's picks, two kernels back); the rest wait first
+_PREFETCH = ("gemv", "hc_post", "down")
 
 
 def _kind(name) -> str:

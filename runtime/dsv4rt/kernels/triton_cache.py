@@ -20,7 +20,6 @@ import triton
 import triton.language as tl
 
 from dsv4rt.kernels import pdl
-from dsv4rt.kernels.counts import counts
 from dsv4rt.kernels.pdl import wait_prior
 from dsv4rt.kernels.reference_cache import Compression
 from dsv4rt.kernels.registry import register_checked, rel_err
@@ -31,6 +30,7 @@ log = logging.getLogger(__name__)
 _TILE = 1024  # ring values (channels × tokens) a program pools; HCA: 16 channels (the least), CSA: 128 (kernel_bench,
 # H100, at 1 and 64 rows: CSA 3.98 and 5.89 µs against 4.85 and 6.46 at 2048, HCA the same)
 POOL_ALWAYS = False  # True: pool on every step, as before (benchmarks/gpu_decode.py --cache-pool-always)
+_COUNTS: dict[torch.device, list[torch.Tensor]] = {}
 
 
 @triton.jit
@@ -138,6 +138,17 @@ def _cache_step(kv_ptr, kvw_ptr, kvrope_ptr, win_ptr, pos_ptr, slot_ptr, pooled_
                       count_ptr + 2 * b + 1, t - 1 - P0, slot, p, s_es1, s_er1, n1, eps, HD1, M1, SPAN1, BLOCK1, ALWAYS)
 
 
+def _counts(device: torch.device, rows: int) -> torch.Tensor:
+    """Per row and compressor, the programs that have finished: zero between launches (each row's last
+    program resets its own). Made on the first call (the warm-up before a CUDA graph is captured, at the
+    largest batch first), then kept; a larger batch makes a larger one, and the smaller stays alive for
+    the graphs captured with it."""
+    have = _COUNTS.setdefault(device, [])
+    if not have or have[-1].numel() < 2 * rows:
+        have.append(torch.zeros(2 * max(rows, 256), dtype=torch.int32, device=device))
+    return have[-1]
+
+
 def _block(hd: int, span: int) -> int:
     return min(hd, max(16, _TILE // span))
 
@@ -169,8 +180,7 @@ def _cache_op(kv: torch.Tensor, kv_weight: torch.Tensor, win_kv: torch.Tensor, r
     hds = [c[5].shape[-1] for c in comps]
     programs = 1 + sum(hd // consts[f"BLOCK{i}"] for i, hd in enumerate(hds))
     pooled = kv.new_empty((B, max(1, sum(hds))), dtype=torch.float32)
-    done = counts("decode_cache", kv.device, 2 * B)  # per row and compressor
-    _cache_step[(B, programs)](kv, kv_weight, rope, win_kv, pos, slots, pooled, done, *ptrs,
+    _cache_step[(B, programs)](kv, kv_weight, rope, win_kv, pos, slots, pooled, _counts(kv.device, B), *ptrs,
                                pos.stride(0), slots.stride(0), kv.stride(0), win_kv.stride(0), win_kv.stride(1),
                                win_kv.shape[1], pooled.stride(0),
                                *strides, eps, D=D, NCOMP=len(comps), **consts, ALWAYS=POOL_ALWAYS, num_warps=4,

@@ -1,17 +1,15 @@
-"""The MoE router in Triton (op `moe_route`, CUDA tensors): the score GEMM and the selection.
+"""MoE router selection in one Triton launch after the score GEMM (op `moe_route`, CUDA tensors).
 
 Under torch.compile the reference router is four launches per layer at batch 1 (the fp32-out GEMM,
-sqrt-softplus, top-k, gather + renormalise; benchmarks/launch_count.py). Here one program per token
-does the selection (`_route`: sqrt-softplus, the top-k of scores + bias by k masked argmaxes or the
-hash layer's picks from `tid2eid`, the renormalised weights) after the GEMM (`fp32_linear`). At one
-token the GEMM is in the same launch (`_gate_route`): each program scores GATE_ROWS experts, and the
-last to finish selects. (A first version did the GEMM in the selecting program alone: ~23 µs a layer
-on the H100, one SM streaming the 256 KiB gate.)
+sqrt-softplus, top-k, gather + renormalise; benchmarks/launch_count.py). Here the GEMM stays cuBLAS
+(`fp32_linear`) and one program per token does the rest: sqrt-softplus, the selection (top-k of
+scores + bias by k masked argmaxes, or the hash layer's picks from `tid2eid`) and the renormalised
+weights. A first version also did the GEMM, one program per token: on the H100 that was ~23 µs per
+layer at batch 1 (one SM streaming the 256 KiB gate), against a few µs for cuBLAS.
 Only sqrtsoftplus scoring (DeepSeek-V4's) and up to MAX_TOKENS rows (the decode batches)."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 
 import torch
@@ -19,15 +17,11 @@ import triton
 import triton.language as tl
 
 from dsv4rt.kernels import pdl
-from dsv4rt.kernels.counts import counts
 from dsv4rt.kernels.pdl import wait_prior
 from dsv4rt.kernels.registry import register_checked, rel_err
 
 log = logging.getLogger(__name__)
 MAX_TOKENS = 64  # the decode batches; above, the reference (cuBLAS GEMM + torch top-k)
-GATE_ROWS = 4  # experts a `_gate_route` program scores (mini: 16 programs of 16 KiB of gate)
-FUSED_GATE = True  # False: the GEMM as its own launch at one token too (benchmarks/gpu_decode.py --route-unfused)
-_GATE_ELEMS = 8192  # gate values a program keeps in registers (rows × padded d)
 
 
 @triton.jit
@@ -44,18 +38,8 @@ def _route(logit_ptr, bias_ptr, table_ptr, ids_ptr, out_w_ptr, out_i_ptr, E, rou
     t = tl.program_id(0)
     wait_prior(PDL)
     e = tl.arange(0, BLOCK_E)
-    logits = tl.load(logit_ptr + t * s_l + e, mask=e < E, other=0.0)
-    _select(logits, bias_ptr, table_ptr, ids_ptr, out_w_ptr, out_i_ptr, t, E, route_scale, s_t, s_id, TOPK, HASHED,
-            TOPK_P2, BLOCK_E)
-
-
-@triton.jit
-def _select(logits, bias_ptr, table_ptr, ids_ptr, out_w_ptr, out_i_ptr, t, E, route_scale, s_t, s_id,
-            TOPK: tl.constexpr, HASHED: tl.constexpr, TOPK_P2: tl.constexpr, BLOCK_E: tl.constexpr):
-    """Token t's picks and renormalised weights from its logits [BLOCK_E] (0 past E)."""
-    e = tl.arange(0, BLOCK_E)
     live = e < E
-    scores = _softplus_sqrt(logits)
+    scores = _softplus_sqrt(tl.load(logit_ptr + t * s_l + e, mask=live, other=0.0))
     if HASHED:
         sel = tl.zeros((BLOCK_E,), dtype=tl.float32)
     else:
@@ -74,28 +58,6 @@ def _select(logits, bias_ptr, table_ptr, ids_ptr, out_w_ptr, out_i_ptr, t, E, ro
     weights = weights / (tl.sum(weights, axis=0) + 1e-20) * route_scale
     tl.store(out_i_ptr + t * TOPK + slot, picks, mask=slot < TOPK)
     tl.store(out_w_ptr + t * TOPK + slot, weights, mask=slot < TOPK)
-
-
-@triton.jit
-def _gate_route(x_ptr, w_ptr, logit_ptr, count_ptr, bias_ptr, table_ptr, ids_ptr, out_w_ptr, out_i_ptr, E, D,
-                route_scale, s_x, s_w, s_t, s_id, ROWS: tl.constexpr, BLOCK_D: tl.constexpr, TOPK: tl.constexpr,
-                HASHED: tl.constexpr, TOPK_P2: tl.constexpr, BLOCK_E: tl.constexpr, PDL: tl.constexpr):
-    """Program (t, k): logits of experts k·ROWS.. for token t (their gate rows requested before the PDL
-    wait), stored; the token's last program to finish (an atomic count) reads all E back from L2 and
-    selects. The selection's serial tail is E floats, against the score GEMV's launch saved."""
-    t, k = tl.program_id(0), tl.program_id(1)
-    r, d = k * ROWS + tl.arange(0, ROWS), tl.arange(0, BLOCK_D)
-    w = tl.load(w_ptr + r[:, None] * s_w + d[None, :], mask=(r < E)[:, None] & (d < D)[None, :], other=0.0)
-    wait_prior(PDL)
-    x = tl.load(x_ptr + t * s_x + d, mask=d < D, other=0.0).to(tl.float32)
-    tl.store(logit_ptr + t * E + r, tl.sum(w.to(tl.float32) * x[None, :], axis=1), mask=r < E)
-    tl.debug_barrier()  # every thread's logits stored before the count (release: visible on the GPU)
-    if tl.atomic_add(count_ptr + t, 1, sem="acq_rel") == tl.num_programs(1) - 1:
-        e = tl.arange(0, BLOCK_E)
-        logits = tl.load(logit_ptr + t * E + e, mask=e < E, other=0.0, cache_modifier=".cg")
-        _select(logits, bias_ptr, table_ptr, ids_ptr, out_w_ptr, out_i_ptr, t, E, route_scale, s_t, s_id, TOPK,
-                HASHED, TOPK_P2, BLOCK_E)
-        tl.store(count_ptr + t, 0)
 
 
 # A custom op, so torch.compile (kernels/compiled.py) calls the launch as it is.
@@ -119,39 +81,6 @@ def _(logits, bias, tid2eid, ids, topk, route_scale):
     return logits.new_empty(N, topk), logits.new_empty(N, topk, dtype=torch.long)
 
 
-@torch.library.custom_op("dsv4rt::moe_gate_route", mutates_args=())
-def _gate_route_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, tid2eid: torch.Tensor | None,
-                   ids: torch.Tensor | None, topk: int, route_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [N, d], weight [E, d] -> weights [N, topk] fp32, expert indices [N, topk] (the GEMM inside)."""
-    (N, D), E = x.shape, weight.shape[0]
-    w, idx = x.new_empty(N, topk, dtype=torch.float32), x.new_empty(N, topk, dtype=torch.long)
-    logits = x.new_empty(N, E, dtype=torch.float32)
-    hashed = bias is None  # unused pointers get a tensor of the right kind, never read
-    table, ids = (tid2eid, ids) if hashed else (idx, idx)
-    rows, block_d = _gate_rows(D), triton.next_power_of_2(D)
-    _gate_route[(N, triton.cdiv(E, rows))](
-        x, weight, logits, counts("moe_gate_route", x.device, N), logits if hashed else bias, table, ids, w, idx, E,
-        D, route_scale, x.stride(0), weight.stride(0), table.stride(0), ids.stride(0), ROWS=rows, BLOCK_D=block_d,
-        TOPK=topk, HASHED=hashed, TOPK_P2=triton.next_power_of_2(topk), BLOCK_E=triton.next_power_of_2(E),
-        num_warps=4, **pdl.args())
-    return w, idx
-
-
-@_gate_route_op.register_fake
-def _(x, weight, bias, tid2eid, ids, topk, route_scale):
-    N = x.shape[0]
-    return x.new_empty(N, topk, dtype=torch.float32), x.new_empty(N, topk, dtype=torch.long)
-
-
-def _gate_rows(d: int) -> int:
-    return max(1, min(GATE_ROWS, _GATE_ELEMS // triton.next_power_of_2(d)))
-
-
-def _fused_gate(x, weight) -> bool:
-    """One token, and its gate rows fit a program's registers."""
-    return FUSED_GATE and x.shape[0] == 1 and triton.next_power_of_2(x.shape[1]) <= _GATE_ELEMS
-
-
 def moe_route(x, weight, bias, tid2eid, ids, topk: int, route_scale: float, score_func: str):
     """Same contract as the reference `moe_route`; other scorings, more than MAX_TOKENS rows or
     non-unit strides along d go to the reference."""
@@ -161,14 +90,13 @@ def moe_route(x, weight, bias, tid2eid, ids, topk: int, route_scale: float, scor
         return ref(x, weight, bias, tid2eid, ids, topk, route_scale, score_func)
     from dsv4rt.kernels.registry import get
 
-    if _fused_gate(x, weight):
-        return _gate_route_op(x, weight, bias, tid2eid, ids, topk, float(route_scale))
+    # the GEMM stays cuBLAS, outside the op: a GEMV in one program per token was ~23 µs (H100, mini)
     return _route_op(get("fp32_linear")(x, weight), bias, tid2eid, ids, topk, float(route_scale))
 
 
 def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
     """Relative error of the weights against the reference (bias and hash routing, E = 48 not a
-    power of two, repeated token ids; 5 tokens and 1), or 1.0 where any picked expert differs."""
+    power of two, repeated token ids), or 1.0 where any picked expert differs."""
     from dsv4rt.kernels.reference import moe_route as ref
 
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -176,9 +104,9 @@ def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> flo
     bias, table = torch.randn(48, generator=g).to(device), torch.randint(0, 48, (100, 6), generator=g).to(device)
     ids = torch.tensor([99, 3, 3, 0, 57], device=device)
     err = 0.0
-    for (b, t), rows in itertools.product(((bias, None), (None, table)), (5, 1)):  # 1: the GEMM inside
-        got_w, got_i = moe_route(x[:rows], wg, b, t, ids[:rows], 6, 1.5, "sqrtsoftplus")
-        want_w, want_i = ref(x[:rows], wg, b, t, ids[:rows], 6, 1.5, "sqrtsoftplus")
+    for b, t in ((bias, None), (None, table)):
+        got_w, got_i = moe_route(x, wg, b, t, ids, 6, 1.5, "sqrtsoftplus")
+        want_w, want_i = ref(x, wg, b, t, ids, 6, 1.5, "sqrtsoftplus")
         if not torch.equal(got_i.sort(-1).values, want_i.sort(-1).values):
             return 1.0
         order = lambda i: i.argsort(-1)  # noqa: E731 - compare weights pick by pick
