@@ -18,6 +18,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -139,22 +140,12 @@ def _pdl_off(model):
     return pdl.use(False)
 
 
-@contextmanager
-def _setting(module, name: str, value):
-    """module.name = value inside (a launcher reads it at capture, so nothing is compiled again)."""
-    saved = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, saved)
-
-
 def _gemv_early1(model):
-    """The GEMVs requesting only their first weight tile before the PDL wait (triton_gemv.EARLY_TILES)."""
+    """The GEMVs requesting only their first weight tile before the PDL wait (triton_gemv.EARLY_TILES;
+    a launcher reads its setting at capture, so nothing is compiled again)."""
     from dsv4rt.kernels import triton_gemv
 
-    return _setting(triton_gemv, "EARLY_TILES", 1)
+    return mock.patch.object(triton_gemv, "EARLY_TILES", 1)
 
 
 def _cache_pool_always(model):
@@ -162,7 +153,7 @@ def _cache_pool_always(model):
     (triton_cache.POOL_ALWAYS: the kernel as it was up to round 8)."""
     from dsv4rt.kernels import triton_cache
 
-    return _setting(triton_cache, "POOL_ALWAYS", True)
+    return mock.patch.object(triton_cache, "POOL_ALWAYS", True)
 
 
 @contextmanager

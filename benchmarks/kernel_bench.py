@@ -16,6 +16,7 @@ import argparse
 import json
 import statistics
 import sys
+from unittest import mock
 
 import torch
 
@@ -162,12 +163,10 @@ def cache_cases(M: int) -> dict[str, float]:
         kv, w, rope, win = _rand(M, 1, 512), _rand(512), torch.rand(512, device="cuda"), _rand(M + 1, 128, 512)
         slots = torch.arange(M, device="cuda")
         for case, p, always in (("mid-block", 4093, False), ("block end", 4095, False), ("every step", 4093, True)):
-            pos, tc.POOL_ALWAYS = torch.full((M, 1), p, device="cuda"), always
-            try:
+            pos = torch.full((M, 1), p, device="cuda")
+            with mock.patch.object(tc, "POOL_ALWAYS", always):
                 res[f"{kind} triton, {case}"] = graph_us(lambda: tc.decode_cache(kv, w, win, rope, pos, slots, 1e-6,
                                                                                   comps))  # noqa: B023
-            finally:
-                tc.POOL_ALWAYS = False
         res[f"{kind} inductor"] = graph_us(lambda: inductor(kv, w, win, rope, pos, slots, 1e-6, comps))  # noqa: B023
     return res
 

@@ -117,7 +117,7 @@ def test_kernel_at_mini_shapes_matches_reference_in_bf16():
     for rows in (1, 64):
         slots = torch.randperm(rows + 1, generator=g)[:rows].to(dev)
         pos = torch.randint(0, 1000, (rows, 1), generator=g)
-        pos[0] = 125  # its third token ends an HCA block (and a CSA one): every row pools at some step
+        pos[0] = 125  # row 0's third token ends an HCA block (and a CSA one): both sizes run the pool
         pos = pos.to(dev)
         for spec in (((4, 512, True), (4, 128, True)), ((128, 512, False),)):
             comps = [tc._case(dev, bf16, g, r, hd, ov, rows, rows + 1, 260) for r, hd, ov in spec]

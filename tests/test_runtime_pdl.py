@@ -73,3 +73,18 @@ def test_variant_flags_become_steps_in_order():
     a = gpu_decode._args(["--model", "m", "--compile"])
     variants = {"decode_pdl_off", "decode_gemv_early1"}
     assert not variants & {n for n, _ in gpu_decode._steps(None, None, a, {}, [1], print)}
+
+
+def test_setting_variants_change_the_launchers_setting_only_inside():
+    """--gemv-early1 and --cache-pool-always: the launchers read these at capture, so the variant's
+    graphs get the other setting, and the table's own graphs keep theirs."""
+    import gpu_decode
+    from dsv4rt.kernels import triton_cache, triton_gemv
+
+    for variant, module, name, inside in ((gpu_decode._gemv_early1, triton_gemv, "EARLY_TILES", 1),
+                                          (gpu_decode._cache_pool_always, triton_cache, "POOL_ALWAYS", True)):
+        before = getattr(module, name)
+        assert before != inside
+        with variant(None):
+            assert getattr(module, name) == inside
+        assert getattr(module, name) == before

@@ -27,8 +27,8 @@ from dsv4rt.kernels.triton_attention import _rope
 
 log = logging.getLogger(__name__)
 
-_TILE = 1024  # ring values (channels × tokens) a program pools; HCA: 16 channels (the least), CSA: 128 (kernel_bench,
-# H100, at 1 and 64 rows: CSA 3.98 and 5.89 µs against 4.85 and 6.46 at 2048, HCA the same)
+_TILE = 1024  # ring values (channels × tokens) a program pools; HCA: 16 channels (the least), CSA: 128 (round 8's
+# kernel_bench, H100, at 1 and 64 rows: CSA 3.98 and 5.89 µs against 4.85 and 6.46 at 2048, HCA the same)
 POOL_ALWAYS = False  # True: pool on every step, as before (benchmarks/gpu_decode.py --cache-pool-always)
 _COUNTS: dict[torch.device, list[torch.Tensor]] = {}
 
