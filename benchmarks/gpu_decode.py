@@ -156,6 +156,13 @@ def _cache_pool_always(model):
     return mock.patch.object(triton_cache, "POOL_ALWAYS", True)
 
 
+def _post_unfused(model):
+    """`wo_b` as a GEMV launch of its own before the mHC post, not inside it (triton_mhc_post.LINEAR_IN_POST)."""
+    from dsv4rt.kernels import triton_mhc_post
+
+    return mock.patch.object(triton_mhc_post, "LINEAR_IN_POST", False)
+
+
 @contextmanager
 def _retraced():
     """Dynamo's compiled code dropped on entry and on exit: the blocks are traced again inside (and after)."""
@@ -198,6 +205,7 @@ VARIANTS = {"pdl_off": ("decode_pdl_off", _pdl_off, "the Triton kernels without 
             "gemv_early1": ("decode_gemv_early1", _gemv_early1, "GEMVs with one weight tile before the wait"),
             "cache_unfused": ("decode_cache_unfused", _cache_unfused, "the cache writes compiled by Inductor"),
             "cache_pool_always": ("decode_cache_pool_always", _cache_pool_always, "decode_cache pooling every step"),
+            "post_unfused": ("decode_post_unfused", _post_unfused, "wo_b as its own GEMV before the post"),
             "locality": ("decode_locality", _locality, "Inductor's locality reordering on")}
 
 
@@ -279,6 +287,8 @@ def _args(argv):
                         "not the one decode_cache launch")
     p.add_argument("--cache-pool-always", default="",
                    help="batch sizes timed again with decode_cache pooling the rings on every step (as up to round 8)")
+    p.add_argument("--post-unfused", default="",
+                   help="batch sizes timed again with wo_b as a GEMV of its own, not inside the mHC post")
     p.add_argument("--locality", default="",
                    help="batch sizes timed again with Inductor's locality reordering on (compiled.inductor_options)")
     p.add_argument("--dynamic", choices=("static", "auto"), default="static",

@@ -5,9 +5,10 @@
 Each case is captured 20 times in one CUDA graph and replayed, so a time includes the gap to the next
 launch as in the engine's decode graphs (a loop of eager calls would time the CPU's launches instead).
 Cases: decode attention split over key chunks against one program per row; the `hc_pre` kernel's
-warps; the `hc_post` kernel's column blocks against Inductor's post and projection; `decode_cache` mid-block,
-at a block's end and pooling on every step, against Inductor's kernels; the Triton GEMVs against
-cuBLAS for every linear of a mini layer and the head; the routed-expert GEMVs' rows per program.
+warps; the `hc_post` kernel's column blocks against Inductor's post and projection, and with wo_b
+inside; `decode_cache` mid-block, at a block's end and pooling on every step, against Inductor's
+kernels; the Triton GEMVs against cuBLAS for every linear of a mini layer and the head; the
+routed-expert GEMVs' rows per program.
 """
 
 from __future__ import annotations
@@ -100,6 +101,12 @@ def hc_post_cases(M: int) -> dict[str, float]:
     tp.MAX_ROWS = saved_rows
     inductor = torch.compile(reference.hc_post, dynamic=False)
     res["inductor (post, projection)"] = graph_us(lambda: inductor(out_, h, post, comb, fn))
+    if M == 1:  # wo_b inside (op hc_post_linear) against its GEMV and the post as two launches
+        x, wo_b = _rand(1, 2048), _rand(2048, 2048) / 45
+        for inside in (True, False):
+            with mock.patch.object(tp, "LINEAR_IN_POST", inside):
+                res[f"wo_b {'inside' if inside else 'GEMV, then the post'}"] = graph_us(
+                    lambda: tp.post_linear(x, wo_b, h, post, comb, fn))
     return res
 
 

@@ -40,7 +40,7 @@ from dsv4rt.model import Block, HeadMixin, Transformer
 # launches inside each opaque op (its implementation's kernel launches, read from its module)
 # (decode_attention: the split kernel and its combine, as below 128 rows)
 OPAQUE_LAUNCHES = {"decode_attention": 2, "decode_cache": 1, "hc_split_sinkhorn": 1, "hc_pre": 1, "hc_post": 1,
-                   "moe_gemv": 2, "moe_grouped_gemms": 2, "moe_route": 1, "fp32_mm": 1, "gemv": 1}
+                   "hc_post_linear": 1, "moe_gemv": 2, "moe_grouped_gemms": 2, "moe_route": 1, "fp32_mm": 1, "gemv": 1}
 
 
 class _NotRun(RuntimeError):
@@ -101,6 +101,7 @@ def as_on_cuda():
         registry.register("hc_split_sinkhorn", "triton", 10)(triton_mhc.split_sinkhorn)
         registry.register("hc_pre", "triton", 10)(triton_mhc.pre_apply)
         registry.register("hc_post", "triton", 10)(triton_mhc_post.post_mix)
+        registry.register("hc_post_linear", "triton", 10)(triton_mhc_post.post_linear)
         registry.register("hc_pre_x", "triton", 10)(triton_mhc.pre_x_apply)
         registry.register("moe_route", "triton", 10)(triton_route.moe_route)
         triton_moe._GEMV_OK = True

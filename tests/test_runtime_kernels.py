@@ -119,7 +119,9 @@ _INTERPRETED = textwrap.dedent("""
         assert (a - b).abs().max() < 1e-5 * b.abs().max()
     # the post and the next pre's projection in one launch: h' exact, the partials sum to the projection
     from dsv4rt.kernels import triton_mhc_post as tp
-    assert tp.post_self_check("cpu", torch.float32) < 1e-5
+    assert tp.post_self_check("cpu", torch.float32) < 1e-5  # also wo_b inside: 32 columns a program
+    tp.LINEAR_ELEMS = 4096  # 4 columns a program: 4 rows of the weight, each padded to 1,024 inputs
+    assert tp._block_d(700) == 4 and tp.post_self_check("cpu", torch.float32) < 1e-5
     out, post, comb, fn = torch.randn(3, 5, 2000), torch.rand(3, 5, 4) * 2, torch.rand(3, 5, 4, 4), torch.randn(24, 8000)
     for rows in (1, 2):  # one row a program, and two (the second program's last row missing)
         tp.POST_CONFIG["programs"] = 63 * 15 // rows

@@ -47,11 +47,14 @@ def _mhc_and_moe_cases():
     for first_part, w in ((0, 24), (1, 4)):  # hc_pre, and the head's input alone
         yield ("hc_pre", first_part), tm._pre_apply, signature(tm._pre_apply, PRE_TYPES), dict(
             D=2048, ITERS=20, N=4, BLOCK_D=config["BLOCK_D"], P_PAD=64, W=w, FIRST_PART=first_part), config["num_warps"]
-    types = dict(out_ptr=F32, res_ptr=BF16, post_ptr=F32, comb_ptr=F32, fn_ptr=F32, h_ptr=BF16, raw_ptr=F32, D=C, N=C,
-                 K_PAD=C, BLOCK_D=C, ROWS=C)
+    types = dict(out_ptr=F32, res_ptr=BF16, post_ptr=F32, comb_ptr=F32, fn_ptr=F32, h_ptr=BF16, raw_ptr=F32,
+                 wo_ptr=BF16, D=C, N=C, K_PAD=C, BLOCK_D=C, ROWS=C, LINEAR=C, BLOCK_KO=C)
     for rows in (1, 16):
         yield ("hc_post", rows), tp._post_mix, signature(tp._post_mix, types), dict(
-            D=2048, N=4, K_PAD=32, BLOCK_D=tp.POST_CONFIG["block_d"], ROWS=rows), 4
+            D=2048, N=4, K_PAD=32, BLOCK_D=tp.POST_CONFIG["block_d"], ROWS=rows, LINEAR=False, BLOCK_KO=1), 4
+    # with wo_b inside (mini: 2,048 inputs; x in bf16)
+    yield ("hc_post", "linear"), tp._post_mix, signature(tp._post_mix, {**types, "out_ptr": BF16}), dict(
+        D=2048, N=4, K_PAD=32, BLOCK_D=tp._block_d(2048), ROWS=1, LINEAR=True, BLOCK_KO=2048), 8
     up, down = mg._config(2048, 1024)
     types = dict(x_ptr=BF16, w_ptr=BF16, idx_ptr="*i64", wt_ptr=F32, h_ptr=BF16, limit="fp32", D=C, I=C, TOPK=C,
                  PICKS=C, BLOCK_N=C, BLOCK_K=C)

@@ -226,6 +226,7 @@ class Attention(CachedModule):
             self.rope.table(torch.device(device), dim)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """-> the output before `wo_b`, which the block applies inside its mHC post (one launch at batch 1)."""
         qa, kv, *rest = self.project(x)
         q = get("norm_linear")(qa, self.q_norm.weight, self.q_norm.eps, self.wq_b.weight)
         q = q.unflatten(-1, (self.n_heads, self.head_dim))  # before its per-head norm and RoPE
@@ -245,8 +246,8 @@ class Attention(CachedModule):
             if entries is not None:
                 keys, mask = with_entries(keys, mask, entries, slots, visible if selected is None else selected)
             o = self.rope(get("sink_attention")(q, keys, mask, self.attn_sink, self.scale), pos, inverse=True)
-        o = get("linear")(o.flatten(2), self.wo_a.weight, self.o_groups)  # group g of wo_a reads heads' slice g
-        return self.wo_b(o)
+        # group g of wo_a reads heads' slice g; wo_b is the block's to apply, inside its mHC post (`Block`)
+        return get("linear")(o.flatten(2), self.wo_a.weight, self.o_groups)
 
     def _cache(self, kv, rest, pos, slots) -> torch.Tensor | None:
         """Feed this chunk's projections (rest: `_input_linears` after q and kv) to the compressors. A
@@ -320,7 +321,7 @@ class Block(nn.Module):
                                 self.attn_norm)
         x, post, comb = carry
         ffn = NextPre(self.hc_ffn_fn, self.hc_ffn_scale, self.hc_ffn_base, self.ffn_norm)
-        h, x, post, comb = self.hc.post_pre(self.attn(x, pos, slots), h, post, comb, ffn)
+        h, x, post, comb = self.hc.post_pre(self.attn(x, pos, slots), h, post, comb, ffn, self.attn.wo_b.weight)
         return self.hc.post_pre(self.ffn(x, ids), h, post, comb, nxt)
 
 

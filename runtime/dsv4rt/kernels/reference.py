@@ -99,17 +99,30 @@ def hc_pre_x(raw, scale, base, h, norm_weight, n: int, hc_eps: float, norm_eps: 
     return _pre_x(_pre_weights(mixed, scale, base[:n], hc_eps), h, norm_weight, norm_eps)
 
 
+@register("hc_post_linear")
+def hc_post_linear(x, w, res, post, comb, fn):
+    """`hc_post` of the sub-block's output projection linear(x, w) (`wo_b`), which a kernel can compute
+    inside the post at one row (triton_mhc_post)."""
+    from dsv4rt.kernels.registry import get
+
+    return get("hc_post")(get("linear")(x, w), res, post, comb, fn)
+
+
 @register("hc_post_pre")
 def hc_post_pre(out, res, post, comb, fn, next_scale, next_base, norm_weight, n: int, iters: int, hc_eps: float,
-                norm_eps: float, mix_eps: float):
+                norm_eps: float, mix_eps: float, out_weight=None):
     """The boundary between two sub-blocks: this sub-block's mHC post (post, comb: its pre's), h' =
     `hc_post`(out, res, post, comb, fn), then the next pre of h' with next_scale, next_base and the norm
     weight: `hc_pre` (x', post', comb') when fn has (2+n)n rows, the input alone (`hc_pre_x`; post', comb'
-    None) for the head's collapse (n rows) -> (h' [..., n, d], x' [..., d], post', comb'). Composed
+    None) for the head's collapse (n rows) -> (h' [..., n, d], x' [..., d], post', comb'). With
+    `out_weight` the sub-block's output is linear(out, out_weight) (`hc_post_linear`). Composed
     through the registry: on CUDA the `hc_post` kernel, then `hc_pre` or `hc_pre_x`."""
     from dsv4rt.kernels.registry import get
 
-    h, raw = get("hc_post")(out, res, post, comb, fn)
+    if out_weight is None:
+        h, raw = get("hc_post")(out, res, post, comb, fn)
+    else:
+        h, raw = get("hc_post_linear")(out, out_weight, res, post, comb, fn)
     if fn.shape[0] == (2 + n) * n:
         return h, *get("hc_pre")(raw, next_scale, next_base, h, norm_weight, n, iters, hc_eps, norm_eps, mix_eps)
     return h, get("hc_pre_x")(raw, next_scale, next_base, h, norm_weight, n, hc_eps, norm_eps, mix_eps), None, None

@@ -49,8 +49,9 @@ class HyperConnection(nn.Module):
         return get("hc_pre")(raw, scale.float(), base.float(), h, norm.weight, self.n, self.iters,
                              self.hc_eps, norm.eps, self.norm_eps)
 
-    def post_pre(self, out, res, post, comb, nxt: NextPre):
+    def post_pre(self, out, res, post, comb, nxt: NextPre, out_weight: torch.Tensor | None = None):
         """This sub-block's post (post, comb: its own pre's), then the next pre, whose weights are nxt
-        -> (h', x', post', comb') (`hc_post_pre` in kernels/reference.py)."""
+        -> (h', x', post', comb') (`hc_post_pre` in kernels/reference.py). With `out_weight` the
+        sub-block's output is linear(out, out_weight): its last projection, done inside the post."""
         return get("hc_post_pre")(out, res, post, comb, nxt.fn, nxt.scale.float(), nxt.base.float(), nxt.norm.weight,
-                                  self.n, self.iters, self.hc_eps, nxt.norm.eps, self.norm_eps)
+                                  self.n, self.iters, self.hc_eps, nxt.norm.eps, self.norm_eps, out_weight)
