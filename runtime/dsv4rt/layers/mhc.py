@@ -9,6 +9,8 @@ the next pre (the next sub-block's, or the final head's collapse) reads, so the 
 both: this sub-block's post, the projection of its output by the next pre's weights, and the next
 pre's input, post and comb. On CUDA that is two launches: the post with the projection
 (kernels/triton_mhc_post, op `hc_post`), then the rest of the pre (kernels/triton_mhc, op `hc_pre`).
+After the attention the post also takes the sub-block's output projection (`out_weight`, op
+`hc_post_linear`), which at one row runs inside the post's launch.
 """
 
 from __future__ import annotations
