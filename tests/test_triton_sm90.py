@@ -47,7 +47,8 @@ def _mhc_and_moe_cases():
     # hc_pre (after the attention's post, with wo_b inside, 128 partial sums), and the head's input alone
     for first_part, w, parts in ((0, 24, 64), (0, 24, 128), (1, 4, 64)):
         consts = dict(D=2048, ITERS=20, N=4, BLOCK_D=config["BLOCK_D"], P_PAD=parts, W=w, FIRST_PART=first_part)
-        yield ("hc_pre", first_part, parts), tm._pre_apply, signature(tm._pre_apply, PRE_TYPES), consts, config["num_warps"]
+        warps = config["num_warps"]
+        yield ("hc_pre", first_part, parts), tm._pre_apply, signature(tm._pre_apply, PRE_TYPES), consts, warps
     types = dict(out_ptr=F32, res_ptr=BF16, post_ptr=F32, comb_ptr=F32, fn_ptr=F32, h_ptr=BF16, raw_ptr=F32,
                  wo_ptr=BF16, D=C, N=C, K_PAD=C, BLOCK_D=C, ROWS=C, LINEAR=C, BLOCK_KO=C)
     for rows in (1, 16):
