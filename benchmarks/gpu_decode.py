@@ -200,13 +200,20 @@ def _locality(model):
             model.compiled_decode = saved
 
 
-# --flag -> (result key, context manager of the model, what the other column is)
-VARIANTS = {"pdl_off": ("decode_pdl_off", _pdl_off, "the Triton kernels without PDL"),
-            "gemv_early1": ("decode_gemv_early1", _gemv_early1, "GEMVs with one weight tile before the wait"),
-            "cache_unfused": ("decode_cache_unfused", _cache_unfused, "the cache writes compiled by Inductor"),
-            "cache_pool_always": ("decode_cache_pool_always", _cache_pool_always, "decode_cache pooling every step"),
-            "post_unfused": ("decode_post_unfused", _post_unfused, "wo_b as its own GEMV before the post"),
-            "locality": ("decode_locality", _locality, "Inductor's locality reordering on")}
+# --flag (batch sizes timed again inside a context manager of the model, result key "decode_<flag>") ->
+# (context manager, what the other column is, what the flag times: its help)
+VARIANTS = {
+    "pdl_off": (_pdl_off, "the Triton kernels without PDL", "the Triton kernels launched without PDL"),
+    "gemv_early1": (_gemv_early1, "GEMVs with one weight tile before the wait",
+                    "the GEMVs requesting one weight tile before the PDL wait"),
+    "cache_unfused": (_cache_unfused, "the cache writes compiled by Inductor",
+                      "a decode token's cache writes compiled by Inductor, not the one decode_cache launch"),
+    "cache_pool_always": (_cache_pool_always, "decode_cache pooling every step",
+                          "decode_cache pooling the rings on every step (as up to round 8)"),
+    "post_unfused": (_post_unfused, "wo_b as its own GEMV before the post",
+                     "wo_b as a GEMV of its own, not inside the mHC post"),
+    "locality": (_locality, "Inductor's locality reordering on",
+                 "Inductor's locality reordering on (compiled.inductor_options)")}
 
 
 def ratio_table(res: dict, key: str, other: str) -> str:
@@ -278,19 +285,8 @@ def _args(argv):
     p.add_argument("--skip", default="", help="comma list of: cpu,transformers,engine,profile[_eager|_compiled],baseline,compile_f32")
     p.add_argument("--compile", action="store_true",
                    help="also time the torch.compile decode block (the plain-graph table becomes 'baseline')")
-    p.add_argument("--pdl-off", default="",
-                   help="batch sizes timed again with the Triton kernels launched without PDL (side by side)")
-    p.add_argument("--gemv-early1", default="",
-                   help="batch sizes timed again with the GEMVs requesting one weight tile before the PDL wait")
-    p.add_argument("--cache-unfused", default="",
-                   help="batch sizes timed again with a decode token's cache writes compiled by Inductor, "
-                        "not the one decode_cache launch")
-    p.add_argument("--cache-pool-always", default="",
-                   help="batch sizes timed again with decode_cache pooling the rings on every step (as up to round 8)")
-    p.add_argument("--post-unfused", default="",
-                   help="batch sizes timed again with wo_b as a GEMV of its own, not inside the mHC post")
-    p.add_argument("--locality", default="",
-                   help="batch sizes timed again with Inductor's locality reordering on (compiled.inductor_options)")
+    for flag, (_, _, what) in VARIANTS.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", default="", help=f"batch sizes timed again with {what}")
     p.add_argument("--dynamic", choices=("static", "auto"), default="static",
                    help="static: every batch size and cache shape compiles its own graph; auto: torch's "
                         "automatic dynamic shapes (the second shape recompiles with symbolic sizes)")
@@ -328,7 +324,7 @@ def _steps(model, ckpt: Path, a, res: dict, batches: list[int], log) -> list:
 def _variant_step(model, a, res: dict, log, flag: str) -> list:
     """[(result key, fn)] for a variant flag (--pdl-off, --gemv-early1, ...) given batch sizes, else []."""
     batches = [int(b) for b in getattr(a, flag).split(",") if b]
-    key, variant, _ = VARIANTS[flag]
+    variant, key = VARIANTS[flag][0], f"decode_{flag}"
     return [(key, lambda: variant_section(model, batches, a, res["hbm_bytes_s"], log, variant))] if batches else []
 
 
@@ -373,9 +369,9 @@ def main(argv=None) -> dict:
         print("without torch.compile:\n" + table({**res, "decode": res["baseline"]}), flush=True)
     if "decode" in res:
         print(table(res), flush=True)
-    for key, _, other in VARIANTS.values():
-        if key in res and "decode" in res:
-            print(ratio_table(res, key, other), flush=True)
+    for flag, (_, other, _) in VARIANTS.items():
+        if f"decode_{flag}" in res and "decode" in res:
+            print(ratio_table(res, f"decode_{flag}", other), flush=True)
     if "decode_long" in res:
         print(f"at a {a.long_len}-token context:\n" + table({**res, "decode": res["decode_long"]}), flush=True)
     if a.json:
