@@ -1,0 +1,120 @@
+"""From step costs to what a benchmark measures at a concurrency: TTFT, TPOT, tok/s.
+
+Closed loop with C clients (sglang bench_serving --max-concurrency). The engine runs n = min(C,
+capacity) requests; capacity is max-running-requests or the requests whose KV fits the pool. One
+engine interleaves prefill and decode: while one request emits OSL tokens the other n - 1 are each
+prefilled once, so a request lives L = n·t_pf + D (D = OSL / accept · t_cycle(n)), the rate is
+λ = n / L, TTFT = t_pf·(1 + ρ/2) with ρ = n·t_pf / L the prefill share (a prefill waits on average
+for half of one already running); under DP attention one rank prefills one request, so a prefill
+takes g = dp times the engine's per-request time and fewer than g requests leave ranks idle.
+TPOT = (L − TTFT) / (OSL − 1). Clients above capacity wait (C − n) / λ for a slot. Prefill/decode disaggregation runs the phases on separate engines: the rate
+is the least of the clients', the prefill engine's and the decode engine's; TTFT adds the KV
+transfer over the NICs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from dsv4ctl.predict.constants import K
+from dsv4ctl.predict.decode import decode_span
+from dsv4ctl.predict.facts import Engine
+from dsv4ctl.predict.mtp import cycle
+from dsv4ctl.predict.prefill import prefill
+from dsv4ctl.sizing.kv import kv_bytes_per_seq
+
+
+class Unservable(Exception):
+    """The plan cannot serve the workload at all (one line says why)."""
+
+
+@dataclass(frozen=True)
+class Point:
+    concurrency: int
+    ttft_ms: float
+    tpot_ms: float
+    output_tok_s_per_user: float
+    total_tok_s_per_gpu: float
+    output_tok_s: float
+    bound: str  # "<phase>:<part>" of the phase that takes more engine time
+    decode_bound: str
+    prefill_bound: str
+    limited_by: str  # concurrency | max-running | kv-capacity
+    running: int
+    accept_length: float
+    decode_step_ms: float
+    prefill_ms: float
+    gpus: int
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def capacity(e: Engine, isl: int, osl: int) -> tuple[int, str]:
+    """Requests the engine can run at once and which limit binds."""
+    a, lay = e.arch, e.lay
+    seq = kv_bytes_per_seq(a, isl + osl, lay.kv_dtype, lay.spec)
+    fits = int(e.kv_pool // seq) if seq > 0 else 0
+    if fits < lay.running_per_rank:
+        return fits * e.attn_groups, "kv-capacity"
+    return lay.running_per_rank * e.attn_groups, "max-running"
+
+
+@dataclass(frozen=True)
+class _Decode:
+    seconds: float  # D: decode time of one request's OSL tokens at n running
+    cycle_s: float
+    accept: float
+    bound: str
+
+
+def _decode(e: Engine, k: K, n: int, isl: int, osl: int, accept: float | None) -> _Decode:
+    cost, tau = cycle(e, k, max(n, 1) / e.attn_groups, decode_span(e, isl, osl), accept)
+    return _Decode(osl / tau * cost.seconds, cost.seconds, tau, cost.bound)
+
+
+def _running(e: Engine, c: int, isl: int, osl: int) -> tuple[int, str]:
+    cap, why = capacity(e, isl, osl)
+    if cap < 1:
+        raise Unservable(f"the {e.role} KV pool ({e.kv_pool / 2**30:.1f} GiB/GPU) holds no request of "
+                         f"{isl + osl} tokens")
+    return (c, "concurrency") if c <= cap else (cap, why)
+
+
+def single_point(e: Engine, k: K, isl: int, osl: int, c: int, accept: float | None = None) -> Point:
+    n, limit = _running(e, c, isl, osl)
+    pf = prefill(e, k, isl)
+    t_pf, dec = pf.engine_s(n), _decode(e, k, n, isl, osl, accept)
+    life = n * t_pf + dec.seconds
+    rate, rho = n / life, n * t_pf / life
+    ttft_run = pf.latency_s * (1 + rho / 2)
+    tpot = (life - ttft_run) / max(osl - 1, 1)
+    phase = "prefill" if n * t_pf > dec.seconds else "decode"
+    return Point(c, 1e3 * (ttft_run + (c - n) / rate), 1e3 * tpot, 1 / tpot, rate * (isl + osl) / e.gpus,
+                 rate * osl, f"{phase}:{pf.bound if phase == 'prefill' else dec.bound}", dec.bound, pf.bound,
+                 limit, n, dec.accept, 1e3 * dec.cycle_s, 1e3 * pf.latency_s, e.gpus)
+
+
+def kv_transfer_s(p: Engine, isl: int) -> float:
+    """The prompt's KV from the prefill engine to the decode engine over the prefill GPUs' NICs."""
+    nics = p.hw.nics
+    bw = nics.count * nics.gbps / 8 * 1e9 * max(p.gpus / max(p.hw.gpus_per_node, 1), 1 / p.hw.gpus_per_node)
+    seq = kv_bytes_per_seq(p.arch, isl, p.lay.kv_dtype, p.lay.spec)
+    return seq / max(bw, 1e6)
+
+
+def pd_point(p: Engine, d: Engine, k: K, isl: int, osl: int, c: int, accept: float | None = None) -> Point:
+    n, limit = _running(d, c, isl, osl)
+    pf = prefill(p, k, isl)
+    t_pf, dec, xfer = pf.seconds, _decode(d, k, n, isl, osl, accept), kv_transfer_s(p, isl)
+    lat = pf.latency_s
+    rate = min(c / (lat + xfer + dec.seconds), 1 / t_pf, n / dec.seconds)
+    rho = min(rate * t_pf, 1.0)
+    ttft = max(c / rate - dec.seconds, lat * (1 + rho / 2) + xfer)
+    tpot = dec.seconds / max(osl - 1, 1)
+    prefill_limited = rate * t_pf >= 0.999
+    gpus = p.gpus + d.gpus
+    phase = "prefill" if prefill_limited else "decode"
+    return Point(c, 1e3 * ttft, 1e3 * tpot, 1 / tpot, rate * (isl + osl) / gpus, rate * osl,
+                 f"{phase}:{pf.bound if prefill_limited else dec.bound}", dec.bound, pf.bound,
+                 "prefill-engine" if prefill_limited else limit, n, dec.accept, 1e3 * dec.cycle_s,
+                 1e3 * pf.latency_s, gpus)
