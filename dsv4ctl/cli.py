@@ -23,6 +23,7 @@ app = typer.Typer(
 # the commands, so `dsv4ctl plan` stays fast and torch-free.
 COMMAND_MODULES = (
     "dsv4ctl.commands.planning",
+    "dsv4ctl.commands.predicting",
     "dsv4ctl.commands.checking",
     "dsv4ctl.commands.serving",
     "dsv4ctl.commands.benching",

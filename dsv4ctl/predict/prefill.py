@@ -30,6 +30,7 @@ class Prefill:
     gpu: Cost  # engine time per request while every attention group is busy
     host_s: float  # serial host time per request (not shared by the GPUs)
     groups: int  # attention groups: each prefills its own requests
+    expert_s: float  # the routed experts' share of gpu: spread over all EP ranks even for one prompt
 
     @property
     def seconds(self) -> float:
@@ -42,8 +43,10 @@ class Prefill:
 
     @property
     def latency_s(self) -> float:
-        """Wall time of one prompt: its own group does all of its GPU work."""
-        return self.gpu.seconds * self.groups + self.host_s
+        """Wall time of one prompt: its own group does its attention and dense work, the experts run
+        on every EP rank."""
+        own = max(self.gpu.seconds - self.expert_s, 0.0)
+        return own * self.groups + self.expert_s + self.host_s
 
     @property
     def bound(self) -> str:
@@ -51,7 +54,8 @@ class Prefill:
 
 
 def prefill(e: Engine, k: K, isl: int) -> Prefill:
-    return Prefill(prefill_cost(e, k, isl), isl * k.host_us_per_token * 1e-6, e.attn_groups)
+    experts = _compute(e, k, 0.0, 2 * expert_params(e.arch) * e.arch.topk * e.arch.layers * isl / e.gpus, 0.0)
+    return Prefill(prefill_cost(e, k, isl), isl * k.host_us_per_token * 1e-6, e.attn_groups, experts)
 
 
 def prefill_cost(e: Engine, k: K, isl: int) -> Cost:
