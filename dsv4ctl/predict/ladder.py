@@ -73,6 +73,9 @@ def _decode(e: Engine, k: K, n: int, isl: int, osl: int, accept: float | None) -
 
 
 def _running(e: Engine, c: int, isl: int, osl: int) -> tuple[int, str]:
+    limit = min(e.lay.context_length or e.arch.max_pos, e.arch.max_pos)
+    if isl + osl > limit:
+        raise Unservable(f"ISL + OSL = {isl + osl} tokens exceeds the context length {limit}")
     cap, why = capacity(e, isl, osl)
     if cap < 1:
         raise Unservable(f"the {e.role} KV pool ({e.kv_pool / 2**30:.1f} GiB/GPU) holds no request of "
