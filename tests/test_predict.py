@@ -178,3 +178,27 @@ def test_unservable_workloads_say_why():
     tiny_pool = dataclasses.replace(engines(plan)["single"], kv_pool=1e6)
     with pytest.raises(Unservable, match="KV pool"):
         single_point(tiny_pool, constants(), 8192, 1024, 1)
+
+
+def test_bench_report_shows_predicted_columns_when_the_plan_is_known(tmp_path):
+    from dsv4ctl.bench.report.rows import table_rows
+    from dsv4ctl.schema import dump_plan
+
+    path = tmp_path / "plan.yaml"
+    dump_plan(checked_plan("b200", "flash", "low-latency"), path)
+    summary = {"points": [{"concurrency_point": 1, "output_throughput_per_gpu": 100.0, "tpot_ms": {"median": 3.0}},
+                          {"concurrency_point": 16, "output_throughput_per_gpu": 500.0, "tpot_ms": {"median": 5.0}}],
+               "setup": {"plan": str(path), "workload": "random", "input_len": 8192, "output_len": 1024}}
+    head, rows = table_rows(summary)
+    i, j = head.index("pred out tok/s/GPU"), head.index("pred TPOT ms")
+    assert head[i - 1] == "out tok/s/GPU" and head[j - 1] == "TPOT p50 ms"
+    assert all(float(r[i]) > 0 and float(r[j]) > 0 for r in rows)
+    summary["setup"]["plan"] = {"run": str(tmp_path), "file": None}
+    assert "pred TPOT ms" not in table_rows(summary)[0]
+
+
+def test_plan_summary_carries_a_predicted_line():
+    res = cli("plan", "--hw", "b200", "--variant", "flash", "--recipe", "balanced")
+    assert res.exit_code == 0 and "predicted 8192/1024: c1 TPOT" in res.stdout and "tok/s/GPU" in res.stdout
+    res = cli("plan", "--hw", "h200", "--variant", "pro", "--quant", "fp8", "--recipe", "balanced")
+    assert "predicted: none (the KV pool" in res.stdout

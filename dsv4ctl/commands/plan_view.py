@@ -45,6 +45,9 @@ def show_plan(plan, commands) -> None:
                 env.add_row(f"{r.name}: {name}", escape(value), escape(plan.provenance.get(f"role.{r.name}.env.{name}", "")))
         out.print(env)
     print_memory(plan, out)
+    from dsv4ctl.predict.summary import predicted_line
+
+    out.print(escape(predicted_line(plan)), highlight=False)
     show_findings(plan.findings)
     for cmd in commands:
         out.print(f"[bold]{cmd.role}[/] node {cmd.node_rank}: " + escape(" ".join(cmd.argv)), highlight=False)

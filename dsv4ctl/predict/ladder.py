@@ -78,8 +78,8 @@ def _running(e: Engine, c: int, isl: int, osl: int) -> tuple[int, str]:
         raise Unservable(f"ISL + OSL = {isl + osl} tokens exceeds the context length {limit}")
     cap, why = capacity(e, isl, osl)
     if cap < 1:
-        raise Unservable(f"the {e.role} KV pool ({e.kv_pool / 2**30:.1f} GiB/GPU) holds no request of "
-                         f"{isl + osl} tokens")
+        pool = "the KV pool" if e.role == "single" else f"the {e.role} engine's KV pool"
+        raise Unservable(f"{pool} ({e.kv_pool / 2**30:.1f} GiB/GPU) holds no request of {isl + osl} tokens")
     return (c, "concurrency") if c <= cap else (cap, why)
 
 

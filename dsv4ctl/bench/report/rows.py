@@ -33,5 +33,9 @@ def fmt(v: Any) -> str:
 
 
 def table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    cols = ACC_COLUMNS if summary.get("kind") == "accuracy" else COLUMNS
-    return [h for _, h in cols], [[fmt(get(p, k)) for k, _ in cols] for p in points(summary)]
+    cols, pts = (ACC_COLUMNS if summary.get("kind") == "accuracy" else COLUMNS), points(summary)
+    if cols is COLUMNS:
+        from dsv4ctl.bench.report.predicted import with_predictions
+
+        pts, cols = with_predictions(summary, pts, cols)
+    return [h for _, h in cols], [[fmt(get(p, k)) for k, _ in cols] for p in pts]
