@@ -19,12 +19,12 @@ import time
 
 def report(no_fit: bool) -> dict:
     from dsv4ctl.predict.calibration import errors, median_abs, predict_row, rows
-    from dsv4ctl.predict.constants import constants
+    from dsv4ctl.predict.constants import load_constants
     from dsv4ctl.predict.fit import fit, leave_one_hardware_out
 
     t0 = time.perf_counter()
     all_rows = rows()
-    k = constants() if no_fit else fit(all_rows).k
+    k = load_constants() if no_fit else fit(all_rows).k
     errs = errors(k, all_rows)
     table = [{"row": r.label, "metric": r.metric, "source": r.source, "measured": r.measured,
               "predicted": round(predict_row(r, k), 2), "error_pct": round(100 * e, 1)}

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dsv4ctl.cli import app
-from dsv4ctl.predict import Unservable, Workload, constants, engines, predict_plan, why_not
+from dsv4ctl.predict import Unservable, Workload, engines, load_constants, predict_plan, why_not
 from dsv4ctl.predict.ladder import single_point
 from dsv4ctl.predict.source import checked_plan
 
@@ -89,7 +89,7 @@ def test_predict_does_not_import_torch():
 def test_calibration_goals_hold_with_the_stored_constants():
     from dsv4ctl.predict.calibration import errors, median_abs, rows
 
-    errs = errors(constants(), rows())
+    errs = errors(load_constants(), rows())
     assert len(errs) >= 40 and median_abs(errs) <= 0.15
 
 
@@ -128,7 +128,7 @@ def _engine(hw="h200", variant="flash", recipe="low-latency", **toggles):
                                   ("b200", "flash", "balanced", "fp4")])
 def test_more_hbm_bandwidth_never_slower_decode(cell):
     hw, variant, recipe, quant = cell
-    e, k = _engine(hw, variant, recipe, quant=quant), constants()
+    e, k = _engine(hw, variant, recipe, quant=quant), load_constants()
     for c in (1, 16, 64, 256):
         base = single_point(e, k, 8192, 1024, c)
         for factor in (1.25, 2.0, 4.0):
@@ -140,7 +140,7 @@ def test_more_hbm_bandwidth_never_slower_decode(cell):
 
 @pytest.mark.parametrize("hw,variant,quant", [("h200", "flash", "fp8"), ("b200", "pro", "fp4"), ("b200", "flash", "fp4")])
 def test_mtp_at_acceptance_one_never_faster(hw, variant, quant):
-    k = constants()
+    k = load_constants()
     with_mtp = engines(checked_plan(hw, variant, "low-latency", quant=quant, mtp=True))["single"]
     without = engines(checked_plan(hw, variant, "low-latency", quant=quant, mtp=False))["single"]
     for c in (1, 8, 32, 128):
@@ -163,7 +163,7 @@ def test_doubling_concurrency_never_lowers_throughput_unless_the_bound_changes(c
 def test_acceptance_override_and_defaults():
     from dsv4ctl.predict.mtp import accept_length
 
-    k = constants()
+    k = load_constants()
     ll = _engine(quant="fp8")  # steps 3 / draft 4
     assert 2.7 <= accept_length(ll, k) <= 3.0
     assert accept_length(ll, k, 9.0) == 4.0 and accept_length(ll, k, 0.5) == 1.0
@@ -177,7 +177,7 @@ def test_unservable_workloads_say_why():
         predict_plan(plan, Workload(2_000_000, 1024, (1,)))
     tiny_pool = dataclasses.replace(engines(plan)["single"], kv_pool=1e6)
     with pytest.raises(Unservable, match="KV pool"):
-        single_point(tiny_pool, constants(), 8192, 1024, 1)
+        single_point(tiny_pool, load_constants(), 8192, 1024, 1)
 
 
 def test_bench_report_shows_predicted_columns_when_the_plan_is_known(tmp_path):

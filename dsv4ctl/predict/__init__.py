@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsv4ctl.predict.constants import K, constants
+from dsv4ctl.predict.constants import K, load_constants
 from dsv4ctl.predict.ladder import Point, Unservable, pd_point, single_point
 from dsv4ctl.predict.workload import Workload
 
-__all__ = ["K", "Point", "Unservable", "Workload", "constants", "engines", "predict_plan", "why_not"]
+__all__ = ["K", "Point", "Unservable", "Workload", "engines", "load_constants", "predict_plan", "why_not"]
 
 
 def why_not(plan: Any) -> str | None:
@@ -44,7 +44,7 @@ def predict_plan(plan: Any, workload: Workload, k: K | None = None, accept: floa
     reason = why_not(plan)
     if reason:
         raise Unservable(reason)
-    k = k or constants()
+    k = k or load_constants()
     found = engines(plan)
     wl = workload
     if "single" in found:

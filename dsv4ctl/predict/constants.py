@@ -38,7 +38,6 @@ class K:
     step_us: float
     layer_us: float
     collective_us: float
-    host_us_per_token: float
     link_eff: float
     eager_factor: float
     accept_per_token: float
@@ -48,7 +47,7 @@ class K:
         return replace(self, **values)
 
 
-FITTED = ("hbm_eff", "gemm_eff", "step_us", "layer_us", "host_us_per_token")
+FITTED = ("hbm_eff", "gemm_eff", "step_us", "layer_us")
 
 
 def load_file(path: Path = CONSTANTS_FILE) -> ConstantsFile:
@@ -58,7 +57,7 @@ def load_file(path: Path = CONSTANTS_FILE) -> ConstantsFile:
 
 
 @lru_cache(maxsize=4)
-def constants(path: Path = CONSTANTS_FILE) -> K:
+def load_constants(path: Path = CONSTANTS_FILE) -> K:
     """The constants as `K`; a missing or extra name is a one-line error naming the file."""
     from dsv4ctl.errors import UserError
 

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 
 from dsv4ctl.predict.calibration import Row, errors, median_abs, predict_row, rows
-from dsv4ctl.predict.constants import FITTED, K, bounds, constants
+from dsv4ctl.predict.constants import FITTED, K, bounds, load_constants
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def fit(train: tuple[Row, ...] | None = None, base: K | None = None, from_stored
     from scipy.optimize import least_squares
 
     train = train if train is not None else rows()
-    base = base or constants()
+    base = base or load_constants()
     lim = bounds()
     lo = [math.log(max(lim[n][0], 1e-6)) for n in FITTED]
     hi = [math.log(lim[n][1]) for n in FITTED]
@@ -82,4 +82,4 @@ def write_constants(k: K, path=None) -> None:
         if hits != 1:
             raise ValueError(f"{path}: no single '{name}' entry to update")
     path.write_text(text, encoding="utf-8")
-    constants.cache_clear()
+    load_constants.cache_clear()

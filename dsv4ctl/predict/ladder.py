@@ -7,9 +7,9 @@ prefilled once, so a request lives L = n·t_pf + D (D = OSL / accept · t_cycle(
 λ = n / L, TTFT = t_pf·(1 + ρ/2) with ρ = n·t_pf / L the prefill share (a prefill waits on average
 for half of one already running); under DP attention one rank prefills one request, so a prefill
 takes g = dp times the engine's per-request time and fewer than g requests leave ranks idle.
-TPOT = (L − TTFT) / (OSL − 1). Clients above capacity wait (C − n) / λ for a slot. Prefill/decode disaggregation runs the phases on separate engines: the rate
-is the least of the clients', the prefill engine's and the decode engine's; TTFT adds the KV
-transfer over the NICs."""
+TPOT = (L − TTFT) / (OSL − 1). Clients above capacity wait (C − n) / λ for a slot. Prefill/decode
+disaggregation runs the phases on separate engines: the rate is the least of the clients', the
+prefill engine's and the decode engine's; TTFT adds the KV transfer over the NICs."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class Point:
     bound: str  # "<phase>:<part>" of the phase that takes more engine time
     decode_bound: str
     prefill_bound: str
-    limited_by: str  # concurrency | max-running | kv-capacity
+    limited_by: str  # concurrency | max-running | kv-capacity | prefill-engine
     running: int
     accept_length: float
     decode_step_ms: float
@@ -92,9 +92,10 @@ def single_point(e: Engine, k: K, isl: int, osl: int, c: int, accept: float | No
     ttft_run = pf.latency_s * (1 + rho / 2)
     tpot = (life - ttft_run) / max(osl - 1, 1)
     phase = "prefill" if n * t_pf > dec.seconds else "decode"
+    bound = f"{phase}:{pf.bound if phase == 'prefill' else dec.bound}"
     return Point(c, 1e3 * (ttft_run + (c - n) / rate), 1e3 * tpot, 1 / tpot, rate * (isl + osl) / e.gpus,
-                 rate * osl, f"{phase}:{pf.bound if phase == 'prefill' else dec.bound}", dec.bound, pf.bound,
-                 limit, n, dec.accept, 1e3 * dec.cycle_s, 1e3 * pf.latency_s, e.gpus)
+                 rate * osl, bound, dec.bound, pf.bound, limit, n, dec.accept, 1e3 * dec.cycle_s,
+                 1e3 * pf.latency_s, e.gpus)
 
 
 def kv_transfer_s(p: Engine, isl: int) -> float:
@@ -114,10 +115,10 @@ def pd_point(p: Engine, d: Engine, k: K, isl: int, osl: int, c: int, accept: flo
     rho = min(rate * t_pf, 1.0)
     ttft = max(c / rate - dec.seconds, lat * (1 + rho / 2) + xfer)
     tpot = dec.seconds / max(osl - 1, 1)
-    prefill_limited = rate * t_pf >= 0.999
     gpus = p.gpus + d.gpus
-    phase = "prefill" if prefill_limited else "decode"
-    return Point(c, 1e3 * ttft, 1e3 * tpot, 1 / tpot, rate * (isl + osl) / gpus, rate * osl,
-                 f"{phase}:{pf.bound if prefill_limited else dec.bound}", dec.bound, pf.bound,
-                 "prefill-engine" if prefill_limited else limit, n, dec.accept, 1e3 * dec.cycle_s,
-                 1e3 * pf.latency_s, gpus)
+    if rate * t_pf >= 0.999:
+        bound, limit = f"prefill:{pf.bound}", "prefill-engine"
+    else:
+        bound = f"decode:{dec.bound}"
+    return Point(c, 1e3 * ttft, 1e3 * tpot, 1 / tpot, rate * (isl + osl) / gpus, rate * osl, bound, dec.bound,
+                 pf.bound, limit, n, dec.accept, 1e3 * dec.cycle_s, 1e3 * pf.latency_s, gpus)

@@ -28,34 +28,33 @@ def chunk_tokens(e: Engine, k: K) -> float:
 @dataclass(frozen=True)
 class Prefill:
     gpu: Cost  # engine time per request while every attention group is busy
-    host_s: float  # serial host time per request (not shared by the GPUs)
     groups: int  # attention groups: each prefills its own requests
     expert_s: float  # the routed experts' share of gpu: spread over all EP ranks even for one prompt
 
     @property
     def seconds(self) -> float:
         """Engine time per request when all groups are busy (the inverse of the prefill rate)."""
-        return self.gpu.seconds + self.host_s
+        return self.gpu.seconds
 
     def engine_s(self, running: float) -> float:
         """Engine time per request when `running` requests share the groups (fewer leave some idle)."""
-        return self.gpu.seconds * self.groups / max(min(running, self.groups), 1) + self.host_s
+        return self.gpu.seconds * self.groups / max(min(running, self.groups), 1)
 
     @property
     def latency_s(self) -> float:
         """Wall time of one prompt: its own group does its attention and dense work, the experts run
         on every EP rank."""
         own = max(self.gpu.seconds - self.expert_s, 0.0)
-        return own * self.groups + self.expert_s + self.host_s
+        return own * self.groups + self.expert_s
 
     @property
     def bound(self) -> str:
-        return "host" if self.host_s > self.gpu.seconds else self.gpu.bound
+        return self.gpu.bound
 
 
 def prefill(e: Engine, k: K, isl: int) -> Prefill:
     experts = _compute(e, k, 0.0, 2 * expert_params(e.arch) * e.arch.topk * e.arch.layers * isl / e.gpus, 0.0)
-    return Prefill(prefill_cost(e, k, isl), isl * k.host_us_per_token * 1e-6, e.attn_groups, experts)
+    return Prefill(prefill_cost(e, k, isl), e.attn_groups, experts)
 
 
 def prefill_cost(e: Engine, k: K, isl: int) -> Cost:
