@@ -55,7 +55,7 @@ def test_rich_table_fits_80_columns():
                          env={**os.environ, "COLUMNS": "80", "PYTHONPATH": f"{ROOT}:{ROOT / 'runtime'}"})
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert "TTFT" in res.stdout and "prefill:" in res.stdout
+    assert "TTFT" in res.stdout and "limited by" in res.stdout
     assert max(len(line) for line in lines) <= 80
 
 

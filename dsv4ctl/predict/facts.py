@@ -9,7 +9,11 @@ from functools import lru_cache
 from typing import Any
 
 from dsv4ctl.sizing import ArchFacts, Layout
+from dsv4ctl.sizing.layout import env_on
 from dsv4ctl.sizing.weights import inventory
+
+
+SWA_RATIO_DEFAULT = 0.1  # V4's hook default for --swa-full-tokens-ratio (sglang-v4-recipes.md §4 item 4)
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class Engine:
     megamoe: bool
     graphs: bool
     graph_max_bs: int
+    swa_ratio: float  # --swa-full-tokens-ratio: the window pool's size as a fraction of the full pool's
+    swa_release: bool  # SGLANG_OPT_SWA_RELEASE_LEAF_LOCK_AFTER_WINDOW: out-of-window rows are freed
 
     @property
     def attn_groups(self) -> int:
@@ -97,5 +103,6 @@ def engine_of(ctx: Any) -> Engine:
         dense_prec="fp8" if peak_flops(hw, "fp8") > peak_flops(hw, "bf16") else "bf16",
         spec_steps=int(getattr(keys, "spec_steps", None) or 0) if lay.spec else 0,
         megamoe=lay.a2a == "megamoe", graphs=not bool(getattr(keys, "disable_cuda_graph", False)),
-        graph_max_bs=graph_bs,
+        graph_max_bs=graph_bs, swa_ratio=float(getattr(keys, "swa_full_tokens_ratio", None) or SWA_RATIO_DEFAULT),
+        swa_release=env_on(ctx.env, "SGLANG_OPT_SWA_RELEASE_LEAF_LOCK_AFTER_WINDOW"),
     )

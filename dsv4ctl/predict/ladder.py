@@ -20,7 +20,9 @@ from dsv4ctl.predict.decode import decode_span
 from dsv4ctl.predict.facts import Engine
 from dsv4ctl.predict.mtp import cycle
 from dsv4ctl.predict.prefill import prefill
-from dsv4ctl.sizing.kv import kv_bytes_per_seq
+from dsv4ctl.sizing.kv import bytes_per_token, entry_bytes, kv_bytes_per_seq
+
+DEFAULT_PAGE = 256  # V4's forced page size (sglang-v4-recipes.md §4 item 4)
 
 
 class Unservable(Exception):
@@ -50,10 +52,22 @@ class Point:
 
 
 def capacity(e: Engine, isl: int, osl: int) -> tuple[int, str]:
-    """Requests the engine can run at once and which limit binds."""
+    """Requests the engine can run at once and which limit binds.
+
+    SGLang splits V4's KV pool into a full pool (compressed CSA/HCA entries and indexer keys, per
+    token) and a window pool of `swa_ratio` times as many token rows (raw entries of every layer).
+    A running request keeps all its window rows unless SGLANG_OPT_SWA_RELEASE_LEAF_LOCK_AFTER_WINDOW
+    frees the ones that left the window, so the window pool usually binds first [inferred; it gives
+    11-14 requests for H200 Pro FP4 TP8, where the cookbook notes "KV fits only ~15 concurrent
+    requests" (BEN)]."""
     a, lay = e.arch, e.lay
-    seq = kv_bytes_per_seq(a, isl + osl, lay.kv_dtype, lay.spec)
-    fits = int(e.kv_pool // seq) if seq > 0 else 0
+    ctx = isl + osl
+    per_full = bytes_per_token(a, lay.kv_dtype)
+    per_window = (a.layers + (a.mtp_layers if lay.spec else 0)) * entry_bytes(a, lay.kv_dtype)
+    full_rows = e.kv_pool / (per_full + e.swa_ratio * per_window)
+    window_rows = e.swa_ratio * full_rows
+    held = a.window + 2 * DEFAULT_PAGE if e.swa_release else ctx
+    fits = int(min(full_rows / ctx, window_rows / held))
     if fits < lay.running_per_rank:
         return fits * e.attn_groups, "kv-capacity"
     return lay.running_per_rank * e.attn_groups, "max-running"
