@@ -17,7 +17,8 @@ REDUCE_BYTES = 2  # TP all-reduce of BF16 hidden states
 
 def link_bytes_per_s(hw: Any, group: int, nodes: int, k: K) -> float:
     """Per-GPU bandwidth, one direction, of a group of `group` GPUs spread over `nodes` nodes."""
-    within = nodes <= 1 or group <= int(getattr(hw, "nvlink_domain", 1)) and bool(getattr(hw, "mnnvl", False))
+    domain = bool(getattr(hw, "mnnvl", False)) and group <= int(getattr(hw, "nvlink_domain", 1))
+    within = nodes <= 1 or domain
     if within:
         gbs = float(getattr(hw, "nvlink_gbps", 0)) / 2
     else:

@@ -78,7 +78,7 @@ def verify_pass(e: Engine, k: K, batch: float, q: int, span: Entries) -> Cost:
     group_tokens = batch * q
     engine_tokens = group_tokens * e.attn_groups
     weight_bytes = (w["attn_tp"] + w["vocab"] / 2 + w["replicated"] + w["shared"]
-                    + w["experts"] * touched(e, engine_tokens * 1.0))
+                    + w["experts"] * touched(e, engine_tokens))
     kv = batch * kv_read_bytes(a, span, e.lay.kv_dtype)
     dense, head = dense_params(a)
     flops = _compute(e, k, 2 * group_tokens * (dense + head) / e.attn_tp,

@@ -75,6 +75,11 @@ def expert_precision(lay: Layout, keys: Any, hw: Any) -> str:
     fp4_acts = getattr(keys, "megamoe", "off") == "w4a4" or lay.expert_format == "nvfp4"
     if fp4_acts and peak_flops(hw, "fp4") > peak_flops(hw, "fp8"):
         return "fp4"
+    return dense_precision(hw)
+
+
+def dense_precision(hw: Any) -> str:
+    """FP8 GEMMs (V4's attention and dense weights are FP8) where the GPU has an FP8 rate."""
     return "fp8" if peak_flops(hw, "fp8") > peak_flops(hw, "bf16") else "bf16"
 
 
@@ -100,7 +105,7 @@ def engine_of(ctx: Any) -> Engine:
         gpus=lay.tp * max(getattr(keys, "pp", 1), 1), nodes=ctx.nodes, weights=main,
         mtp_bytes=mtp_rest if lay.spec else 0.0, mtp_expert_bytes=mtp_experts if lay.spec else 0.0,
         kv_pool=max(budget.kv_pool_gib * 2**30, 0.0), expert_prec=expert_precision(lay, keys, hw),
-        dense_prec="fp8" if peak_flops(hw, "fp8") > peak_flops(hw, "bf16") else "bf16",
+        dense_prec=dense_precision(hw),
         spec_steps=int(getattr(keys, "spec_steps", None) or 0) if lay.spec else 0,
         megamoe=lay.a2a == "megamoe", graphs=not bool(getattr(keys, "disable_cuda_graph", False)),
         graph_max_bs=graph_bs, swa_ratio=float(getattr(keys, "swa_full_tokens_ratio", None) or SWA_RATIO_DEFAULT),

@@ -4,8 +4,8 @@ Closed loop with C clients (sglang bench_serving --max-concurrency). The engine 
 capacity) requests; capacity is max-running-requests or the requests whose KV fits the pool. One
 engine interleaves prefill and decode: while one request emits OSL tokens the other n - 1 are each
 prefilled once, so a request lives L = n·t_pf + D (D = OSL / accept · t_cycle(n)), the rate is
-λ = n / L, TTFT = t_pf·(1 + ρ/2) with ρ = n·t_pf / L the prefill share (a prefill waits on average
-for half of one already running); under DP attention one rank prefills one request, so a prefill
+λ = n / L, TTFT = t_pf·(1 + ρ/2) with ρ = (n − 1)·t_pf / L the share of time spent on the other
+requests' prompts (a prefill waits on average for half of one already running); under DP attention one rank prefills one request, so a prefill
 takes g = dp times the engine's per-request time and fewer than g requests leave ranks idle.
 TPOT = (L − TTFT) / (OSL − 1). Clients above capacity wait (C − n) / λ for a slot. Prefill/decode
 disaggregation runs the phases on separate engines: the rate is the least of the clients', the
@@ -102,7 +102,7 @@ def single_point(e: Engine, k: K, isl: int, osl: int, c: int, accept: float | No
     pf = prefill(e, k, isl)
     t_pf, dec = pf.engine_s(n), _decode(e, k, n, isl, osl, accept)
     life = n * t_pf + dec.seconds
-    rate, rho = n / life, n * t_pf / life
+    rate, rho = n / life, (n - 1) * t_pf / life  # rho: the share of time spent on the others' prompts
     ttft_run = pf.latency_s * (1 + rho / 2)
     tpot = (life - ttft_run) / max(osl - 1, 1)
     phase = "prefill" if n * t_pf > dec.seconds else "decode"
