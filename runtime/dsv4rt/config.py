@@ -83,7 +83,7 @@ class ModelArgs:
         )
         if self.n_shared_experts != 1:
             raise ConfigError(f"n_shared_experts must be 1 (got {self.n_shared_experts})")
-        if self.score_func not in ("sqrtsoftplus", "sigmoid", "softmax"):  # kernels/reference.SCORE_FUNCS
+        if self.score_func not in ("sqrtsoftplus", "sigmoid", "softmax"):  # ops/moe.SCORE_FUNCS
             raise ConfigError(f"scoring_func '{self.score_func}' is not one of sqrtsoftplus, sigmoid, softmax")
         if (self.n_heads * self.head_dim) % self.o_groups:
             raise ConfigError(f"o_groups={self.o_groups} must divide n_heads*head_dim")

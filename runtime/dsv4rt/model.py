@@ -18,14 +18,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dsv4rt import ops
 from dsv4rt.config import ModelArgs
-from dsv4rt.kernels import get
-from dsv4rt.kernels.reference import with_entries
-from dsv4rt.kernels.reference_cache import Compression, pool, write_cols, write_rows
 from dsv4rt.layers.fused import FusedLinears
 from dsv4rt.layers.mhc import HyperConnection, NextPre
 from dsv4rt.layers.moe import MoE
-from dsv4rt.layers.rope import apply_rope, channel_freqs, inv_freq
+from dsv4rt.ops.attention import with_entries
+from dsv4rt.ops.cache import Compression, pool, write_cols, write_rows
+from dsv4rt.ops.rope import apply_rope, channel_freqs, inv_freq
 
 
 class RMSNorm(nn.Module):
@@ -35,7 +35,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return get("rmsnorm")(x, self.weight, self.eps)
+        return ops.rmsnorm(x, self.weight, self.eps)
 
 
 class Linear(nn.Linear):
@@ -45,7 +45,7 @@ class Linear(nn.Linear):
         super().__init__(in_features, out_features, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return get("linear")(x, self.weight)
+        return ops.linear(x, self.weight)
 
 
 class Rope:
@@ -177,7 +177,7 @@ class Indexer(nn.Module):
         qi = self.compressor.rope(self.wq_b(qr).unflatten(-1, (self.n_heads, self.head_dim)), pos)
         keys = self.compressor.entries[slots, : visible.shape[-1]]
         w = xw.float() * self.scale
-        return get("indexer_topk")(qi, keys, w, visible, self.topk)
+        return ops.indexer_topk(qi, keys, w, visible, self.topk)
 
 
 class Attention(CachedModule):
@@ -228,7 +228,7 @@ class Attention(CachedModule):
     def forward(self, x: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         """-> the output before `wo_b`, which the block applies inside its mHC post (one launch at batch 1)."""
         qa, kv, *rest = self.project(x)
-        q = get("norm_linear")(qa, self.q_norm.weight, self.q_norm.eps, self.wq_b.weight)
+        q = ops.norm_linear(qa, self.q_norm.weight, self.q_norm.eps, self.wq_b.weight)
         q = q.unflatten(-1, (self.n_heads, self.head_dim))  # before its per-head norm and RoPE
         kv = self._cache(kv, rest, pos, slots)
         entries = visible = selected = None  # selected None: every visible entry
@@ -241,13 +241,13 @@ class Attention(CachedModule):
         if x.shape[1] == 1:
             o = self._decode(q, pos, slots, entries, selected)
         else:
-            q = self.rope(get("rmsnorm")(q, None, self.eps), pos)
+            q = self.rope(ops.rmsnorm(q, None, self.eps), pos)
             keys, mask = self._window(kv, pos, slots)
             if entries is not None:
                 keys, mask = with_entries(keys, mask, entries, slots, visible if selected is None else selected)
-            o = self.rope(get("sink_attention")(q, keys, mask, self.attn_sink, self.scale), pos, inverse=True)
+            o = self.rope(ops.sink_attention(q, keys, mask, self.attn_sink, self.scale), pos, inverse=True)
         # group g of wo_a reads heads' slice g; wo_b is the block's to apply, inside its mHC post (`Block`)
-        return get("linear")(o.flatten(2), self.wo_a.weight, self.o_groups)
+        return ops.linear(o.flatten(2), self.wo_a.weight, self.o_groups)
 
     def _cache(self, kv, rest, pos, slots) -> torch.Tensor | None:
         """Feed this chunk's projections (rest: `_input_linears` after q and kv) to the compressors. A
@@ -260,7 +260,7 @@ class Attention(CachedModule):
             for comp, (a, z) in comps:
                 comp(a, z, pos, slots)
             return self.rope(self.kv_norm(kv), pos)
-        get("decode_cache")(kv, self.kv_norm.weight, self.win_kv, self.rope.table(kv.device, self.head_dim), pos,
+        ops.decode_cache(kv, self.kv_norm.weight, self.win_kv, self.rope.table(kv.device, self.head_dim), pos,
                             slots, self.kv_norm.eps, [comp.step(a, z) for comp, (a, z) in comps])
         return None
 
@@ -270,7 +270,7 @@ class Attention(CachedModule):
         and ratio (no mask to build). The op also takes q's per-head norm and RoPE, and the output's
         inverse RoPE (no launches of their own)."""
         mask = None if selected is None else selected[:, 0]
-        o = get("decode_attention")(q[:, 0], self.win_kv, slots, pos[:, 0], entries, mask, self.attn_sink,
+        o = ops.decode_attention(q[:, 0], self.win_kv, slots, pos[:, 0], entries, mask, self.attn_sink,
                                     self.scale, self.ratio, self.rope.table(q.device, self.head_dim), self.eps)
         return o[:, None]
 
@@ -305,7 +305,7 @@ class Block(nn.Module):
 
     def stack_weights(self) -> None:
         """Build the stacked weights now (expert stacks, fused projections): they check data
-        pointers, which torch.compile cannot trace, so kernels/compiled.py calls this first."""
+        pointers, which torch.compile cannot trace, so dsv4rt/compiled.py calls this first."""
         self.ffn.stacked_weights()
         self.attn.project.stack()
 
@@ -342,7 +342,7 @@ class HeadMixin:
     @staticmethod
     def _logits(y, head: nn.Linear, all_positions: bool) -> torch.Tensor:
         """y [B,T,d]: the collapsed, normed streams (the last block's `post_pre` made it)."""
-        logits = get("fp32_linear")(y if all_positions else y[:, -1:], head.weight)
+        logits = ops.fp32_linear(y if all_positions else y[:, -1:], head.weight)
         return logits if all_positions else logits[:, 0]
 
 
@@ -375,7 +375,7 @@ class Transformer(HeadMixin, nn.Module):
         self._hc_head_params(args)
         self.mtp = nn.ModuleList(MTPBlock(args.n_layers + i, args) for i in range(args.n_mtp_layers))
         self.num_slots = self.max_seq_len = 0
-        self.compiled_decode = None  # compiled Block.forward and _logits for T=1 steps: kernels/compiled.py
+        self.compiled_decode = None  # compiled Block.forward and _logits for T=1 steps: dsv4rt/compiled.py
 
     def _cached(self):
         return [m for m in self.modules() if isinstance(m, CachedModule)]

@@ -20,7 +20,7 @@ class EngineConfig:
     cuda_graphs: bool = True  # CUDA only: replay captured decode graphs (padded to a captured size)
     cuda_graph_max_bs: int | None = None  # largest decode batch replayed from a graph; None: the slot count
     cuda_graph_bs: tuple[int, ...] | None = None  # the plan's capture sizes; None: the runtime's ladder
-    torch_compile: bool = False  # CUDA only: torch.compile the decode step's attention/mHC chains (kernels/compiled.py)
+    torch_compile: bool = False  # CUDA only: torch.compile the decode step's attention/mHC chains (dsv4rt/compiled.py)
 
     def __post_init__(self) -> None:
         for name in ("max_running_requests", "max_queue", "chunked_prefill_size"):

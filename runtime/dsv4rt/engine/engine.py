@@ -206,7 +206,7 @@ def build_engine(cfg, model, max_seq_len: int, decode=None) -> LLMEngine:
     num_slots = size_slots(model.cache_bytes_per_slot(ctx), budget, cfg.max_running_requests, ctx)
     graph_max = min(num_slots, cfg.cuda_graph_max_bs or num_slots)
     if cfg.torch_compile:  # before the runner: graph capture's warm-up is what compiles
-        from dsv4rt.kernels.compiled import compile_decode
+        from dsv4rt.compiled import compile_decode
 
         compile_decode(model)
     runner = ModelRunner(model, num_slots, ctx, device, cfg.cuda_graphs, (graph_max, cfg.cuda_graph_bs))

@@ -16,7 +16,7 @@ import torch
 from dsv4rt.engine.sampler import SampleResult, make_generator
 from dsv4rt.engine.scheduler import ScheduledBatch
 from dsv4rt.engine.sequence import Sequence
-from dsv4rt.kernels import registry
+from dsv4rt.ops import registry
 
 log = logging.getLogger(__name__)
 _CPU_DEFAULT_KV_BYTES = 2 << 30  # a CPU host has no "static fraction"; 2 GiB unless told otherwise

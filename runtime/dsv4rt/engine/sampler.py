@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from dsv4rt.engine.sequence import SamplingParams
-from dsv4rt.kernels.registry import register
+from dsv4rt.ops.registry import register
 
 
 @dataclass

@@ -1,5 +1,3 @@
-"""Per-op kernel registry: the PyTorch reference always registers, optional backends when they fit."""
-
-from dsv4rt.kernels.registry import available, get, register, register_optional
-
-__all__ = ["available", "get", "register", "register_optional"]
+"""Optional CUDA backends of the ops (`dsv4rt.ops`): each module registers its kernels against the op
+functions when it imports, the hardware fits and its self-check passes (`ops.registry`). Nothing here
+imports the model or its layers (tests/test_runtime_ops.py holds that)."""

@@ -10,15 +10,15 @@ import logging
 
 import torch
 
-from dsv4rt.kernels.reference import fp32_linear as reference_fp32_linear
-from dsv4rt.kernels.registry import register
+from dsv4rt import ops
+from dsv4rt.ops.registry import register
 
 log = logging.getLogger(__name__)
 
 
 def fp32_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     if x.dtype != w.dtype or w.dtype not in (torch.bfloat16, torch.float16):
-        return reference_fp32_linear(x, w)
+        return ops.fp32_linear.reference(x, w)
     flat = torch.mm(x.reshape(-1, x.shape[-1]), w.t(), out_dtype=torch.float32)
     return flat.view(*x.shape[:-1], w.shape[0])
 
@@ -34,4 +34,4 @@ def _probe() -> bool:
 
 
 if torch.cuda.is_available() and _probe():
-    register("fp32_linear", backend="cublas", priority=10, device="cuda")(fp32_linear)
+    register(ops.fp32_linear, backend="cublas", priority=10, device="cuda")(fp32_linear)

@@ -19,9 +19,10 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt import ops
 from dsv4rt.kernels import pdl
 from dsv4rt.kernels.pdl import wait_prior
-from dsv4rt.kernels.registry import register_checked, rel_err
+from dsv4rt.ops.registry import register_checked, rel_err
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def _dot(a, b, IEEE: tl.constexpr):
 
 @triton.jit
 def _rope(x, partner, freq_ptr, d, pos, INVERSE: tl.constexpr):
-    """x [R, D] (fp32 values of the model's dtype) turned by RoPE at position pos, as layers/rope.py
+    """x [R, D] (fp32 values of the model's dtype) turned by RoPE at position pos, as ops/rope.py
     does it: channel d with its pair partner d ^ 1 by pos·freq[d] (frequency 0 leaves a channel as is)."""
     angle = pos.to(tl.float32) * tl.load(freq_ptr + d)
     sign = (d % 2) * 2 - 1  # even: -sin, odd: +sin
@@ -227,7 +228,7 @@ def _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, rati
     return out
 
 
-# A custom op so that torch.compile (kernels/compiled.py) keeps the launch opaque rather than tracing
+# A custom op so that torch.compile (dsv4rt/compiled.py) keeps the launch opaque rather than tracing
 # the user kernel, as with `dsv4rt::hc_split_sinkhorn` in triton_mhc.py.
 @torch.library.custom_op("dsv4rt::decode_attention", mutates_args=())
 def _attention_op(q: torch.Tensor, win_kv: torch.Tensor, slots: torch.Tensor, pos: torch.Tensor,
@@ -260,9 +261,7 @@ def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: fl
     of two or outside [16, 512], more heads than the accumulator holds, mixed dtypes, a non-unit
     stride along D, a mask without entries, entries with neither mask nor ratio) go to the reference."""
     if not _supported(q, win_kv, entries, entry_mask, ratio, rope):
-        from dsv4rt.kernels.reference import decode_attention as ref
-
-        return ref(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio, rope, eps)
+        return ops.decode_attention.reference(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio, rope, eps)
     return _attention_op(q, win_kv, slots, pos, entries, entry_mask, sink, scale, int(ratio), rope, float(eps))
 
 
@@ -270,7 +269,7 @@ def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> flo
     """Relative error against the reference on a small bf16 case (a young ring, a partial entry mask
     or the entries compressed so far, slots out of order; the query's norm and RoPE in the kernel or
     not): the registry's gate before this kernel may decode anything."""
-    from dsv4rt.kernels.reference import decode_attention as ref
+    ref = ops.decode_attention.reference
 
     g = torch.Generator(device="cpu").manual_seed(0)
     rand = lambda *shape: torch.randn(*shape, generator=g).to(device, dtype)  # noqa: E731
@@ -285,6 +284,6 @@ def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> flo
 
 
 if torch.cuda.is_available():
-    register_checked("decode_attention", decode_attention, self_check, 2e-2, "triton", 10, "cuda")
+    register_checked(ops.decode_attention, decode_attention, self_check, 2e-2, "triton", 10, "cuda")
 else:
     log.info("triton decode attention not registered: no CUDA device")

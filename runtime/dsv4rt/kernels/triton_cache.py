@@ -19,11 +19,12 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt import ops
 from dsv4rt.kernels import pdl
 from dsv4rt.kernels.pdl import wait_prior
-from dsv4rt.kernels.reference_cache import Compression
-from dsv4rt.kernels.registry import register_checked, rel_err
 from dsv4rt.kernels.triton_attention import _rope
+from dsv4rt.ops.cache import Compression
+from dsv4rt.ops.registry import register_checked, rel_err
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ _COUNTS: dict[torch.device, list[torch.Tensor]] = {}
 @triton.jit
 def _norm_rope(x_ptr, w_ptr, rope_ptr, out_ptr, pos, eps, D: tl.constexpr, CG: tl.constexpr):
     """out[:D] = RoPE(RMSNorm(x[:D]) · w) at pos, each step rounded to out's dtype as the reference ops
-    round (layers/rope.py). The pair partners are loaded, not permuted in registers. CG: read x from L2
+    round (ops/rope.py). The pair partners are loaded, not permuted in registers. CG: read x from L2
     (another program wrote it)."""
     dt = out_ptr.dtype.element_ty
     d = tl.arange(0, D)[None, :]
@@ -213,9 +214,7 @@ def _supported(kv, win_kv, rope, comps: list[Compression]) -> bool:
 def decode_cache(kv, kv_weight, win_kv, rope, pos, slots, eps: float, comps: list[Compression]) -> None:
     """Same contract as the reference `decode_cache`; what `_supported` rejects goes to the reference."""
     if not _supported(kv, win_kv, rope, comps):
-        from dsv4rt.kernels.reference_cache import decode_cache as ref
-
-        return ref(kv, kv_weight, win_kv, rope, pos, slots, eps, comps)
+        return ops.decode_cache.reference(kv, kv_weight, win_kv, rope, pos, slots, eps, comps)
     B = kv.shape[0]
     flat = lambda t: t.reshape(B, t.shape[-1])  # noqa: E731 - [B, 1, C] views -> [B, C]
     _cache_op(flat(kv), kv_weight, win_kv, rope, pos.reshape(B), slots, float(eps), [flat(c.a) for c in comps],
@@ -248,7 +247,7 @@ def check_steps(comps: list[Compression], kv, kv_weight, rope, win_kv, slots, po
     """Largest relative error of every buffer `decode_cache` writes against the reference, over `steps`
     consecutive tokens from pos (each needs the one before to have reset its counts); the inputs'
     buffers are left as the reference wrote them, the kernel writes copies."""
-    from dsv4rt.kernels.reference_cache import decode_cache as ref
+    ref = ops.decode_cache.reference
 
     mine, win_mine = [_fresh(c) for c in comps], win_kv.clone()
     for step in range(steps):
@@ -272,6 +271,6 @@ def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> flo
 
 
 if torch.cuda.is_available():
-    register_checked("decode_cache", decode_cache, self_check, 2e-2, "triton", 10, "cuda")
+    register_checked(ops.decode_cache, decode_cache, self_check, 2e-2, "triton", 10, "cuda")
 else:
     log.info("triton decode cache not registered: no CUDA device")

@@ -17,9 +17,10 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt import ops
 from dsv4rt.kernels import pdl
 from dsv4rt.kernels.pdl import wait_prior
-from dsv4rt.kernels.registry import next_impl, register, register_checked, rel_err
+from dsv4rt.ops.registry import next_impl, register, register_checked, rel_err
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def _launch(x: torch.Tensor, w: torch.Tensor, groups: int, out_dtype: torch.dtyp
     return y
 
 
-# torch custom ops, so torch.compile (kernels/compiled.py) calls the launch as it is
+# torch custom ops, so torch.compile (dsv4rt/compiled.py) calls the launch as it is
 @torch.library.custom_op("dsv4rt::gemv", mutates_args=())
 def _gemv_op(x: torch.Tensor, w: torch.Tensor, groups: int, fp32_out: bool, norm_weight: torch.Tensor | None,
              eps: float) -> torch.Tensor:
@@ -153,44 +154,42 @@ def _call(x: torch.Tensor, w: torch.Tensor, groups: int, fp32_out: bool, norm_we
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, groups: int = 1) -> torch.Tensor:
-    """Same contract as reference.linear; what `fits` rejects goes to the next implementation."""
+    """Same contract as `ops.linear`; what `fits` rejects goes to the next implementation."""
     if not fits(x, w, groups):
-        return next_impl("linear", "triton")(x, w, groups)
+        return next_impl(ops.linear, "triton")(x, w, groups)
     return _call(x, w, groups, False)
 
 
 def fp32_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Same contract as reference.fp32_linear (router scores, vocab logits) for what `fits` takes."""
+    """Same contract as `ops.fp32_linear` (router scores, vocab logits) for what `fits` takes."""
     if not fits(x, w, 1):
-        return next_impl("fp32_linear", "triton")(x, w)
+        return next_impl(ops.fp32_linear, "triton")(x, w)
     return _call(x, w, 1, True)
 
 
 def norm_linear(x: torch.Tensor, norm_weight: torch.Tensor, eps: float, w: torch.Tensor) -> torch.Tensor:
-    """Same contract as reference.norm_linear: the norm in the GEMV's loads, for what `fits` takes."""
+    """Same contract as `ops.norm_linear`: the norm in the GEMV's loads, for what `fits` takes."""
     if not fits(x, w, 1) or norm_weight.shape != (x.shape[-1],) or norm_weight.stride(0) != 1:
-        return next_impl("norm_linear", "triton")(x, norm_weight, eps, w)
+        return next_impl(ops.norm_linear, "triton")(x, norm_weight, eps, w)
     return _call(x, w, 1, False, norm_weight, eps)
 
 
 def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
     """Largest relative error against the reference on one row (what `fits` sends here): plain,
     grouped, with fp32 out, and with the RMSNorm in its loads."""
-    from dsv4rt.kernels import reference
-
     g = torch.Generator(device="cpu").manual_seed(0)
     x, w = torch.randn(1, 256, generator=g).to(device, dtype), torch.randn(96, 256, generator=g).to(device, dtype)
     nw = (torch.rand(256, generator=g) + 0.5).to(device, dtype)
-    errs = [rel_err(linear(x, w), reference.linear(x, w)),
-            rel_err(linear(x, w[:64, :64], 4), reference.linear(x, w[:64, :64], 4)),
-            rel_err(fp32_linear(x, w), reference.fp32_linear(x, w)),
-            rel_err(norm_linear(x * 3, nw, 1e-6, w), reference.norm_linear(x * 3, nw, 1e-6, w))]
+    errs = [rel_err(linear(x, w), ops.linear.reference(x, w)),
+            rel_err(linear(x, w[:64, :64], 4), ops.linear.reference(x, w[:64, :64], 4)),
+            rel_err(fp32_linear(x, w), ops.fp32_linear.reference(x, w)),
+            rel_err(norm_linear(x * 3, nw, 1e-6, w), ops.norm_linear.reference(x * 3, nw, 1e-6, w))]
     return max(errs)
 
 
 if torch.cuda.is_available():
-    if register_checked("linear", linear, self_check, 2e-2, "triton", 10, "cuda"):  # checks the others too
-        register("fp32_linear", "triton", 20, "cuda")(fp32_linear)
-        register("norm_linear", "triton", 10, "cuda")(norm_linear)
+    if register_checked(ops.linear, linear, self_check, 2e-2, "triton", 10, "cuda"):  # checks the others too
+        register(ops.fp32_linear, "triton", 20, "cuda")(fp32_linear)
+        register(ops.norm_linear, "triton", 10, "cuda")(norm_linear)
 else:
     log.info("triton GEMV linears not registered: no CUDA device")

@@ -17,9 +17,10 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt import ops
 from dsv4rt.kernels import pdl
 from dsv4rt.kernels.pdl import wait_prior
-from dsv4rt.kernels.registry import next_impl, register, register_checked, rel_err
+from dsv4rt.ops.registry import next_impl, register, register_checked, rel_err
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def _pre_apply(mix_ptr, P, scale_ptr, base_ptr, h_ptr, w_ptr, x_ptr, post_ptr, c
         _row_x(h_ptr, s_hn, hv, p, w_ptr, x_ptr + row.to(tl.int64) * D, norm_eps, D, N, BLOCK_D)
 
 
-# A torch custom op, so torch.compile (kernels/compiled.py) keeps this one launch as it is: traced
+# A torch custom op, so torch.compile (dsv4rt/compiled.py) keeps this one launch as it is: traced
 # as a user Triton kernel it ran ~44 µs per call under Inductor, and the reference's 20 iterations
 # fused into ~170 µs reduction kernels (both measured on the H100); eager it is a few µs.
 @torch.library.custom_op("dsv4rt::hc_split_sinkhorn", mutates_args=())
@@ -197,9 +198,7 @@ def _(flat, scale, base, n, iters, eps):
 def split_sinkhorn(mix, scale, base, n: int, iters: int, eps: float):
     """Same contract as the reference `hc_split_sinkhorn` (fp32 mix [..., (2+n)n])."""
     if n & (n - 1) or mix.dtype != torch.float32:  # Triton tiles need a power-of-two n
-        from dsv4rt.kernels.reference import hc_split_sinkhorn
-
-        return hc_split_sinkhorn(mix, scale, base, n, iters, eps)
+        return ops.hc_split_sinkhorn.reference(mix, scale, base, n, iters, eps)
     lead = mix.shape[:-1]
     pre, post, comb = _sinkhorn_op(mix.reshape(-1, mix.shape[-1]), scale, base, n, iters, eps)
     return pre.view(*lead, n), post.view(*lead, n), comb.view(*lead, n, n)
@@ -246,7 +245,7 @@ def _tiled(raw, h, n: int) -> bool:
 def pre_apply(raw, scale, base, h, norm_weight, n: int, iters: int, hc_eps: float, norm_eps: float, mix_eps: float):
     """Same contract as the reference `hc_pre`; what `_tiled` rejects goes to the reference."""
     if not _tiled(raw, h, n):
-        return next_impl("hc_pre", "triton")(raw, scale, base, h, norm_weight, n, iters, hc_eps, norm_eps, mix_eps)
+        return next_impl(ops.hc_pre, "triton")(raw, scale, base, h, norm_weight, n, iters, hc_eps, norm_eps, mix_eps)
     lead, D = h.shape[:-2], h.shape[-1]
     x, post, comb = _pre_op(raw.reshape(-1, *raw.shape[-2:]), scale, base, h.reshape(-1, n, D), norm_weight, n,
                             iters, hc_eps, norm_eps, mix_eps, False)
@@ -256,7 +255,7 @@ def pre_apply(raw, scale, base, h, norm_weight, n: int, iters: int, hc_eps: floa
 def pre_x_apply(raw, scale, base, h, norm_weight, n: int, hc_eps: float, norm_eps: float, mix_eps: float):
     """Same contract as the reference `hc_pre_x` (the second program of `hc_pre` alone)."""
     if not _tiled(raw, h, n):
-        return next_impl("hc_pre_x", "triton")(raw, scale, base, h, norm_weight, n, hc_eps, norm_eps, mix_eps)
+        return next_impl(ops.hc_pre_x, "triton")(raw, scale, base, h, norm_weight, n, hc_eps, norm_eps, mix_eps)
     lead, D = h.shape[:-2], h.shape[-1]
     x, _, _ = _pre_op(raw.reshape(-1, *raw.shape[-2:]), scale, base, h.reshape(-1, n, D), norm_weight, n, 1,
                       hc_eps, norm_eps, mix_eps, True)
@@ -267,7 +266,7 @@ def pre_self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) ->
     """Largest relative error of x, post and comb against the reference on 3 rows of D = 1000 (a
     partial last chunk), each with 5 partial projections: the registry's gate before this kernel may
     run in a model."""
-    from dsv4rt.kernels.reference import hc_pre, hc_pre_x
+    hc_pre, hc_pre_x = ops.hc_pre.reference, ops.hc_pre_x.reference
 
     g = torch.Generator(device="cpu").manual_seed(0)
     mix, scale, base = torch.randn(3, 5, 24, generator=g), torch.rand(3, generator=g) + 0.5, torch.randn(24, generator=g)
@@ -281,8 +280,8 @@ def pre_self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) ->
 
 
 if torch.cuda.is_available():
-    register("hc_split_sinkhorn", backend="triton", priority=10, device="cuda")(split_sinkhorn)
-    if register_checked("hc_pre", pre_apply, pre_self_check, 2e-2, "triton", 10, "cuda"):  # checks hc_pre_x too
-        register("hc_pre_x", "triton", 10, "cuda")(pre_x_apply)
+    register(ops.hc_split_sinkhorn, backend="triton", priority=10, device="cuda")(split_sinkhorn)
+    if register_checked(ops.hc_pre, pre_apply, pre_self_check, 2e-2, "triton", 10, "cuda"):  # checks hc_pre_x too
+        register(ops.hc_pre_x, "triton", 10, "cuda")(pre_x_apply)
 else:
     log.info("triton mHC Sinkhorn not registered: no CUDA device")

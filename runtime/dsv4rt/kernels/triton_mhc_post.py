@@ -18,9 +18,10 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt import ops
 from dsv4rt.kernels import pdl
 from dsv4rt.kernels.pdl import wait_prior
-from dsv4rt.kernels.registry import next_impl, register, register_checked, rel_err
+from dsv4rt.ops.registry import next_impl, register, register_checked, rel_err
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +143,7 @@ def _tiled(res, post, fn, out) -> bool:
 def post_mix(out, res, post, comb, fn):
     """Same contract as the reference `hc_post`; what `_tiled` rejects goes to the reference."""
     if not _tiled(res, post, fn, out):
-        from dsv4rt.kernels.reference import hc_post
-
-        return hc_post(out, res, post, comb, fn)
+        return ops.hc_post.reference(out, res, post, comb, fn)
     n, D, lead = res.shape[-2], res.shape[-1], res.shape[:-2]
     h, raw = _post_op(out.reshape(-1, D), res.reshape(-1, n, D), post.reshape(-1, n), comb.reshape(-1, n, n), fn)
     return h.view(*lead, n, D), raw.view(*lead, *raw.shape[1:])
@@ -156,7 +155,7 @@ def post_linear(x, wo, res, post, comb, fn):
     n, D, lead = res.shape[-2], res.shape[-1], res.shape[:-2]
     if not (LINEAR_IN_POST and lead.numel() == 1 and _tiled(res, post, fn, x) and wo.dtype == x.dtype
             and wo.shape == (D, x.shape[-1]) and wo.stride(1) == 1 and _pow2(x.shape[-1]) <= LINEAR_ELEMS):
-        return next_impl("hc_post_linear", "triton")(x, wo, res, post, comb, fn)
+        return next_impl(ops.hc_post_linear, "triton")(x, wo, res, post, comb, fn)
     h, raw = _post_linear_op(x.reshape(1, -1), wo, res.reshape(1, n, D), post.reshape(1, n), comb.reshape(1, n, n),
                              fn)
     return h.view(*lead, n, D), raw.view(*lead, *raw.shape[1:])
@@ -166,7 +165,7 @@ def post_self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -
     """Largest relative error of h' and of the summed projection against the reference, on 3 rows of
     D = 1000 (a partial last column block) and 24 outputs, and on the first row with the output's
     linear (700 inputs) inside: the registry's gate."""
-    from dsv4rt.kernels.reference import hc_post
+    hc_post = ops.hc_post.reference
 
     g = torch.Generator(device="cpu").manual_seed(0)
     out, res = torch.randn(3, 1000, generator=g), torch.randn(3, 4, 1000, generator=g)
@@ -183,7 +182,7 @@ def post_self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -
 
 
 if torch.cuda.is_available():
-    if register_checked("hc_post", post_mix, post_self_check, 2e-2, "triton", 10, "cuda"):  # checks both
-        register("hc_post_linear", "triton", 10, "cuda")(post_linear)
+    if register_checked(ops.hc_post, post_mix, post_self_check, 2e-2, "triton", 10, "cuda"):  # checks both
+        register(ops.hc_post_linear, "triton", 10, "cuda")(post_linear)
 else:
     log.info("triton mHC post not registered: no CUDA device")

@@ -15,12 +15,13 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt import ops
 from dsv4rt.kernels import pdl
 from dsv4rt.kernels import triton_moe_gemv as gemv
 from dsv4rt.kernels.moe_align import align
 from dsv4rt.kernels.pdl import wait_prior
-from dsv4rt.kernels.reference import with_shared
-from dsv4rt.kernels.registry import register, self_checked
+from dsv4rt.ops.moe import with_shared
+from dsv4rt.ops.registry import register, self_checked
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def _gemm(a, b, out, weights, pairs, block_expert, num_pairs: int, gated: bool, 
                     IEEE=a.dtype == torch.float32, **cfg, **pdl.args())
 
 
-# The launches are torch custom ops, so torch.compile (kernels/compiled.py) calls them as they are;
+# The launches are torch custom ops, so torch.compile (dsv4rt/compiled.py) calls them as they are;
 # the work list (`align`, plain torch) and the top-k sum stay traceable, for Inductor to fuse.
 @torch.library.custom_op("dsv4rt::moe_grouped_gemms", mutates_args=())
 def _grouped_gemms(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor,
@@ -126,7 +127,7 @@ def _(x, w13, w2, weights, idx, limit, shared):
 def grouped_moe(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor,
                 idx: torch.Tensor, limit: float, shared: bool = False) -> torch.Tensor:
     """x [N, D]; w13 [E, 2I, D] (w1 rows then w3 rows); w2 [E, D, I]; weights/idx [N, top_k]
-    -> Σ_j weights[:, j] · expert_idx[:, j](x) as fp32 [N, D] (`shared`: reference.moe_experts)."""
+    -> Σ_j weights[:, j] · expert_idx[:, j](x) as fp32 [N, D] (`shared`: as in `ops.moe_experts`)."""
     N, D = x.shape
     E, inter, clamped = w13.shape[0], w2.shape[2], w13.shape[0] - int(shared)
     if shared:  # the shared expert joins the work list as one more pick per token
@@ -148,9 +149,7 @@ _GEMV_OK = False  # set at import where CUDA is present and gemv.self_check pass
 
 def moe_experts(x, w13, w2, weights, idx, limit: float, shared: bool = False) -> torch.Tensor:
     if not _supported(x, w13, w2):
-        from dsv4rt.kernels.reference import moe_experts as ref
-
-        return ref(x, w13, w2, weights, idx, limit, shared)
+        return ops.moe_experts.reference(x, w13, w2, weights, idx, limit, shared)
     if x.shape[0] <= gemv.MAX_TOKENS and _GEMV_OK and gemv.supported(x, w13, w2):
         return _gemv(x, w13, w2, weights, idx, float(limit), shared)
     return grouped_moe(x, w13, w2, weights, idx, limit, shared)
@@ -158,6 +157,6 @@ def moe_experts(x, w13, w2, weights, idx, limit: float, shared: bool = False) ->
 
 if torch.cuda.is_available():
     _GEMV_OK = self_checked("triton MoE GEMV path (batch <= 2)", gemv.self_check, 2e-2)
-    register("moe_experts", backend="triton", priority=10, device="cuda")(moe_experts)
+    register(ops.moe_experts, backend="triton", priority=10, device="cuda")(moe_experts)
 else:
     log.info("triton grouped MoE not registered: no CUDA device")

@@ -20,9 +20,10 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt import ops
 from dsv4rt.kernels import pdl
 from dsv4rt.kernels.pdl import wait_prior
-from dsv4rt.kernels.registry import rel_err
+from dsv4rt.ops.registry import rel_err
 
 MAX_TOKENS = 2  # the largest batch this path is meant for; the caller decides
 
@@ -155,7 +156,7 @@ def supported(x, w13, w2) -> bool:
 def gemv_moe(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor,
              idx: torch.Tensor, limit: float, shared: bool = False) -> torch.Tensor:
     """x [N, D]; w13 [E, 2I, D] (w1 rows then w3 rows); w2 [E, D, I]; weights/idx [N, top_k]
-    -> Σ_j weights[:, j] · expert_idx[:, j](x) as fp32 [N, D]; `shared`: as in reference.moe_experts,
+    -> Σ_j weights[:, j] · expert_idx[:, j](x) as fp32 [N, D]; `shared`: as in `ops.moe_experts`,
     a pick of its own (the kernels read it as pick top_k, so nothing is concatenated on the host).
     Requires supported(x, w13, w2)."""
     N, D = x.shape
@@ -178,7 +179,7 @@ def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> flo
     """Relative error against the reference on a small case (2 tokens sharing an expert, clamped,
     and the last expert as the shared one): the gate before the grouped MoE op may route small
     batches here."""
-    from dsv4rt.kernels.reference import moe_experts as ref
+    ref = ops.moe_experts.reference
 
     g = torch.Generator(device="cpu").manual_seed(0)
     E, D, inter, k = 8, 256, 128, 3

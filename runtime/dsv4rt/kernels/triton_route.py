@@ -16,9 +16,10 @@ import torch
 import triton
 import triton.language as tl
 
+from dsv4rt import ops
 from dsv4rt.kernels import pdl
 from dsv4rt.kernels.pdl import wait_prior
-from dsv4rt.kernels.registry import register_checked, rel_err
+from dsv4rt.ops.registry import register_checked, rel_err
 
 log = logging.getLogger(__name__)
 MAX_TOKENS = 64  # the decode batches; above, the reference (cuBLAS GEMM + torch top-k)
@@ -60,7 +61,7 @@ def _route(logit_ptr, bias_ptr, table_ptr, ids_ptr, out_w_ptr, out_i_ptr, E, rou
     tl.store(out_w_ptr + t * TOPK + slot, weights, mask=slot < TOPK)
 
 
-# A custom op, so torch.compile (kernels/compiled.py) calls the launch as it is.
+# A custom op, so torch.compile (dsv4rt/compiled.py) calls the launch as it is.
 @torch.library.custom_op("dsv4rt::moe_route", mutates_args=())
 def _route_op(logits: torch.Tensor, bias: torch.Tensor | None, tid2eid: torch.Tensor | None,
               ids: torch.Tensor | None, topk: int, route_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,19 +86,15 @@ def moe_route(x, weight, bias, tid2eid, ids, topk: int, route_scale: float, scor
     """Same contract as the reference `moe_route`; other scorings, more than MAX_TOKENS rows or
     non-unit strides along d go to the reference."""
     if score_func != "sqrtsoftplus" or x.shape[0] > MAX_TOKENS or x.stride(-1) != 1 or weight.stride(-1) != 1:
-        from dsv4rt.kernels.reference import moe_route as ref
-
-        return ref(x, weight, bias, tid2eid, ids, topk, route_scale, score_func)
-    from dsv4rt.kernels.registry import get
-
+        return ops.moe_route.reference(x, weight, bias, tid2eid, ids, topk, route_scale, score_func)
     # the GEMM stays cuBLAS, outside the op: a GEMV in one program per token was ~23 µs (H100, mini)
-    return _route_op(get("fp32_linear")(x, weight), bias, tid2eid, ids, topk, float(route_scale))
+    return _route_op(ops.fp32_linear(x, weight), bias, tid2eid, ids, topk, float(route_scale))
 
 
 def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:
     """Relative error of the weights against the reference (bias and hash routing, E = 48 not a
     power of two, repeated token ids), or 1.0 where any picked expert differs."""
-    from dsv4rt.kernels.reference import moe_route as ref
+    ref = ops.moe_route.reference
 
     g = torch.Generator(device="cpu").manual_seed(0)
     x, wg = torch.randn(5, 700, generator=g).to(device, dtype), (torch.randn(48, 700, generator=g) / 26).to(device, dtype)
@@ -116,6 +113,6 @@ def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> flo
 
 
 if torch.cuda.is_available():
-    register_checked("moe_route", moe_route, self_check, 2e-2, "triton", 10, "cuda")
+    register_checked(ops.moe_route, moe_route, self_check, 2e-2, "triton", 10, "cuda")
 else:
     log.info("triton MoE router not registered: no CUDA device")

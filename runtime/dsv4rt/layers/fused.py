@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dsv4rt.kernels import get
+from dsv4rt import ops
 
 
 class FusedLinears:
@@ -41,4 +41,4 @@ class FusedLinears:
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         if not self.fusable():
             return [lin(x) for lin in self.linears]
-        return list(get("linear")(x, self.stack()).split(self.sizes, dim=-1))
+        return list(ops.linear(x, self.stack()).split(self.sizes, dim=-1))

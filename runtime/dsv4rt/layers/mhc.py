@@ -20,8 +20,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from dsv4rt.kernels import get
-from dsv4rt.kernels.reference import hc_project
+from dsv4rt import ops
+from dsv4rt.ops.mhc import hc_project
 
 
 class NextPre(NamedTuple):
@@ -48,12 +48,12 @@ class HyperConnection(nn.Module):
     def pre(self, raw, h, scale, base, norm):
         """The first sub-block's pre -> (norm(x_in) [B,T,d], post [B,T,n], comb [B,T,n,n]); `norm` is its
         RMSNorm."""
-        return get("hc_pre")(raw, scale.float(), base.float(), h, norm.weight, self.n, self.iters,
+        return ops.hc_pre(raw, scale.float(), base.float(), h, norm.weight, self.n, self.iters,
                              self.hc_eps, norm.eps, self.norm_eps)
 
     def post_pre(self, out, res, post, comb, nxt: NextPre, out_weight: torch.Tensor | None = None):
         """This sub-block's post (post, comb: its own pre's), then the next pre, whose weights are nxt
-        -> (h', x', post', comb') (`hc_post_pre` in kernels/reference.py). With `out_weight` the
+        -> (h', x', post', comb') (`ops.hc_post_pre`). With `out_weight` the
         sub-block's output is linear(out, out_weight): its last projection, done inside the post."""
-        return get("hc_post_pre")(out, res, post, comb, nxt.fn, nxt.scale.float(), nxt.base.float(), nxt.norm.weight,
+        return ops.hc_post_pre(out, res, post, comb, nxt.fn, nxt.scale.float(), nxt.base.float(), nxt.norm.weight,
                                   self.n, self.iters, self.hc_eps, nxt.norm.eps, self.norm_eps, out_weight)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dsv4rt import ops
 from dsv4rt.config import ModelArgs
-from dsv4rt.kernels import get
-from dsv4rt.kernels.reference import swiglu
+from dsv4rt.ops.moe import swiglu
 
 
 class Gate(nn.Module):
@@ -28,7 +28,7 @@ class Gate(nn.Module):
     def forward(self, x: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [N, d], ids [N] -> (weights [N, k] fp32, expert indices [N, k])."""
         bias, table = (None, self.tid2eid) if self.hashed else (self.bias, None)
-        return get("moe_route")(x, self.weight, bias, table, ids, self.topk, self.route_scale, self.score_func)
+        return ops.moe_route(x, self.weight, bias, table, ids, self.topk, self.route_scale, self.score_func)
 
 
 class Expert(nn.Module):
@@ -87,4 +87,4 @@ class MoE(nn.Module):
         weights, idx = self.gate(x2d, ids.reshape(-1))
         w13, w2 = self.stacked_weights()
         # fp32, as the op returns it: the mHC post rounds it to the streams' dtype (one launch fewer)
-        return get("moe_experts")(x2d, w13, w2, weights, idx, self.limit, shared=True).view(x.shape)
+        return ops.moe_experts(x2d, w13, w2, weights, idx, self.limit, shared=True).view(x.shape)

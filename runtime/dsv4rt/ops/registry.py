@@ -1,7 +1,10 @@
-"""Op registry. Each implementation is a plain function tagged with attributes (`op`, `backend`,
-`priority`, `device`); `get(op)` returns the highest-priority one. Optional backends (triton, ...)
-register from their own module via `register_optional`, which logs and skips a failed import so the
-CPU path never breaks on a missing wheel (the lesson of SGLang's DSV4 plugin registries).
+"""Op dispatch. `defines_op` turns a PyTorch reference function into the op of its name: the model
+calls that function (`ops.hc_pre(...)`), which runs the best registered implementation. Each
+implementation is a plain function tagged with attributes (`op`, `backend`, `priority`, `device`);
+`get(op)` returns the highest-priority one. Optional backends (`dsv4rt/kernels/`: triton, ...)
+register from their own module against the op function (`register(ops.hc_pre, "triton", ...)`); they
+are imported by name on first use via `register_optional`, which logs and skips a failed import so
+the CPU path never breaks on a missing wheel (the lesson of SGLang's DSV4 plugin registries).
 
 An implementation registered with `device="cuda"` only runs on CUDA tensors: `get` then returns a
 dispatcher that sends other tensors (a CPU model on a GPU host) to the next implementation.
@@ -11,8 +14,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import functools
 from contextlib import contextmanager
-from typing import Callable
+from typing import Callable, TypeVar
 
 log = logging.getLogger(__name__)
 _REGISTRY: dict[str, list[Callable]] = {}
@@ -25,11 +29,33 @@ _OPTIONAL_MODULES: tuple[str, ...] = (
     "dsv4rt.kernels.triton_mhc_post", "dsv4rt.kernels.triton_cache",
 )
 _loaded = False
+OpRef = str | Callable  # an op's name, or the op function `defines_op` made (its `.op` is the name)
+F = TypeVar("F", bound=Callable)
 
 
-def register(op: str, backend: str = "reference", priority: int = 0,
+def _name(op: OpRef) -> str:
+    return op if isinstance(op, str) else op.op
+
+
+def defines_op(reference: F) -> F:
+    """Decorator: `reference` is the PyTorch implementation (the numerics) of the op named after it.
+    Returns the op function: same signature and docstring, runs `get(op)` (the reference, or a
+    backend registered for the arguments' device); `.reference` is the reference itself."""
+    name = reference.__name__
+
+    @functools.wraps(reference)
+    def op_fn(*args, **kwargs):
+        return get(name)(*args, **kwargs)
+
+    op_fn.op, op_fn.reference = name, reference
+    register(name)(reference)
+    return op_fn
+
+
+def register(op: OpRef, backend: str = "reference", priority: int = 0,
              device: str | None = None) -> Callable[[Callable], Callable]:
     """Decorator: tag `fn` and add it to the candidates for `op` (`device`: runs only there)."""
+    op = _name(op)
 
     def deco(fn: Callable) -> Callable:
         fn.op, fn.backend, fn.priority, fn.device = op, backend, priority, device
@@ -64,10 +90,10 @@ def self_checked(what: str, check: Callable[[], float], tolerance: float) -> boo
     return True
 
 
-def register_checked(op: str, fn: Callable, check: Callable[[], float], tolerance: float, backend: str,
+def register_checked(op: OpRef, fn: Callable, check: Callable[[], float], tolerance: float, backend: str,
                      priority: int, device: str | None = None) -> bool:
     """`register` if `self_checked`: the next implementation stays in place otherwise."""
-    if not self_checked(f"{backend} backend for op '{op}'", check, tolerance):
+    if not self_checked(f"{backend} backend for op '{_name(op)}'", check, tolerance):
         return False
     register(op, backend, priority, device)(fn)
     return True
@@ -84,13 +110,12 @@ def register_optional(module: str) -> bool:
 
 
 def _ensure_loaded() -> None:
-    """Import the reference ops and try each optional backend exactly once per process."""
+    """Import the ops (their references) and try each optional backend exactly once per process."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    for mod in ("dsv4rt.kernels.reference", "dsv4rt.kernels.reference_cache"):
-        importlib.import_module(mod)
+    importlib.import_module("dsv4rt.ops")
     for mod in _OPTIONAL_MODULES:
         register_optional(mod)
 
@@ -116,9 +141,10 @@ def _dispatcher(impls: list[Callable]) -> Callable:
     return dispatch
 
 
-def get(op: str, backend: str | None = None) -> Callable:
+def get(op: OpRef, backend: str | None = None) -> Callable:
     """Best implementation of `op` (or the named backend's)."""
     _ensure_loaded()
+    op = _name(op)
     if backend is None and op in _BEST:
         return _BEST[op]
     impls = _REGISTRY.get(op)
@@ -134,9 +160,10 @@ def get(op: str, backend: str | None = None) -> Callable:
     raise KeyError(f"op '{op}' has no '{backend}' backend (have {[f.backend for f in impls]})")
 
 
-def next_impl(op: str, backend: str) -> Callable:
+def next_impl(op: OpRef, backend: str) -> Callable:
     """What `get(op)` would return without `backend`: for a backend that takes only some shapes."""
     _ensure_loaded()
+    op = _name(op)
     if (op, backend) not in _NEXT:
         _NEXT[op, backend] = _dispatcher([f for f in _REGISTRY[op] if f.backend != backend])
     return _NEXT[op, backend]

@@ -3,7 +3,7 @@
 A plain decode step was ~2,600 tiny kernels (docs/performance.md): the elementwise, index and copy
 chains of attention, compressor, indexer and mHC. Inductor fuses those chains, so each layer's
 `Block.forward` is compiled as one graph: the cache writes are plain scatters that Inductor does in
-place (the decode path writes each buffer before reading it, `reference_cache.write_rows`), and the Triton
+place (the decode path writes each buffer before reading it, `ops/cache.write_rows`), and the Triton
 kernels (Sinkhorn, decode attention, routed experts) are torch custom ops that it calls as they are.
 Dynamo shares one compiled graph across the layers of a kind (SWA/CSA/HCA × hash/score routing).
 The final mHC head, norm and vocab projection (`HeadMixin._logits`) are a second compiled function:
@@ -26,7 +26,8 @@ import os
 
 import torch
 
-from dsv4rt.kernels.registry import available
+from dsv4rt.model import Block, HeadMixin
+from dsv4rt.ops.registry import available
 
 log = logging.getLogger(__name__)
 RECOMPILE_LIMIT = 256  # layer kinds (SWA/CSA/HCA × hash/score routing) × batch sizes (static compiles)
@@ -63,8 +64,6 @@ class CompiledDecode:
     `logits(model, h, norm, head, all_positions)`, each compiled and guarded."""
 
     def __init__(self, compile_fn):
-        from dsv4rt.model import Block, HeadMixin
-
         self.block = _Guarded(compile_fn(Block.forward), Block.forward, "block")
         self.logits = _Guarded(compile_fn(HeadMixin._logits), HeadMixin._logits, "logits")
 

@@ -1,4 +1,5 @@
-"""A decode token's writes to an attention layer's cache (op `decode_cache`), in PyTorch: the numerics.
+"""A decode token's writes to an attention layer's cache: the op `decode_cache` (its body the PyTorch
+reference, the numerics; CUDA backend: `kernels/triton_cache`), and the cache's write helpers.
 
 At T=1 a layer's cache takes: the token's kv, normed and rotated, into the window ring; and, per
 compressor (one in HCA, two in CSA: the attention's and the indexer's), the token's projected kv and
@@ -15,9 +16,9 @@ from typing import NamedTuple
 
 import torch
 
-from dsv4rt.kernels.reference import rmsnorm
-from dsv4rt.kernels.registry import register
-from dsv4rt.layers.rope import apply_rope
+from dsv4rt.ops.dense import rmsnorm
+from dsv4rt.ops.registry import defines_op
+from dsv4rt.ops.rope import apply_rope
 
 
 class Compression(NamedTuple):
@@ -47,7 +48,7 @@ class Compression(NamedTuple):
 def write_rows(slots: torch.Tensor, *writes) -> None:
     """buf[slots[b], rows[b, i]] = src[b, i] for each (buf, rows, src) of per-slot cache buffers.
 
-    Inside torch.compile (kernels/compiled.py) Inductor turns these into in-place scatters only where
+    Inside torch.compile (dsv4rt/compiled.py) Inductor turns these into in-place scatters only where
     no later op reads the buffer's old value; otherwise it clones the whole buffer and copies it back.
     So the decode path writes each buffer before it reads it (`compress_token`).
     """
@@ -88,12 +89,12 @@ def compress_token(c: Compression, pos: torch.Tensor, slots: torch.Tensor, eps: 
     cols = (hpos % R)[:, None, :].expand(-1, c.ring_kv.shape[1], -1)
     kv_r, sc_r = (ring[slots].gather(-1, cols)[:, None] for ring in (c.ring_kv, c.ring_sc))  # [B, 1, C, R]
     entry = pool(kv_r, sc_r, hpos[:, None], m, c.overlap)
-    entry = apply_rope(rmsnorm(entry, c.norm_weight, eps).to(c.entries.dtype), pos - m + 1, c.rope)
+    entry = apply_rope(rmsnorm.reference(entry, c.norm_weight, eps).to(c.entries.dtype), pos - m + 1, c.rope)
     rows = torch.where((pos + 1) % m == 0, pos // m, c.entries.shape[1] - 1)
     write_rows(slots, (c.entries, rows, entry))
 
 
-@register("decode_cache")
+@defines_op
 def decode_cache(kv: torch.Tensor, kv_weight: torch.Tensor, win_kv: torch.Tensor, rope: torch.Tensor,
                  pos: torch.Tensor, slots: torch.Tensor, eps: float, comps: list[Compression]) -> None:
     """kv [B, 1, hd] at pos [B, 1] of slots [B]: RMS-normed (kv_weight, eps), rotated (channel
@@ -101,5 +102,5 @@ def decode_cache(kv: torch.Tensor, kv_weight: torch.Tensor, win_kv: torch.Tensor
     `comps` takes the token as `compress_token` does."""
     for c in comps:
         compress_token(c, pos, slots, eps)
-    kv = apply_rope(rmsnorm(kv, kv_weight, eps), pos, rope)
+    kv = apply_rope(rmsnorm.reference(kv, kv_weight, eps), pos, rope)
     write_rows(slots, (win_kv, pos % win_kv.shape[1], kv))

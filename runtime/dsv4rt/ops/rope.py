@@ -1,7 +1,8 @@
 """Partial interleaved RoPE (GPT-J pairs on the last `rope_head_dim` dims) with optional YaRN.
 
 Pure-SWA layers use `rope_theta` and no YaRN; compressed layers use `compress_rope_theta` with YaRN
-and no attention factor (v4-architecture.md §2.4).
+and no attention factor (v4-architecture.md §2.4). Plain functions, not ops: the attention and cache
+ops apply RoPE inside them, the model outside (its `Rope` holds a layer's tables).
 """
 
 from __future__ import annotations
