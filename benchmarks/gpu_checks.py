@@ -129,10 +129,10 @@ def profile_step(model, log, bs: int = 1) -> dict:
 
 
 def compile_check(model, log, dynamic: bool | None = None) -> dict:
-    """Install the torch.compile decode block (kernels/compiled.py) and compare greedy tokens and
+    """Install the torch.compile decode block (dsv4rt/compiled.py) and compare greedy tokens and
     last logits against the same model's eager bf16 decode; the wall time of the first decode steps
     (which compile at batch 1) is in `first_generate_s`."""
-    from dsv4rt.kernels.compiled import compile_decode, compile_failures
+    from dsv4rt.compiled import compile_decode, compile_failures
 
     model.compiled_decode = None
     model.allocate_cache(1, 128)
@@ -153,7 +153,7 @@ def compile_check(model, log, dynamic: bool | None = None) -> dict:
 def compile_f32_check(ckpt, cpu_tokens: list[int] | None, log) -> dict:
     """The compiled block in float32 on the GPU against the CPU float32 path (reference ops):
     bf16's small top-1 margins on random weights cannot hide a numeric error here."""
-    from dsv4rt.kernels.compiled import compile_decode, compile_failures
+    from dsv4rt.compiled import compile_decode, compile_failures
 
     m, _ = load_model(ckpt, device="cuda", dtype=torch.float32)
     m.allocate_cache(1, 128)

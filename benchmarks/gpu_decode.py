@@ -175,13 +175,13 @@ def _retraced():
 
 @contextmanager
 def _cache_unfused(model):
-    """A decode token's cache writes as the reference ops (reference_cache.py), which Inductor compiles into
+    """A decode token's cache writes as the reference op (ops/cache.py), which Inductor compiles into
     its own kernels, instead of the one `decode_cache` launch."""
-    from dsv4rt.kernels import registry
-    from dsv4rt.kernels.reference_cache import decode_cache
+    from dsv4rt import ops
+    from dsv4rt.ops import registry
 
     with registry.scoped(), _retraced():
-        registry.register("decode_cache", "inductor", 100)(lambda *args: decode_cache(*args))
+        registry.register(ops.decode_cache, "inductor", 100)(lambda *args: ops.decode_cache.reference(*args))
         yield
 
 
@@ -189,7 +189,7 @@ def _cache_unfused(model):
 def _locality(model):
     """The compiled blocks again with Inductor's locality reordering, which `compiled.inductor_options`
     turns off (static shapes, as the table's)."""
-    from dsv4rt.kernels.compiled import compile_decode
+    from dsv4rt.compiled import compile_decode
 
     saved = model.compiled_decode
     with _retraced():
@@ -334,7 +334,8 @@ def _expected_tokens(res: dict) -> list[int]:
 
 
 def _pdl_state() -> dict:
-    from dsv4rt.kernels import compiled, pdl
+    from dsv4rt import compiled
+    from dsv4rt.kernels import pdl
 
     return {"triton": pdl.enabled(), "inductor": compiled.inductor_pdl()}
 

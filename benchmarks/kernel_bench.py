@@ -85,7 +85,8 @@ def hc_pre_cases(M: int) -> dict[str, float]:
 
 def hc_post_cases(M: int) -> dict[str, float]:
     """The post + next projection kernel per column block, against Inductor's two launches."""
-    from dsv4rt.kernels import reference, triton_mhc_post as tp
+    from dsv4rt import ops
+    from dsv4rt.kernels import triton_mhc_post as tp
 
     out_, h, fn = _rand(M, 2048), _rand(M, 4, 2048), torch.randn(24, 8192, device="cuda")
     post, comb = torch.rand(M, 4, device="cuda"), torch.rand(M, 4, 4, device="cuda")
@@ -99,7 +100,7 @@ def hc_post_cases(M: int) -> dict[str, float]:
                 lambda: tp.post_mix(out_, h, post, comb, fn))
     tp.POST_CONFIG.update(saved)
     tp.MAX_ROWS = saved_rows
-    inductor = torch.compile(reference.hc_post, dynamic=False)
+    inductor = torch.compile(ops.hc_post.reference, dynamic=False)
     res["inductor (post, projection)"] = graph_us(lambda: inductor(out_, h, post, comb, fn))
     if M == 1:  # wo_b inside (op hc_post_linear) against its GEMV and the post as two launches
         x, wo_b = _rand(1, 2048), _rand(2048, 2048) / 45
@@ -117,16 +118,17 @@ MINI_LINEARS = {  # name: (out rows, in features, groups) of one mini layer, and
 
 
 def linear_cases(M: int) -> dict[str, float]:
-    from dsv4rt.kernels import reference, triton_gemv as tg
-    from dsv4rt.kernels.registry import next_impl
+    from dsv4rt import ops
+    from dsv4rt.kernels import triton_gemv as tg
+    from dsv4rt.ops.registry import next_impl
 
     out = {}
     for name, (n, k, groups) in MINI_LINEARS.items():
         x, w = _rand(M, groups * k), _rand(n, k)
         fp32 = "fp32" in name
         ours = (lambda: tg.fp32_linear(x, w)) if fp32 else (lambda: tg.linear(x, w, groups))  # noqa: B023
-        cublas = (lambda: next_impl("fp32_linear", "triton")(x, w)) if fp32 else (  # noqa: B023
-            lambda: reference.linear(x, w, groups))  # noqa: B023
+        cublas = (lambda: next_impl(ops.fp32_linear, "triton")(x, w)) if fp32 else (  # noqa: B023
+            lambda: ops.linear.reference(x, w, groups))  # noqa: B023
         gb = n * k * 2 / 1e9
         for label, fn in (("triton", ours), ("cublas", cublas)):
             us = graph_us(fn)
@@ -161,10 +163,11 @@ def cache_cases(M: int) -> dict[str, float]:
     """A decode token's cache writes per mini layer kind, in one `decode_cache` launch: mid-block (push
     only), where every row's block ends (the pool), and pooling on every step (`POOL_ALWAYS`, before);
     against Inductor's kernels for the reference ops, which pool on every step."""
-    from dsv4rt.kernels import compiled, reference_cache, triton_cache as tc
+    from dsv4rt import compiled, ops
+    from dsv4rt.kernels import triton_cache as tc
 
     g, res = torch.Generator().manual_seed(0), {}
-    inductor = torch.compile(reference_cache.decode_cache, dynamic=False, options=compiled.inductor_options())
+    inductor = torch.compile(ops.decode_cache.reference, dynamic=False, options=compiled.inductor_options())
     for kind, spec in MINI_CACHES.items():
         comps = [tc._case("cuda", torch.bfloat16, g, r, hd, ov, M, M + 1, 1100) for r, hd, ov in spec]
         kv, w, rope, win = _rand(M, 1, 512), _rand(512), torch.rand(512, device="cuda"), _rand(M + 1, 128, 512)
@@ -184,7 +187,7 @@ def main(argv=None) -> dict:
     p.add_argument("--parts", default="attention,hc_pre,hc_post,linear,moe",
                    help="comma list of the parts to time")
     a = p.parse_args(argv)
-    from dsv4rt.kernels import available
+    from dsv4rt.ops.registry import available
 
     available()  # the backends register (and self-check) first
     parts = {"attention": {"attention B=1": lambda: attention_cases(1)},

@@ -31,11 +31,12 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from dsv4rt import ops
 from dsv4rt.checkpoint.load import _cast
 from dsv4rt.checkpoint.make import preset_config
 from dsv4rt.config import ModelArgs
-from dsv4rt.kernels import registry
 from dsv4rt.model import Block, HeadMixin, Transformer
+from dsv4rt.ops import registry
 
 # launches inside each opaque op (its implementation's kernel launches, read from its module)
 # (decode_attention: the split kernel and its combine, as below 128 rows)
@@ -96,20 +97,20 @@ def as_on_cuda():
 
     gemv_ok = triton_moe._GEMV_OK
     with registry.scoped():
-        registry.register("decode_attention", "triton", 10)(triton_attention.decode_attention)
-        registry.register("decode_cache", "triton", 10)(triton_cache.decode_cache)
-        registry.register("hc_split_sinkhorn", "triton", 10)(triton_mhc.split_sinkhorn)
-        registry.register("hc_pre", "triton", 10)(triton_mhc.pre_apply)
-        registry.register("hc_post", "triton", 10)(triton_mhc_post.post_mix)
-        registry.register("hc_post_linear", "triton", 10)(triton_mhc_post.post_linear)
-        registry.register("hc_pre_x", "triton", 10)(triton_mhc.pre_x_apply)
-        registry.register("moe_route", "triton", 10)(triton_route.moe_route)
+        registry.register(ops.decode_attention, "triton", 10)(triton_attention.decode_attention)
+        registry.register(ops.decode_cache, "triton", 10)(triton_cache.decode_cache)
+        registry.register(ops.hc_split_sinkhorn, "triton", 10)(triton_mhc.split_sinkhorn)
+        registry.register(ops.hc_pre, "triton", 10)(triton_mhc.pre_apply)
+        registry.register(ops.hc_post, "triton", 10)(triton_mhc_post.post_mix)
+        registry.register(ops.hc_post_linear, "triton", 10)(triton_mhc_post.post_linear)
+        registry.register(ops.hc_pre_x, "triton", 10)(triton_mhc.pre_x_apply)
+        registry.register(ops.moe_route, "triton", 10)(triton_route.moe_route)
         triton_moe._GEMV_OK = True
-        registry.register("moe_experts", "triton", 10)(triton_moe.moe_experts)
-        registry.register("fp32_linear", "cublas", 10)(fp32_mm)
-        registry.register("fp32_linear", "triton", 20)(triton_gemv.fp32_linear)
-        registry.register("linear", "triton", 10)(triton_gemv.linear)
-        registry.register("norm_linear", "triton", 10)(triton_gemv.norm_linear)
+        registry.register(ops.moe_experts, "triton", 10)(triton_moe.moe_experts)
+        registry.register(ops.fp32_linear, "cublas", 10)(fp32_mm)
+        registry.register(ops.fp32_linear, "triton", 20)(triton_gemv.fp32_linear)
+        registry.register(ops.linear, "triton", 10)(triton_gemv.linear)
+        registry.register(ops.norm_linear, "triton", 10)(triton_gemv.norm_linear)
         try:
             yield
         finally:

@@ -23,7 +23,8 @@ def model(tiny_dir):
 
 
 def test_triton_kernels_are_registered_and_match_reference_in_bf16():
-    from dsv4rt.kernels import get, reference
+    from dsv4rt import ops
+    from dsv4rt.ops.registry import get
 
     assert get("moe_experts").backend == "dispatch"
     E, D, I, k = 16, 256, 128, 4
@@ -32,35 +33,35 @@ def test_triton_kernels_are_registered_and_match_reference_in_bf16():
     for n in (1, 7, 200):
         x, w = torch.randn(n, D, device="cuda").bfloat16(), torch.rand(n, k, device="cuda")
         idx = torch.stack([torch.randperm(E, device="cuda")[:k] for _ in range(n)])
-        assert _rel(get("moe_experts")(x, w13, w2, w, idx, 10.0), reference.moe_experts(x, w13, w2, w, idx, 10.0)) < 2e-2
+        assert _rel(ops.moe_experts(x, w13, w2, w, idx, 10.0), ops.moe_experts.reference(x, w13, w2, w, idx, 10.0)) < 2e-2
     mix, scale, base = torch.randn(64, 24, device="cuda"), torch.rand(3, device="cuda"), torch.randn(24, device="cuda")
-    for a, b in zip(get("hc_split_sinkhorn")(mix, scale, base, 4, 20, 1e-6),
-                    reference.hc_split_sinkhorn(mix, scale, base, 4, 20, 1e-6)):
+    for a, b in zip(ops.hc_split_sinkhorn(mix, scale, base, 4, 20, 1e-6),
+                    ops.hc_split_sinkhorn.reference(mix, scale, base, 4, 20, 1e-6)):
         assert _rel(a, b) < 1e-5
     for n in (1, 7, 200):  # with the shared expert (the last one) as a pick of its own
         x, w = torch.randn(n, D, device="cuda").bfloat16(), torch.rand(n, k, device="cuda")
         idx = torch.stack([torch.randperm(E - 1, device="cuda")[:k] for _ in range(n)])
-        got = get("moe_experts")(x, w13, w2, w, idx, 10.0, shared=True)
-        assert _rel(got, reference.moe_experts(x, w13, w2, w, idx, 10.0, shared=True)) < 2e-2
+        got = ops.moe_experts(x, w13, w2, w, idx, 10.0, shared=True)
+        assert _rel(got, ops.moe_experts.reference(x, w13, w2, w, idx, 10.0, shared=True)) < 2e-2
     assert get("hc_pre").backend == "dispatch" and get("moe_route").backend == "dispatch"  # self-checks passed
     h, nw = (torch.randn(64, 4, 2048, device="cuda") * 3).bfloat16(), torch.rand(2048, device="cuda").bfloat16()
     raw = mix[:, None].expand(64, 3, 24) / 3  # partial projections, as hc_post leaves them
-    for a, b in zip(get("hc_pre")(raw, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6),
-                    reference.hc_pre(raw, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6)):
+    for a, b in zip(ops.hc_pre(raw, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6),
+                    ops.hc_pre.reference(raw, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6)):
         assert _rel(a, b) < 2e-2
     assert get("hc_post").backend == "dispatch"  # its self-check passed
     out, fn = torch.randn(64, 2048, device="cuda"), torch.randn(24, 8192, device="cuda")
     post, comb = torch.rand(64, 4, device="cuda") * 2, torch.rand(64, 4, 4, device="cuda")
     for m in (1, 64):  # one row a program, and 16
         (got_h, got_raw), (want_h, want_raw) = (f(out[:m], h[:m], post[:m], comb[:m], fn)
-                                                for f in (get("hc_post"), reference.hc_post))
+                                                for f in (ops.hc_post, ops.hc_post.reference))
         assert _rel(got_h, want_h) < 2e-2 and _rel(got_raw.sum(-2), want_raw.sum(-2)) < 2e-2
 
 
 def test_boundary_matches_reference_in_bf16():
     """`hc_post_pre` as the model runs it on CUDA (the `hc_post` kernel's partial projections into the
     `hc_pre` kernel, or into `hc_pre_x` before the head) against the reference post and pre."""
-    from dsv4rt.kernels import get, reference
+    from dsv4rt import ops
 
     h, nw = (torch.randn(9, 4, 2048, device="cuda") * 3).bfloat16(), torch.rand(2048, device="cuda").bfloat16()
     out = torch.randn(9, 2048, device="cuda")
@@ -69,10 +70,10 @@ def test_boundary_matches_reference_in_bf16():
         fn, base = torch.randn(k, 8192, device="cuda") * 0.02, torch.randn(k, device="cuda")
         scale = torch.rand(3 if k == 24 else 1, device="cuda") + 0.5
         for m in (1, 9):
-            got = get("hc_post_pre")(out[:m], h[:m], post[:m], comb[:m], fn, scale, base, nw, 4, 20, 1e-6, 1e-6, 1e-6)
-            want_h, raw = reference.hc_post(out[:m], h[:m], post[:m], comb[:m], fn)
-            want = (reference.hc_pre(raw, scale, base, want_h, nw, 4, 20, 1e-6, 1e-6, 1e-6) if k == 24 else
-                    (reference.hc_pre_x(raw, scale, base, want_h, nw, 4, 1e-6, 1e-6, 1e-6), None, None))
+            got = ops.hc_post_pre(out[:m], h[:m], post[:m], comb[:m], fn, scale, base, nw, 4, 20, 1e-6, 1e-6, 1e-6)
+            want_h, raw = ops.hc_post.reference(out[:m], h[:m], post[:m], comb[:m], fn)
+            want = (ops.hc_pre.reference(raw, scale, base, want_h, nw, 4, 20, 1e-6, 1e-6, 1e-6) if k == 24 else
+                    (ops.hc_pre_x.reference(raw, scale, base, want_h, nw, 4, 1e-6, 1e-6, 1e-6), None, None))
             assert _rel(got[0], want_h) < 2e-2
             for a, b in zip(got[1:], want):
                 assert (a is None and b is None) or _rel(a, b) < 2e-2
@@ -176,7 +177,7 @@ def test_compiled_decode_graphs_match_eager(tiny_dir):
     hide in bf16 rounding (the benchmark measured 1.9e-6 on mini)."""
     from dsv4rt.checkpoint.load import load_model
     from dsv4rt.engine.cuda_graphs import DecodeGraphs
-    from dsv4rt.kernels.compiled import compile_decode, compile_failures
+    from dsv4rt.compiled import compile_decode, compile_failures
 
     m, _ = load_model(tiny_dir, device="cuda", dtype=torch.float32)
     rows = 4

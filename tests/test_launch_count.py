@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dsv4rt.kernels import get, registry
+from dsv4rt.ops import registry
+from dsv4rt.ops.registry import get
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import launch_count as lc  # noqa: E402

@@ -1,5 +1,5 @@
 """The `decode_cache` op: a decode token's window row, compressor rings and entries in one launch
-(kernels/triton_cache.py) against its PyTorch reference (kernels/reference_cache.py), under Triton's
+(kernels/triton_cache.py) against its PyTorch reference (ops/cache.py), under Triton's
 CPU interpreter; and the model's decode through it against the reference path."""
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ import pytest
 import torch
 from triton_interpreter import run_interpreted
 
-from dsv4rt.kernels.reference_cache import Compression, decode_cache
+from dsv4rt import ops
+from dsv4rt.ops.cache import Compression
 
 _KERNEL = textwrap.dedent("""
     import torch
+    from dsv4rt import ops
     from dsv4rt.kernels import triton_cache as tc
-    from dsv4rt.kernels.reference_cache import decode_cache as ref
+    ref = ops.decode_cache.reference
     assert tc.self_check("cpu", torch.float32) < 1e-5
     tc._block = lambda hd, span: 16  # many programs a compressor: the last one of each row writes the entry
     assert tc.self_check("cpu", torch.float32) < 1e-5
@@ -35,8 +37,10 @@ _KERNEL = textwrap.dedent("""
 
 _MODEL = textwrap.dedent("""
     import torch
+    from dsv4rt import ops
     from dsv4rt.checkpoint.load import load_model
-    from dsv4rt.kernels import registry, triton_cache as tc
+    from dsv4rt.kernels import triton_cache as tc
+    from dsv4rt.ops import registry
     m, _ = load_model({path!r})
 
     def run():
@@ -51,7 +55,7 @@ _MODEL = textwrap.dedent("""
 
     want, want_state = run()
     with registry.scoped():
-        registry.register("decode_cache", "triton", 10)(tc.decode_cache)
+        registry.register(ops.decode_cache, "triton", 10)(tc.decode_cache)
         got, got_state = run()
     assert (got - want).abs().max() < 1e-4 * want.abs().max(), (got - want).abs().max()
     for x, y in zip(got_state, want_state):
@@ -82,7 +86,8 @@ def test_reference_writes_an_entry_only_where_a_block_ends():
     """ratio 4: position 7 ends a block (entry row 1), position 9 does not (the scratch row, 8)."""
     c = _comp(4, 16, True)
     kv, win = torch.randn(2, 1, 32), torch.zeros(3, 8, 32)
-    decode_cache(kv, torch.ones(32), win, torch.zeros(32), torch.tensor([[7], [9]]), torch.tensor([2, 0]), 1e-6, [c])
+    ops.decode_cache.reference(kv, torch.ones(32), win, torch.zeros(32), torch.tensor([[7], [9]]), torch.tensor([2, 0]),
+                               1e-6, [c])
     written = c.entries.abs().sum(-1) > 0  # [slot, row]
     assert written.nonzero().tolist() == [[0, 8], [2, 1]]
     # the window rows: slot 2 row 7 % 8, slot 0 row 9 % 8; RoPE frequencies 0 leave the normed kv as is
@@ -94,8 +99,8 @@ def test_reference_pools_the_newest_token_from_the_projection_not_the_ring():
     """The token is pushed into the ring before the pool: at position 0 the entry is that token's
     a (softmax over one live token), normed."""
     c = _comp(4, 16, False)
-    decode_cache(torch.randn(2, 1, 32), torch.ones(32), torch.zeros(3, 8, 32), torch.zeros(32),
-                 torch.tensor([[3], [3]]), torch.tensor([0, 1]), 1e-6, [c._replace(rope=torch.zeros(16))])
+    ops.decode_cache.reference(torch.randn(2, 1, 32), torch.ones(32), torch.zeros(3, 8, 32), torch.zeros(32),
+                               torch.tensor([[3], [3]]), torch.tensor([0, 1]), 1e-6, [c._replace(rope=torch.zeros(16))])
     a = c.a[0, 0]
     # position 3 ends block 0, which pools positions 0..3 from the ring: 3 from this token, 0..2 old
     assert torch.equal(c.ring_kv[0, :, 3], a) and torch.equal(c.ring_sc[0, :, 3], c.z[0, 0] + c.ape[3])
@@ -110,7 +115,8 @@ def test_reference_pools_the_newest_token_from_the_projection_not_the_ring():
 def test_kernel_at_mini_shapes_matches_reference_in_bf16():
     """mini's CSA layer (compressors of 512 and 128 channels, ratio 4) and HCA layer (512, ratio 128), at
     1 and 64 rows: many programs a row, and rows racing for nothing (each row its own counts)."""
-    from dsv4rt.kernels import get, triton_cache as tc
+    from dsv4rt.kernels import triton_cache as tc
+    from dsv4rt.ops.registry import get
 
     assert get("decode_cache").backend == "dispatch"  # its self-check passed
     g, dev, bf16 = torch.Generator().manual_seed(3), "cuda", torch.bfloat16

@@ -147,8 +147,8 @@ def test_runtime_imports_without_transformers_or_gpu_libraries():
         "        if name.split('.')[0] in {'transformers', 'triton', 'flashinfer', 'deep_gemm', 'deep_ep'}:\n"
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import dsv4rt.model, dsv4rt.checkpoint.load, dsv4rt.checkpoint.make, dsv4rt.generate, dsv4rt.kernels\n"
-        "print(dsv4rt.kernels.available())\n"
+        "import dsv4rt.model, dsv4rt.checkpoint.load, dsv4rt.checkpoint.make, dsv4rt.generate, dsv4rt.ops.registry\n"
+        "print(dsv4rt.ops.registry.available())\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

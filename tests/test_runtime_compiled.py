@@ -1,4 +1,4 @@
-"""torch.compile decode block (kernels/compiled.py) on CPU: same logits and cache state as the
+"""torch.compile decode block (dsv4rt/compiled.py) on CPU: same logits and cache state as the
 eager model, the CUDA-only switch, and the eager fallback when a compile fails. CPU runs use the
 cheap `aot_eager` backend (Dynamo graphs, graph breaks and functionalization, no code generation);
 Inductor itself runs in tests/test_gpu_decode.py."""
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from dsv4rt.checkpoint.load import load_model
-from dsv4rt.kernels import compiled
+from dsv4rt import compiled
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_compiled_decode_equals_eager(model):
 
 
 def test_compile_is_cuda_only_unless_asked(model, caplog):
-    with caplog.at_level(logging.INFO, logger="dsv4rt.kernels.compiled"):
+    with caplog.at_level(logging.INFO, logger="dsv4rt.compiled"):
         assert not compiled.compile_decode(model)
     assert model.compiled_decode is None and "CUDA only" in caplog.text
 
@@ -55,7 +55,7 @@ def test_a_failing_compile_falls_back_to_eager_and_says_why(caplog):
         raise RuntimeError("inductor exploded")
 
     fn = compiled._Guarded(broken, lambda x: x + 1, "block")
-    with caplog.at_level(logging.WARNING, logger="dsv4rt.kernels.compiled"):
+    with caplog.at_level(logging.WARNING, logger="dsv4rt.compiled"):
         assert fn(1) == 2 and fn(2) == 3
     assert "inductor exploded" in fn.failed and caplog.text.count("inductor exploded") == 1
 
@@ -67,7 +67,7 @@ def test_a_failing_compile_falls_back_to_eager_and_says_why(caplog):
 def test_inductor_writes_the_decode_cache_in_place(model):
     """One CSA layer (window ring, compressor, indexer compressor) through Inductor on CPU: the same
     output and cache as eager, and every cache write an in-place scatter. A write after a read of the
-    old buffer becomes an out-of-place index_put plus a whole-buffer copy_ back (reference_cache.write_rows)."""
+    old buffer becomes an out-of-place index_put plus a whole-buffer copy_ back (ops/cache.write_rows)."""
     from torch._inductor import config
     from torch._inductor.utils import run_and_get_code
 

@@ -1,4 +1,4 @@
-"""Triton decode attention (kernels/triton_attention.py) against reference.decode_attention: fp32 under
+"""Triton decode attention (kernels/triton_attention.py) against ops.decode_attention.reference: fp32 under
 the CPU interpreter, bf16 at the model's shapes on a GPU."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from triton_interpreter import run_interpreted
 
 _INTERPRETED = textwrap.dedent("""
     import torch
-    from dsv4rt.kernels import reference, triton_attention as ta
+    from dsv4rt import ops
+    from dsv4rt.kernels import triton_attention as ta
     torch.manual_seed(0)
     S, W, N, D = 6, 32, 20, 128
 
@@ -26,7 +27,7 @@ _INTERPRETED = textwrap.dedent("""
         mask[1] = False  # a row that attends its window alone
         sink = torch.randn(H) * 2
         entries, emask = (ent, mask) if with_entries else (None, None)
-        ref = reference.decode_attention(q, win, slots, pos, entries, emask, sink, D ** -0.5)
+        ref = ops.decode_attention.reference(q, win, slots, pos, entries, emask, sink, D ** -0.5)
         # what the kernel must never read is NaN for it, zero for the reference (whose einsum would spread NaN)
         bad = win.clone()
         for b in range(B):
@@ -49,27 +50,27 @@ _INTERPRETED = textwrap.dedent("""
     case(16, 6, True, block_s=16, splits=3)
     case(16, 6, False, splits=2)  # row 5's splits see no key
     case(8, 2, True, block_s=16, splits=8)
-    # as a custom op it traces whole under torch.compile (kernels/compiled.py)
+    # as a custom op it traces whole under torch.compile (dsv4rt/compiled.py)
     args = case(8, 5, True)
     fn = lambda *a: ta.decode_attention(*a, D ** -0.5)
     assert torch.equal(torch.compile(fn, backend="aot_eager", fullgraph=True)(*args), fn(*args))
     # no mask: every entry compressed so far, (pos + 1) // ratio of them (HCA; CSA with its indexer skipped)
     q, win, slots, pos, entries, _, sink = args
     for ratio in (4, 128):
-        want = reference.decode_attention(q, win, slots, pos, entries, None, sink, D ** -0.5, ratio)
+        want = ops.decode_attention.reference(q, win, slots, pos, entries, None, sink, D ** -0.5, ratio)
         for splits in (1, 3):
             got = ta._launch(q, win, slots, pos, entries, None, sink, D ** -0.5, ratio, block_s=16, splits=splits)
             assert (got - want).abs().max() < 1e-5 * want.abs().max(), (ratio, splits)
     # the query's per-head norm and RoPE and the output's inverse RoPE in the kernel: one split, and three
     freqs = torch.cat([torch.zeros(64), torch.rand(32).repeat_interleave(2)])  # partial RoPE: 64 of 128 dims
-    want = reference.decode_attention(q, win, slots, pos, entries, None, sink, D ** -0.5, 4, freqs, 1e-6)
+    want = ops.decode_attention.reference(q, win, slots, pos, entries, None, sink, D ** -0.5, 4, freqs, 1e-6)
     for splits in (1, 3):
         got = ta._launch(q, win, slots, pos, entries, None, sink, D ** -0.5, 4, freqs, 1e-6, block_s=16, splits=splits)
         assert (got - want).abs().max() < 1e-5 * want.abs().max(), ("rope", splits)
     # a head dim the kernel does not tile goes to the reference
     q96 = torch.randn(2, 8, 96)
     odd = (q96, torch.randn(S, W, 96), torch.tensor([1, 3]), torch.tensor([5, 50]), None, None, torch.randn(8))
-    assert torch.equal(ta.decode_attention(*odd, 0.1), reference.decode_attention(*odd, 0.1))
+    assert torch.equal(ta.decode_attention(*odd, 0.1), ops.decode_attention.reference(*odd, 0.1))
     # the registry's gate (run in bf16 on a GPU) passes for a correct kernel
     assert ta.self_check("cpu", torch.float32) < 1e-5
     print("ok")
@@ -85,7 +86,9 @@ def test_decode_attention_matches_reference_in_interpreter():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("B", [1, 5])
 def test_decode_attention_bf16_on_gpu_and_under_compile(B):
-    from dsv4rt.kernels import reference, registry, triton_attention as ta
+    from dsv4rt import ops
+    from dsv4rt.kernels import triton_attention as ta
+    from dsv4rt.ops import registry
 
     assert registry.get("decode_attention", backend="triton") is ta.decode_attention
     H, D, W, N, S = 16, 512, 128, 300, 7
@@ -97,16 +100,16 @@ def test_decode_attention_bf16_on_gpu_and_under_compile(B):
     pos = torch.tensor([700, 5, 127, 0, 300][:B], device="cuda")
     mask = torch.rand(B, N, device="cuda", generator=g) < 0.3
     args = (q, win, slots, pos, ent, mask, sink, D ** -0.5)
-    ref = reference.decode_attention(*args).float()
+    ref = ops.decode_attention.reference(*args).float()
     got = ta.decode_attention(*args)
     assert got.dtype == torch.bfloat16 and got.shape == (B, H, D)
     assert float((got.float() - ref).abs().max() / ref.abs().max()) < 2e-2
     compiled = torch.compile(lambda *a: ta.decode_attention(*a), fullgraph=True)
     assert torch.equal(compiled(*args), got)
     window_only = (q, win, slots, pos, None, None, sink, D ** -0.5)
-    ref = reference.decode_attention(*window_only).float()
+    ref = ops.decode_attention.reference(*window_only).float()
     assert float((ta.decode_attention(*window_only).float() - ref).abs().max() / ref.abs().max()) < 2e-2
     freqs = torch.cat([torch.zeros(D - 64, device="cuda"), rnd(32).abs().repeat_interleave(2)])
     with_rope = (*args, 0, freqs, 1e-6)  # the query's norm and RoPE, the output's inverse RoPE
-    ref = reference.decode_attention(*with_rope).float()
+    ref = ops.decode_attention.reference(*with_rope).float()
     assert float((ta.decode_attention(*with_rope).float() - ref).abs().max() / ref.abs().max()) < 2e-2

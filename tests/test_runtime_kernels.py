@@ -12,7 +12,7 @@ from triton_interpreter import run_interpreted
 
 from dsv4rt.checkpoint.make import preset_config
 from dsv4rt.config import ModelArgs
-from dsv4rt.kernels import registry
+from dsv4rt.ops import registry
 from dsv4rt.kernels.moe_align import align, max_blocks
 from dsv4rt.layers.moe import MoE
 
@@ -87,14 +87,15 @@ def test_optional_backends_are_imported_once(monkeypatch):
 
 _INTERPRETED = textwrap.dedent("""
     import torch
-    from dsv4rt.kernels import reference, triton_mhc, triton_moe
+    from dsv4rt import ops
+    from dsv4rt.kernels import triton_mhc, triton_moe
     torch.manual_seed(0)
     mix, scale, base = torch.randn(3, 5, 24), torch.rand(3) + 0.5, torch.randn(24) * 0.1
     got = triton_mhc.split_sinkhorn(mix, scale, base, 4, 20, 1e-6)
-    # as a custom op it also traces whole under torch.compile (kernels/compiled.py)
+    # as a custom op it also traces whole under torch.compile (dsv4rt/compiled.py)
     traced = torch.compile(lambda m: triton_mhc.split_sinkhorn(m, scale, base, 4, 20, 1e-6),
                            backend="aot_eager", fullgraph=True)(mix)
-    for a, b, c in zip(got, reference.hc_split_sinkhorn(mix, scale, base, 4, 20, 1e-6), traced):
+    for a, b, c in zip(got, ops.hc_split_sinkhorn.reference(mix, scale, base, 4, 20, 1e-6), traced):
         assert (a - b).abs().max() < 1e-5 and torch.equal(a, c), (a - b).abs().max()
     # the router in one launch: bias and hash selection, traced whole as a custom op
     from dsv4rt.kernels import triton_route
@@ -102,7 +103,7 @@ _INTERPRETED = textwrap.dedent("""
     x, wg, bias = torch.randn(3, 256), torch.randn(64, 256) / 16, torch.randn(64)
     route = torch.compile(lambda x: triton_route.moe_route(x, wg, bias, None, None, 6, 1.5, "sqrtsoftplus"),
                           backend="aot_eager", fullgraph=True)
-    (w, i), (rw, ri) = route(x), reference.moe_route(x, wg, bias, None, None, 6, 1.5, "sqrtsoftplus")
+    (w, i), (rw, ri) = route(x), ops.moe_route.reference(x, wg, bias, None, None, 6, 1.5, "sqrtsoftplus")
     assert torch.equal(i, ri) and (w - rw).abs().max() < 1e-5, (i, ri)
     # the fused rest of an mHC pre (split, Sinkhorn, stream sum, RMSNorm), with a partial last D chunk
     assert triton_mhc.pre_self_check("cpu", torch.float32) < 1e-5
@@ -111,7 +112,7 @@ _INTERPRETED = textwrap.dedent("""
     got = triton_mhc.pre_apply(raw, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6)
     traced = torch.compile(lambda m, h: triton_mhc.pre_apply(m, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6),
                            backend="aot_eager", fullgraph=True)(raw, h)
-    want = reference.hc_pre(raw, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6)
+    want = ops.hc_pre.reference(raw, scale, base, h, nw, 4, 20, 1e-6, 1e-6, 1e-6)
     for a, b, c in zip(got, want, traced):
         assert a.shape == b.shape and (a - b).abs().max() < 1e-5 * b.abs().max() and torch.equal(a, c)
     triton_mhc.PRE_CONFIG["row_elems"] = 0  # rows too wide for registers: three passes of 1,024 columns
@@ -125,7 +126,8 @@ _INTERPRETED = textwrap.dedent("""
     out, post, comb, fn = torch.randn(3, 5, 2000), torch.rand(3, 5, 4) * 2, torch.rand(3, 5, 4, 4), torch.randn(24, 8000)
     for rows in (1, 2):  # one row a program, and two (the second program's last row missing)
         tp.POST_CONFIG["programs"] = 63 * 15 // rows
-        (h2, raw2), (want_h, want_raw) = tp.post_mix(out, h, post, comb, fn), reference.hc_post(out, h, post, comb, fn)
+        h2, raw2 = tp.post_mix(out, h, post, comb, fn)
+        want_h, want_raw = ops.hc_post.reference(out, h, post, comb, fn)
         assert tp._post_rows(15, 63) == rows and raw2.shape == (3, 5, 63, 24) and want_raw.shape == (3, 5, 1, 24)
         assert (h2 - want_h).abs().max() < 1e-5 * want_h.abs().max()
         assert (raw2.sum(-2) - want_raw.sum(-2)).abs().max() < 1e-5 * want_raw.abs().max()
@@ -136,12 +138,12 @@ _INTERPRETED = textwrap.dedent("""
     for n, shared in ((2, False), (150, True)):  # small-batch and wide tiles; expert 7 as the shared one
         x, w = torch.randn(n, D), torch.rand(n, k)
         idx = torch.stack([torch.randperm(E - 1)[:k] for _ in range(n)])
-        ref = reference.moe_experts(x, w13, w2, w, idx, 1.0, shared)
+        ref = ops.moe_experts.reference(x, w13, w2, w, idx, 1.0, shared)
         err = (triton_moe.grouped_moe(x, w13, w2, w, idx, 1.0, shared) - ref).abs().max() / ref.abs().max()
         assert err < 1e-5, err
     # the shared expert = one more pick of weight 1, unclamped: its own term, computed apart
-    alone = reference.swiglu(x, w13[7, :I], w13[7, I:], w2[7], 0.0)
-    assert (ref - reference.moe_experts(x, w13, w2, w, idx, 1.0) - alone).abs().max() < 1e-4
+    alone = ops.moe.swiglu(x, w13[7, :I], w13[7, I:], w2[7], 0.0)
+    assert (ref - ops.moe_experts.reference(x, w13, w2, w, idx, 1.0) - alone).abs().max() < 1e-4
     print("ok")
 """)
 
@@ -154,7 +156,7 @@ def test_triton_kernels_match_reference_in_interpreter():
 def test_register_checked_keeps_out_a_kernel_that_fails_or_disagrees(caplog):
     fn = lambda: None  # noqa: E731
     try:
-        with caplog.at_level(logging.WARNING, logger="dsv4rt.kernels.registry"):
+        with caplog.at_level(logging.WARNING, logger="dsv4rt.ops.registry"):
             assert not registry.register_checked("probe_op", fn, lambda: 1 / 0, 1e-3, "fast", 10)
             assert not registry.register_checked("probe_op", fn, lambda: float("nan"), 1e-3, "fast", 10)
             assert not registry.register_checked("probe_op", fn, lambda: 0.5, 1e-3, "fast", 10)

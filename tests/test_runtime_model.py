@@ -14,11 +14,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from dsv4rt import kernels
 from dsv4rt.checkpoint.load import load_model
 from dsv4rt.checkpoint.make import write_checkpoint
 from dsv4rt.generate import greedy_generate
-from dsv4rt.kernels import registry
+from dsv4rt import ops
+from dsv4rt.ops import registry
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def tiny(tiny_dir):
 def test_sinkhorn_is_doubly_stochastic():
     n = 4
     mix = torch.randn(3, 5, (2 + n) * n)
-    pre, post, comb = kernels.get("hc_split_sinkhorn")(mix, torch.ones(3), torch.zeros((2 + n) * n), n, 20, 1e-6)
+    pre, post, comb = ops.hc_split_sinkhorn(mix, torch.ones(3), torch.zeros((2 + n) * n), n, 20, 1e-6)
     # the last Sinkhorn step normalises columns (exact); rows converge within 20 iterations
     assert torch.allclose(comb.sum(-2), torch.ones(3, 5, n), atol=1e-5)
     assert torch.allclose(comb.sum(-1), torch.ones(3, 5, n), atol=1e-2)
@@ -69,15 +69,15 @@ def test_registry_prefers_priority_and_survives_bad_backends(caplog):
     def ref_impl():
         return "ref"
 
-    assert kernels.get("unit_test_op")() == "ref"
+    assert registry.get("unit_test_op")() == "ref"
 
     @registry.register("unit_test_op", backend="fast", priority=10)
     def fast_impl():
         return "fast"
 
-    assert kernels.get("unit_test_op")() == "fast" and fast_impl.backend == "fast"
-    assert kernels.get("unit_test_op", backend="reference")() == "ref"
-    with caplog.at_level(logging.INFO, logger="dsv4rt.kernels.registry"):
+    assert registry.get("unit_test_op")() == "fast" and fast_impl.backend == "fast"
+    assert registry.get("unit_test_op", backend="reference")() == "ref"
+    with caplog.at_level(logging.INFO, logger="dsv4rt.ops.registry"):
         assert registry.register_optional("dsv4rt.kernels.no_such_backend") is False
     assert "no_such_backend" in caplog.text
 

@@ -1,4 +1,4 @@
-"""Small-batch GEMV MoE (kernels/triton_moe_gemv.py) against reference.moe_experts: float32 under the
+"""Small-batch GEMV MoE (kernels/triton_moe_gemv.py) against ops.moe_experts.reference: float32 under the
 Triton interpreter on the CPU, bf16 at the model's shapes on a GPU."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from triton_interpreter import run_interpreted
 
 _INTERPRETED = textwrap.dedent("""
     import torch
-    from dsv4rt.kernels import reference, triton_moe_gemv as gm
+    from dsv4rt import ops
+    from dsv4rt.kernels import triton_moe_gemv as gm
 
     def check(E, D, I, k, n, limit, shared=False):
         torch.manual_seed(n)  # the same draw for both limits
@@ -21,7 +22,7 @@ _INTERPRETED = textwrap.dedent("""
         if n > 1:  # the last token picks token 0's experts in another order: every expert read twice
             idx[n - 1] = idx[0].roll(1)
         assert gm.supported(x, w13, w2)
-        ref = reference.moe_experts(x, w13, w2, w, idx, limit, shared)
+        ref = ops.moe_experts.reference(x, w13, w2, w, idx, limit, shared)
         got = gm.gemv_moe(x, w13, w2, w, idx, limit, shared)
         err = (got - ref).abs().max() / ref.abs().max()
         assert got.dtype == torch.float32 and got.shape == (n, D) and err < 1e-5, (D, I, n, limit, err)
@@ -44,7 +45,7 @@ _INTERPRETED = textwrap.dedent("""
     for n in (1, 5):
         x, w = torch.randn(n, D), torch.rand(n, k)
         idx = torch.stack([torch.randperm(E)[:k] for _ in range(n)])
-        ref = reference.moe_experts(x, w13, w2, w, idx, 1.0, True)
+        ref = ops.moe_experts.reference(x, w13, w2, w, idx, 1.0, True)
         assert (op(x, w13, w2, w, idx, 1.0, True) - ref).abs().max() / ref.abs().max() < 1e-5, n
     print("ok")
 """)
@@ -84,21 +85,23 @@ def _rel(a, b) -> float:
 @pytest.mark.parametrize("limit", [1.0, 0.0])
 def test_gemv_moe_matches_reference_in_bf16(n, limit):
     pytest.importorskip("triton")
-    from dsv4rt.kernels import reference, triton_moe_gemv as gm
+    from dsv4rt import ops
+    from dsv4rt.kernels import triton_moe_gemv as gm
 
     g = torch.Generator(device="cuda").manual_seed(n)
     (w13, w2), (x, w, idx) = _experts(g), _routing(n, g)
     assert gm.supported(x, w13, w2)
     got = gm.gemv_moe(x, w13, w2, w, idx, limit)
     assert got.dtype == torch.float32
-    assert _rel(got, reference.moe_experts(x, w13, w2, w, idx, limit)) < 2e-2
+    assert _rel(got, ops.moe_experts.reference(x, w13, w2, w, idx, limit)) < 2e-2
 
 
 @pytest.mark.gpu
 @_needs_cuda
 def test_gemv_moe_replays_in_a_cuda_graph_with_new_routing():
     pytest.importorskip("triton")
-    from dsv4rt.kernels import reference, triton_moe_gemv as gm
+    from dsv4rt import ops
+    from dsv4rt.kernels import triton_moe_gemv as gm
 
     g = torch.Generator(device="cuda").manual_seed(0)
     (w13, w2), (x, w, idx) = _experts(g), _routing(1, g)
@@ -109,4 +112,4 @@ def test_gemv_moe_replays_in_a_cuda_graph_with_new_routing():
     for dst, src in zip((x, w, idx), _routing(1, g)):
         dst.copy_(src)
     graph.replay()
-    assert _rel(out, reference.moe_experts(x, w13, w2, w, idx, 1.0)) < 2e-2
+    assert _rel(out, ops.moe_experts.reference(x, w13, w2, w, idx, 1.0)) < 2e-2

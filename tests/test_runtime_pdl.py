@@ -43,7 +43,7 @@ def test_probe_says_no_when_switched_off_or_interpreted(pdl, monkeypatch):
 def test_inductor_follows_the_switch(pdl, monkeypatch):
     import torch._inductor.config as inductor_config
 
-    from dsv4rt.kernels import compiled
+    from dsv4rt import compiled
 
     monkeypatch.setattr(pdl, "_DEFAULT", [True])
     assert compiled.inductor_pdl() == hasattr(inductor_config.triton, "enable_pdl")

@@ -1,4 +1,4 @@
-"""RoPE (layers/rope.py) against the complex-number definition: pair (x_2i, x_2i+1) is rotated as
+"""RoPE (ops/rope.py) against the complex-number definition: pair (x_2i, x_2i+1) is rotated as
 (x_2i + i·x_2i+1)·e^{i·pos·f_i} on the trailing dims; the leading dims pass through bit for bit."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dsv4rt.layers.rope import apply_rope, channel_freqs, inv_freq
+from dsv4rt.ops.rope import apply_rope, channel_freqs, inv_freq
 
 
 def _complex_rope(x, pos, freqs, inverse):

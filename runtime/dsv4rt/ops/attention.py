@@ -13,6 +13,7 @@ from dsv4rt.ops.dense import rmsnorm
 from dsv4rt.ops.registry import defines_op
 from dsv4rt.ops.rope import apply_rope
 
+
 @defines_op
 def sink_attention(q, kv, mask, sink, scale: float) -> torch.Tensor:
     """Shared K=V attention with a per-head sink in the softmax denominator.

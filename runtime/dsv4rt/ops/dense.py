@@ -14,7 +14,8 @@ from dsv4rt.ops.registry import defines_op
 
 @defines_op
 def rmsnorm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
-    """fp32 RMSNorm; weight None = the unweighted per-head q norm."""
+    """x [..., d] -> [..., d] in x's dtype: x·rsqrt(mean(x²) + eps)·weight computed in fp32; weight [d], or
+    None for the unweighted per-head q norm."""
     xf = x.float()
     y = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + eps)
     return (y if weight is None else y * weight.float()).to(x.dtype)
@@ -22,8 +23,8 @@ def rmsnorm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.T
 
 @defines_op
 def linear(x: torch.Tensor, w: torch.Tensor, groups: int = 1) -> torch.Tensor:
-    """x [..., G·K] · wᵀ for a block-diagonal w [G·O, K]: output group g (rows g·O..) reads input
-    slice g (the grouped `wo_a`); groups 1 is F.linear."""
+    """x [..., G·K] · wᵀ for a block-diagonal w [G·O, K] -> [..., G·O] in x's dtype: output group g
+    (rows g·O..) reads input slice g (the grouped `wo_a`); groups 1 is F.linear."""
     if groups == 1:
         return torch.nn.functional.linear(x, w)
     out = torch.einsum("...gi,goi->...go", x.unflatten(-1, (groups, -1)), w.view(groups, -1, w.shape[1]))
@@ -32,12 +33,14 @@ def linear(x: torch.Tensor, w: torch.Tensor, groups: int = 1) -> torch.Tensor:
 
 @defines_op
 def norm_linear(x: torch.Tensor, norm_weight: torch.Tensor, eps: float, w: torch.Tensor) -> torch.Tensor:
-    """linear(rmsnorm(x, norm_weight, eps), w): a norm and the one projection that reads it (`wq_b`
-    after `q_norm`), which a GEMV at batch 1 does in one launch."""
+    """linear(rmsnorm(x, norm_weight, eps), w): x [..., K], norm_weight [K], w [O, K] -> [..., O] in x's
+    dtype. A norm and the one projection that reads it (`wq_b` after `q_norm`), which a GEMV at batch 1
+    does in one launch."""
     return linear(rmsnorm(x, norm_weight, eps), w)
 
 
 @defines_op
 def fp32_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """x·wᵀ in float32 (router scores, vocab logits)."""
+    """x [..., K] · wᵀ (w [O, K]) -> [..., O] float32, whatever the inputs' dtype (router scores, vocab
+    logits)."""
     return x.float() @ w.float().t()

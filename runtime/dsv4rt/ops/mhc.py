@@ -13,6 +13,7 @@ import torch
 from dsv4rt.ops.dense import linear, rmsnorm
 from dsv4rt.ops.registry import defines_op
 
+
 def _pre_weights(mix: torch.Tensor, scale: torch.Tensor, base: torch.Tensor, eps: float) -> torch.Tensor:
     """A pre's stream weights from its n mixed values: sigmoid(mix·scale₀ + base) + eps."""
     return torch.sigmoid(mix * scale[0] + base) + eps
@@ -87,16 +88,18 @@ def _pre_x(pre: torch.Tensor, h: torch.Tensor, norm_weight: torch.Tensor, norm_e
 
 @defines_op
 def hc_pre_x(raw, scale, base, h, norm_weight, n: int, hc_eps: float, norm_eps: float, mix_eps: float):
-    """Only the normed input of an mHC pre: `hc_pre`'s x, from the first n of raw's k values (k = n for
-    the final head's collapse, which has no post and no Sinkhorn; its norm is the model's last)."""
+    """Only the normed input of an mHC pre: `hc_pre`'s x [..., d], from the first n of raw's k values
+    (raw [..., P, k]; k = n for the final head's collapse, which has no post and no Sinkhorn; its norm is
+    the model's last)."""
     mixed = hc_mix(raw[..., :n], h, mix_eps)
     return _pre_x(_pre_weights(mixed, scale, base[:n], hc_eps), h, norm_weight, norm_eps)
 
 
 @defines_op
 def hc_post_linear(x, w, res, post, comb, fn):
-    """`hc_post` of the sub-block's output projection linear(x, w) (`wo_b`), which a kernel can compute
-    inside the post at one row (triton_mhc_post)."""
+    """`hc_post` of the sub-block's output projection linear(x, w) (x [..., K], w [d, K]: `wo_b`) ->
+    (h' [..., n, d], raw [..., P, k]); a kernel can compute the linear inside the post at one row
+    (triton_mhc_post)."""
     return hc_post(linear(x, w), res, post, comb, fn)
 
 

@@ -12,6 +12,7 @@ import torch
 from dsv4rt.ops.dense import fp32_linear
 from dsv4rt.ops.registry import defines_op
 
+
 def swiglu_act(g: torch.Tensor, u: torch.Tensor, limit: float) -> torch.Tensor:
     """silu(clamp(g)) · clamp(u); limit 0 = no clamp (the shared expert)."""
     if limit > 0:

@@ -12,9 +12,9 @@ dispatcher that sends other tensors (a CPU model on a GPU host) to the next impl
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
-import functools
 from contextlib import contextmanager
 from typing import Callable, TypeVar
 
