@@ -9,7 +9,7 @@ passed its self-check on this machine; backends hand shapes they do not take to 
 | family | ops | CUDA backends (`kernels/`) |
 |---|---|---|
 | `dense` | `rmsnorm`, `linear`, `norm_linear`, `fp32_linear` | `triton_gemv` (one row), `cuda_ops` |
-| `mhc` | `hc_split_sinkhorn`, `hc_pre`, `hc_pre_x`, `hc_post`, `hc_post_linear`, `hc_post_pre` | `triton_mhc`, `triton_mhc_post` |
+| `mhc` | `hc_split_sinkhorn`, `hc_pre(_x)`, `hc_post(_linear)`, `hc_post_pre` | `triton_mhc`, `triton_mhc_post` |
 | `attention` | `sink_attention`, `decode_attention`, `indexer_topk` | `triton_attention` (decode) |
 | `moe` | `moe_route`, `moe_experts` | `triton_route`, `triton_moe` (+ `triton_moe_gemv`) |
 | `cache` | `decode_cache` (a decode token's cache writes) | `triton_cache` |
