@@ -1,9 +1,9 @@
 """How fast the whole plan space resolves and validates.
 
 The space is every hardware profile × variant × quant × recipe × MTP on/off × MegaMoE off/w4a8/w4a4
-× 1/2 nodes (dsv4ctl/validate/space.py). Each point is resolved (or rejected by the resolver with a
-UserError) and every resolved plan is run through all rules. Prints points/s for the whole pipeline
-and plans/s for the rules alone. Goal: the full space in under 5 s on a 2-core machine.
+× 1/2 nodes (dsv4ctl/space.py). Each point is resolved (or rejected by the resolver with a
+UserError) and every resolved plan is checked by the pipeline (rendered once, all rules, sizing).
+Prints points/s for the whole pipeline and plans/s for the check alone. Goal: the full space in under 5 s on a 2-core machine.
 
     python benchmarks/validate_space.py [--repeat 3] [--json]
 """
@@ -18,10 +18,10 @@ from collections import Counter
 
 def run_once() -> dict:
     from dsv4ctl.errors import UserError
+    from dsv4ctl.pipeline import check_plan
     from dsv4ctl.resolve import resolve_plan
     from dsv4ctl.schema import Toggles
-    from dsv4ctl.validate import run_rules
-    from dsv4ctl.validate.space import points
+    from dsv4ctl.space import points
 
     counts: Counter = Counter()
     t_resolve = t_rules = 0.0
@@ -34,7 +34,7 @@ def run_once() -> dict:
             counts["rejected by resolver"] += 1
             continue
         t1 = time.perf_counter()
-        findings = run_rules(plan)
+        findings = check_plan(plan).findings
         t_rules += time.perf_counter() - t1
         t_resolve += t1 - t0
         worst = next((s for s in ("error", "warning", "info") if any(f.severity == s for f in findings)), "clean")
@@ -53,7 +53,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     import dsv4ctl.resolve  # noqa: F401  (import cost reported apart)
-    import dsv4ctl.validate  # noqa: F401
+    import dsv4ctl.pipeline  # noqa: F401
     import_s = time.perf_counter() - t0
     best = min((run_once() for _ in range(max(args.repeat, 1))), key=lambda r: r["total_s"])
     best["import_s"] = round(import_s, 3)

@@ -13,7 +13,7 @@ from dsv4ctl.validate import RULES
 from dsv4ctl.validate.context import Ctx
 from dsv4ctl.validate.engine_flags import choices_by_dest
 from dsv4ctl.validate.megamoe import prefill_tokens_required
-from dsv4ctl.validate.space import Point, axes, evaluate
+from dsv4ctl.space import Point, axes, evaluate
 
 AX = axes()
 SET_KEYS = {
@@ -64,7 +64,7 @@ uniform_points = st.builds(
 def supported_points(draw):
     """Biased toward cells the resolver accepts (the hardware's own quants, flash/pro), so the
     invariants get exercised rather than most draws being rejected up front."""
-    from dsv4ctl.validate.context import hardware_profile
+    from dsv4ctl.profiles import find_profile as hardware_profile
 
     hw = draw(st.sampled_from([h for h in AX["hw"] if h != "cpu"]))
     quant = draw(st.sampled_from(hardware_profile(hw).quants))
@@ -115,14 +115,13 @@ def _views(plan):
 
 
 def judge(point: Point) -> None:
-    plan, result = evaluate(point)
-    if plan is None:
-        assert isinstance(result, UserError) and result.one_line()
+    checked, rejected = evaluate(point)
+    if checked is None:
+        assert isinstance(rejected, UserError) and rejected.one_line()
         return
-    errors = [f for f in result if f.severity == "error"]
-    assert all(f.rule in RULES for f in result)
-    if not errors:
-        check_invariants(plan)
+    assert all(f.rule in RULES for f in checked.findings)
+    if checked.ok:
+        check_invariants(checked.plan)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -133,15 +132,15 @@ def test_random_points_with_overrides(point):
 
 @pytest.mark.slow
 def test_every_point_without_overrides():
-    from dsv4ctl.validate.space import points
+    from dsv4ctl.space import points
 
     for point in points():
         judge(point)
 
 
 def test_ctx_of_resolved_plan_has_budget():
-    plan, _ = evaluate(Point("b200", "flash", "low-latency", {}))
-    assert Ctx(plan).budget.weights_gib > 0
+    checked, _ = evaluate(Point("b200", "flash", "low-latency", {}))
+    assert Ctx(checked.plan).budget.weights_gib > 0
 
 
 # Hand-edited plans skip the resolver: any schema-valid plan must validate without a traceback.
@@ -173,14 +172,12 @@ hand_keys = st.fixed_dictionaries({}, optional={
                            st.sampled_from(["0", "1", "128", "4096", "x", ""])),
        pd=st.booleans(), version=st.sampled_from(["0.5.23", "0.5.18", "0.5.12", "1.0"]))
 def test_hand_edited_plans_never_crash(hw, variant, quant, recipe, nodes, gpn, keys, env, pd, version):
+    from dsv4ctl.pipeline import check_plan
     from dsv4ctl.schema import EngineKeys, LaunchPlan, Role
-    from dsv4ctl.validate import run_rules
-    from dsv4ctl.validate.report import plan_sizing
 
     roles = ([Role(name="prefill", nodes=nodes), Role(name="decode", nodes=nodes, keys={"cuda_graph_max_bs": 8}),
               Role(name="router", nodes=0)] if pd else [Role(name="single", nodes=nodes)])
     plan = LaunchPlan(hardware=hw, variant=variant, recipe=recipe, quant=quant, engine_version=version,
                       nodes=nodes, gpus_per_node=gpn, keys=EngineKeys(**keys), env=env, roles=roles)
-    findings = run_rules(plan)
-    assert all(f.rule in RULES for f in findings)
-    plan_sizing(plan)
+    checked = check_plan(plan)
+    assert all(f.rule in RULES for f in checked.findings)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dsv4ctl.render.sglang import render_commands
-from dsv4ctl.render.vocab import vocabulary
+from dsv4ctl.vocab import vocabulary
 from dsv4ctl.resolve import resolve_plan
 from dsv4ctl.schema import KEY_NAMES, Toggles
 from test_golden_cookbook import CELLS, PD_CELLS  # tests/ is on sys.path (rootdir-less test modules)

@@ -9,7 +9,7 @@ import shlex
 import pytest
 import yaml
 
-from dsv4ctl.launch.topology import NODE0
+from dsv4ctl.render.topology import NODE0
 from dsv4ctl.render import docker, k8s, slurm
 from dsv4ctl.render.sglang import render_commands
 from dsv4ctl.resolve import resolve_plan

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from dsv4ctl.errors import UserError
 from dsv4ctl.recipes import recipe_names
 from dsv4ctl.resolve import explain, resolve_plan
-from dsv4ctl.resolve.catalog import profile_names
+from dsv4ctl.profiles import profile_names
 from dsv4ctl.schema import EngineKeys, Toggles
 
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from dsv4ctl.validate import RULES, run_rules
+from dsv4ctl.pipeline import check_plan
+from dsv4ctl.validate import RULES
 from rule_plans import FP8X, M112, M314, MNNVL, dd, dpa, for_runtime, mk, mmt, pd_plan
+
+def findings_of(plan):
+    """The findings the pipeline gives: rendered once, every rule (the ENGINE-* rules read the argv)."""
+    return check_plan(plan).findings
+
 
 H200_BAL = dict(hw="h200", quant="fp8", recipe="balanced", gpn=4)
 
@@ -171,9 +177,9 @@ def test_every_rule_has_cases():
 @pytest.mark.parametrize("rule_id", sorted(CASES))
 def test_rule_triggers(rule_id):
     bad, _ = CASES[rule_id]
-    ids = [f.rule for f in run_rules(bad)]
+    ids = [f.rule for f in findings_of(bad)]
     assert rule_id in ids
-    finding = next(f for f in run_rules(bad) if f.rule == rule_id)
+    finding = next(f for f in findings_of(bad) if f.rule == rule_id)
     assert finding.severity == RULES[rule_id].severity
     assert "{" not in finding.fix, finding.fix  # the template was filled
 
@@ -181,12 +187,12 @@ def test_rule_triggers(rule_id):
 @pytest.mark.parametrize("rule_id", sorted(CASES))
 def test_rule_stays_quiet(rule_id):
     _, good = CASES[rule_id]
-    assert rule_id not in [f.rule for f in run_rules(good)]
+    assert rule_id not in [f.rule for f in findings_of(good)]
 
 
 def test_dispatch_fix_names_numbers():
     bad, _ = CASES["DEEPEP-DISPATCH-OVERFLOW"]
-    f = next(f for f in run_rules(bad) if f.rule == "DEEPEP-DISPATCH-OVERFLOW")
+    f = next(f for f in findings_of(bad) if f.rule == "DEEPEP-DISPATCH-OVERFLOW")
     assert f.values["need"] == 256 and f.values["dispatch_tokens_per_rank"] == 128
     assert "≥ 256" in f.fix and "--max-running-requests to 128" in f.fix
 
@@ -208,8 +214,8 @@ def test_kv_no_room_reports_minimum_fraction():
     from rule_plans import REFERENCE_CELLS
 
     cells = {name: plan for name, plan, _ in REFERENCE_CELLS}
-    ht = next(f for f in run_rules(cells["h200 pro fp8 HT"]) if f.rule == "KV-NO-ROOM")
-    ll = next(f for f in run_rules(cells["h200 pro fp8 LL"]) if f.rule == "KV-NO-ROOM")
+    ht = next(f for f in findings_of(cells["h200 pro fp8 HT"]) if f.rule == "KV-NO-ROOM")
+    ll = next(f for f in findings_of(cells["h200 pro fp8 LL"]) if f.rule == "KV-NO-ROOM")
     assert ht.values["min_fraction"] == pytest.approx(0.9113, abs=0.01)
     assert ll.values["min_fraction"] == pytest.approx(0.9335, abs=0.015)
 
@@ -248,11 +254,11 @@ DOCUMENTED = {
 @pytest.mark.parametrize("what", sorted(DOCUMENTED))
 def test_documented_failure_has_a_triggering_plan(what):
     rule_id = DOCUMENTED[what]
-    assert rule_id in [f.rule for f in run_rules(CASES[rule_id][0])]
+    assert rule_id in [f.rule for f in findings_of(CASES[rule_id][0])]
 
 
 def test_gb300_pd_decode_defaults_of_section_7_3():
     """GB300 Pro PD decode with the defaults that OOMed (cg 512, mrr 256)."""
     plan = pd_plan("gb300", "pro", "fp4", tp=4, env={**MNNVL, "MC_FORCE_MNNVL": "1"},
                    cuda_graph_max_bs=512, max_running_requests=256)
-    assert "CUDA-GRAPH-BS" in [f.rule for f in run_rules(plan)]
+    assert "CUDA-GRAPH-BS" in [f.rule for f in findings_of(plan)]

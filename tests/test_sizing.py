@@ -113,7 +113,7 @@ def test_capacity_is_consistent():
 def test_plan_budget_public_entry():
     """`plan_budget(plan, hw_profile)`: the call `dsv4ctl plan` can make; same numbers as the rules."""
     from dsv4ctl.sizing import plan_budget
-    from dsv4ctl.validate.context import hardware_profile
+    from dsv4ctl.profiles import find_profile as hardware_profile
 
     plan = mk("h200", "pro", "fp8", env={"SGLANG_DSV4_FP4_EXPERTS": "0"}, tp=8)
     b = plan_budget(plan, hardware_profile("h200"))

@@ -17,27 +17,30 @@ def validate_cmd(
 ) -> None:
     """Re-run every rule on a plan file. Exit 0 clean, 1 warnings (--strict), 2 errors."""
     from dsv4ctl.errors import UserError
+    from dsv4ctl.pipeline import check_plan
     from dsv4ctl.schema import load_plan
-    from dsv4ctl.validate import exit_code, run_rules
 
     if fmt not in ("table", "json"):
         raise UserError(f"unknown format '{fmt}'", where="--format", fix="use table or json")
-    plan = load_plan(plan_file)
-    findings = run_rules(plan)
+    checked = check_plan(load_plan(plan_file))
     if fmt == "json":
-        _emit_json(plan, findings)
+        from dsv4ctl.console import emit_data
+
+        emit_data({"findings": [f.model_dump(mode="json") for f in checked.findings], "memory": checked.sizing}, "json")
     else:
-        from dsv4ctl.validate.report import print_report
-
-        print_report(plan, findings)
-    raise typer.Exit(exit_code(findings, strict))
+        _print_report(checked)
+    raise typer.Exit(checked.exit_code(strict))
 
 
-def _emit_json(plan, findings) -> None:
-    from dsv4ctl.console import emit_data
-    from dsv4ctl.validate.report import plan_sizing
+def _print_report(checked) -> None:
+    from dsv4ctl.console import out
+    from dsv4ctl.validate.report import print_findings, print_memory
 
-    emit_data({"findings": [f.model_dump(mode="json") for f in findings], "memory": plan_sizing(plan)}, "json")
+    print_memory(checked.plan, out)
+    if checked.findings:
+        print_findings(checked.findings, out)
+    else:
+        out.print("[green]no findings: the plan validates clean[/]")
 
 
 def rules_cmd(

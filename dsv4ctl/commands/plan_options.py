@@ -1,57 +1,102 @@
 """The plan options shared by `plan`, `explain` and `serve` ("the same options as plan").
 
-Use the Annotated aliases as parameter types and pass the values to `build_plan`."""
+A command declares `toggles: Toggles` (and `cli: CliOverrides` for serve's key overrides) and is
+wrapped by `@model_options`: each field of the model becomes one Typer option (name, type, bounds and
+help from the schema, so no list of toggles is kept here), and the command receives the validated model.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import functools
+import inspect
+import typing
+from typing import Annotated, Any, Callable, Literal, Optional, get_args, get_origin
 
 import typer
+from pydantic import BaseModel
+
+from dsv4ctl.schema.recipe import CliOverrides, Toggles
 
 HwOpt = Annotated[str, typer.Option("--hw", help="Hardware profile (dsv4ctl profiles list).")]
 VariantOpt = Annotated[str, typer.Option("--variant", help="flash | pro (| tiny | mini for the runtime).")]
 RecipeOpt = Annotated[str, typer.Option("--recipe", help="low-latency | balanced | max-throughput | cp | pd-disagg.")]
-QuantOpt = Annotated[Optional[str], typer.Option("--quant", help="fp4 | fp8 | nvfp4 (default: the profile's).")]
-NodesOpt = Annotated[Optional[int], typer.Option("--nodes", min=1, help="Nodes per engine role.")]
-MtpOpt = Annotated[Optional[bool], typer.Option("--mtp/--no-mtp", help="MTP speculative decoding on/off.")]
-MegamoeOpt = Annotated[Optional[str], typer.Option("--megamoe", help="off | w4a8 | w4a4 (Blackwell).")]
-HicacheOpt = Annotated[Optional[str], typer.Option("--hicache", help="off | l2 (hierarchical KV cache).")]
-ReasoningOpt = Annotated[Optional[str], typer.Option("--reasoning-parser", help="e.g. deepseek-v4.")]
-ToolOpt = Annotated[Optional[str], typer.Option("--tool-call-parser", help="e.g. deepseekv4.")]
-ContextOpt = Annotated[Optional[int], typer.Option("--context-length", min=1, help="Max context tokens.")]
-EngineVersionOpt = Annotated[Optional[str], typer.Option("--engine-version", help="SGLang flag vocabulary.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="key=value, role.key=value or env.NAME=value.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Go on although the plan has error findings (says so).")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Warnings fail too (exit 1).")]
+
+OPTION_MODELS: tuple[type[BaseModel], ...] = (Toggles, CliOverrides)
 
 
-def make_toggles(quant=None, nodes=None, mtp=None, megamoe=None, hicache=None, reasoning_parser=None,
-                 tool_call_parser=None, context_length=None, engine_version=None):
-    """Toggles from CLI values; a bad choice is a one-line UserError naming the option."""
+def flag_of(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _base_type(annotation: Any) -> tuple[type, list[str]]:
+    """(the Typer type, the Literal choices) of a field's `X | None` annotation."""
+    args = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
+    inner = args[0]
+    if get_origin(inner) is Literal:
+        return str, [str(c) for c in get_args(inner)]
+    return inner, []
+
+
+def _bounds(info: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for meta in info.metadata:
+        if getattr(meta, "ge", None) is not None:
+            out["min"] = meta.ge
+        if getattr(meta, "le", None) is not None:
+            out["max"] = meta.le
+    return out
+
+
+def field_params(model: type[BaseModel]) -> list[inspect.Parameter]:
+    """One keyword-only Typer parameter per model field."""
+    params = []
+    for name, info in model.model_fields.items():
+        kind, choices = _base_type(info.annotation)
+        flag = flag_of(name)
+        decl = f"{flag}/--no-{flag[2:]}" if kind is bool else flag
+        help_ = (info.description or "") + (f" One of: {' | '.join(choices)}." if choices else "")
+        option = typer.Option(decl, help=help_, **_bounds(info))
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Annotated[Optional[kind], option]))
+    return params
+
+
+def build_model(model: type[BaseModel], raw: dict[str, Any]) -> BaseModel:
+    """The model from option values; a bad choice is a one-line UserError naming the option."""
     from pydantic import ValidationError
 
     from dsv4ctl.errors import UserError
-    from dsv4ctl.schema.recipe import Toggles
 
-    raw = dict(quant=quant, nodes=nodes, mtp=mtp, megamoe=megamoe, hicache=hicache, reasoning_parser=reasoning_parser,
-               tool_call_parser=tool_call_parser, context_length=context_length, engine_version=engine_version)
     try:
-        return Toggles(**raw)
+        return model(**raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = str(err["loc"][0])
-        raise UserError(f"{err['msg']} (got {raw[field]!r})", where=f"--{field.replace('_', '-')}",
+        name = str(err["loc"][0])
+        raise UserError(f"{err['msg']} (got {raw[name]!r})", where=flag_of(name),
                         fix="pick one of the listed values") from None
 
 
-def build_plan(hw: str, variant: str, recipe: str, *, sets: list[str] | None = None, **toggle_values):
-    """Resolve a plan from the shared options (validation findings are added by the caller)."""
-    from dsv4ctl.resolve import resolve_plan
+def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Expand fn's parameters typed with an OPTION_MODELS model into one option per field."""
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
+    models = {n: hints[n] for n in sig.parameters if hints.get(n) in OPTION_MODELS}
+    params: list[inspect.Parameter] = []
+    for p in sig.parameters.values():
+        if p.name in models:
+            params += field_params(models[p.name])
+        else:
+            params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name]))
 
-    return resolve_plan(hw, variant, recipe, make_toggles(**toggle_values), list(sets or []))
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> Any:
+        for name, model in models.items():
+            kwargs[name] = build_model(model, {f: kwargs.pop(f) for f in model.model_fields})
+        return fn(**kwargs)
 
-
-def add_findings(plan):
-    """Attach the validation findings and the per-GPU memory budget of each serving role."""
-    from dsv4ctl.validate import run_rules
-    from dsv4ctl.validate.report import plan_sizing
-
-    return plan.model_copy(update={"findings": run_rules(plan), "sizing": plan_sizing(plan)})
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper

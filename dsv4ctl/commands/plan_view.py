@@ -8,10 +8,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from dsv4ctl.console import out
-from dsv4ctl.validate.report import print_memory
-
-SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-
+from dsv4ctl.schema.plan import LaunchPlan
+from dsv4ctl.validate.report import print_findings, print_memory
 
 def _fmt(value: Any) -> str:
     """A cell value, shortened for long lists and escaped (layer labels contain [brackets])."""
@@ -20,7 +18,7 @@ def _fmt(value: Any) -> str:
     return escape(str(value))
 
 
-def show_plan(plan, commands) -> None:
+def show_plan(plan: LaunchPlan, commands: list) -> None:
     """Topology, the keys that differ from defaults with their layer, env, findings, commands."""
     roles = ", ".join(f"{r.name}×{r.nodes}n:{r.port}" for r in plan.roles)
     out.print(f"[bold]{plan.hardware} / {plan.variant} / {plan.quant} / {plan.recipe}[/]  "
@@ -48,16 +46,9 @@ def show_plan(plan, commands) -> None:
     from dsv4ctl.predict.summary import predicted_line
 
     out.print(escape(predicted_line(plan)), highlight=False)
-    show_findings(plan.findings)
+    print_findings(plan.findings, out)
     for cmd in commands:
         out.print(f"[bold]{cmd.role}[/] node {cmd.node_rank}: " + escape(" ".join(cmd.argv)), highlight=False)
-
-
-def show_findings(findings) -> None:
-    for f in findings:
-        style = SEVERITY_STYLE.get(f.severity, "")
-        fix = f" [dim](fix: {escape(f.fix)})[/]" if f.fix else ""
-        out.print(f"[{style}]{f.severity} {escape(f.rule)}[/]: {escape(f.message)}{fix}")
 
 
 def show_explanation(exp) -> None:

@@ -8,14 +8,18 @@ from typing import Annotated, Optional
 import typer
 
 from dsv4ctl.commands.plan_options import (
-    ContextOpt, EngineVersionOpt, HicacheOpt, HwOpt, MegamoeOpt, MtpOpt, NodesOpt, QuantOpt, ReasoningOpt,
-    RecipeOpt, SetOpt, ToolOpt, VariantOpt, add_findings, build_plan, make_toggles,
+    ForceOpt, HwOpt, RecipeOpt, SetOpt, StrictOpt, VariantOpt, model_options,
 )
+from dsv4ctl.schema.recipe import CliOverrides, Toggles
 
 PLAN_FORMATS = ("rich", "shell", "json", "yaml", "env")
 DATA_FORMATS = ("rich", "json", "yaml")
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="rich | shell | json | yaml | env")]
 DataFormatOpt = Annotated[str, typer.Option("--format", "-f", help="rich | json | yaml")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the plan file (YAML).")]
+HostOpt = Annotated[Optional[str], typer.Option("--host", help="Address the PD router uses for its servers.")]
+Node0Opt = Annotated[Optional[str], typer.Option("--node0-addr", help="Node 0 address (multi-node).")]
+RoleOpt = Annotated[Optional[str], typer.Option("--role", help="prefill | decode (PD plans).")]
 
 
 def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
@@ -25,39 +29,49 @@ def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
         raise UserError(f"unknown format '{fmt}'", where="--format", fix=did_you_mean(fmt, list(allowed)))
 
 
+@model_options
 def plan(
-    hw: HwOpt, variant: VariantOpt = "flash", recipe: RecipeOpt = "balanced", quant: QuantOpt = None,
-    nodes: NodesOpt = None, mtp: MtpOpt = None, megamoe: MegamoeOpt = None, hicache: HicacheOpt = None,
-    reasoning_parser: ReasoningOpt = None, tool_call_parser: ToolOpt = None, context_length: ContextOpt = None,
-    engine_version: EngineVersionOpt = None, set_: SetOpt = None, fmt: FormatOpt = "rich",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the plan file (YAML).")] = None,
+    hw: HwOpt, variant: VariantOpt = "flash", recipe: RecipeOpt = "balanced", toggles: Toggles = None,
+    set_: SetOpt = None, fmt: FormatOpt = "rich", output: OutputOpt = None,
     explain_key: Annotated[Optional[str], typer.Option("--explain", help="Explain one key instead.")] = None,
-    host: Annotated[Optional[str], typer.Option("--host", help="Bind address rendered into commands.")] = None,
-    node0_addr: Annotated[Optional[str], typer.Option("--node0-addr", help="Node 0 address (multi-node).")] = None,
+    host: HostOpt = None, node0_addr: Node0Opt = None, force: ForceOpt = False, strict: StrictOpt = False,
 ) -> None:
-    """Resolve a launch plan and print it (Rich summary), its commands (shell/env) or data (json/yaml)."""
+    """Resolve a launch plan and print it (Rich summary), its commands (shell/env) or data (json/yaml).
+    Exit 2 when the plan has error findings (the file is still written with -o), unless --force."""
+    from dsv4ctl.pipeline import PlanRequest, RenderOptions, make_plan
+
     _check_format(fmt, PLAN_FORMATS)
-    toggles = dict(quant=quant, nodes=nodes, mtp=mtp, megamoe=megamoe, hicache=hicache,
-                   reasoning_parser=reasoning_parser, tool_call_parser=tool_call_parser,
-                   context_length=context_length, engine_version=engine_version)
+    request = PlanRequest(hw=hw, variant=variant, recipe=recipe, toggles=toggles, sets=tuple(set_ or ()),
+                          render=RenderOptions(host=host, node0_addr=node0_addr))
     if explain_key:
-        return _explain(hw, variant, recipe, explain_key, None, set_, toggles)
-    result = add_findings(build_plan(hw, variant, recipe, sets=set_, **toggles))
+        return _explain(request, explain_key, None)
+    checked = make_plan(request)
     if output:
         from dsv4ctl.schema import dump_plan
 
-        dump_plan(result, output)
-    _print_plan(result, fmt, host, node0_addr, quiet=output is not None and fmt == "rich")
+        dump_plan(checked.plan, output)
+    quiet = output is not None and fmt == "rich"
+    _print_plan(checked, fmt, quiet)
+    code = _plan_verdict(checked, force, strict, shown=fmt == "rich" and not quiet)
     if output:
         from dsv4ctl.console import err
 
-        err.print(f"wrote {output}")
+        note = f" (it has {len(checked.errors)} error finding(s))" if checked.errors else ""
+        err.print(f"wrote {output}{note}", highlight=False)
+    if code:
+        raise typer.Exit(code)
 
 
-def _print_plan(result, fmt: str, host, node0_addr, quiet: bool) -> None:
+def _plan_verdict(checked, force: bool, strict: bool, shown: bool) -> int:
+    from dsv4ctl.commands.verdict import verdict
+
+    return verdict(checked, "plan", force=force, strict=strict, shown=shown)
+
+
+def _print_plan(checked, fmt: str, quiet: bool) -> None:
     from dsv4ctl.render import data as text
 
-    commands = _commands(result, host, node0_addr)
+    commands = _commands(checked)
     if fmt == "shell":
         print(text.to_shell(commands), end="")
     elif fmt == "env":
@@ -65,44 +79,42 @@ def _print_plan(result, fmt: str, host, node0_addr, quiet: bool) -> None:
     elif fmt in ("json", "yaml"):
         from dsv4ctl.console import emit_data
 
-        emit_data(text.to_data(result, commands), fmt)
+        emit_data(text.to_data(checked.plan, commands), fmt)
     elif not quiet:
         from dsv4ctl.commands.plan_view import show_plan
 
-        show_plan(result, commands)
+        show_plan(checked.plan, commands)
 
 
-def _commands(result, host, node0_addr):
-    if result.engine != "sglang":
+def _commands(checked):
+    if checked.plan.engine != "sglang":
         from dsv4ctl.console import err
 
-        err.print(f"[dim]engine '{result.engine}': no sglang commands; run it with `dsv4ctl serve`[/]")
-        return []
-    from dsv4ctl.render.sglang import render_commands
-
-    return render_commands(result, host=host, node0_addr=node0_addr)
+        err.print(f"[dim]engine '{checked.plan.engine}': no sglang commands; run it with `dsv4ctl serve`[/]")
+    return checked.commands
 
 
-def _explain(hw, variant, recipe, key, role, sets, toggles: dict) -> None:
+def _explain(request, key: str, role: str | None) -> None:
     from dsv4ctl.commands.plan_view import show_explanation
-    from dsv4ctl.resolve import explain as do_explain
+    from dsv4ctl.pipeline import make_plan
+    from dsv4ctl.resolve import check_explain_key, explain_key
 
-    show_explanation(do_explain(hw, variant, recipe, key, make_toggles(**toggles), list(sets or []), role))
+    check_explain_key(key)
+    checked = make_plan(request)
+    show_explanation(explain_key(checked.plan, checked.layers, key, role))
 
 
+@model_options
 def explain(
     key: Annotated[str, typer.Argument(help="A key (e.g. max_running_requests) or env.NAME.")],
-    hw: HwOpt, variant: VariantOpt = "flash", recipe: RecipeOpt = "balanced", quant: QuantOpt = None,
-    nodes: NodesOpt = None, mtp: MtpOpt = None, megamoe: MegamoeOpt = None, hicache: HicacheOpt = None,
-    reasoning_parser: ReasoningOpt = None, tool_call_parser: ToolOpt = None, context_length: ContextOpt = None,
-    engine_version: EngineVersionOpt = None, set_: SetOpt = None,
-    role: Annotated[Optional[str], typer.Option("--role", help="prefill | decode (PD plans).")] = None,
+    hw: HwOpt, variant: VariantOpt = "flash", recipe: RecipeOpt = "balanced", toggles: Toggles = None,
+    set_: SetOpt = None, cli: CliOverrides = None, role: RoleOpt = None,
 ) -> None:
-    """Show each layer's value for KEY and which layer won."""
-    toggles = dict(quant=quant, nodes=nodes, mtp=mtp, megamoe=megamoe, hicache=hicache,
-                   reasoning_parser=reasoning_parser, tool_call_parser=tool_call_parser,
-                   context_length=context_length, engine_version=engine_version)
-    _explain(hw, variant, recipe, key, role, set_, toggles)
+    """Show each layer's value for KEY and which layer won (serve's --host/--port/… as the cli layer)."""
+    from dsv4ctl.pipeline import PlanRequest
+
+    _explain(PlanRequest(hw=hw, variant=variant, recipe=recipe, toggles=toggles, sets=tuple(set_ or ()), cli=cli),
+             key, role)
 
 
 def _emit_listing(title: str, rows: list[tuple[str, str]], fmt: str) -> None:
@@ -132,7 +144,7 @@ variants_app = typer.Typer(help="DeepSeek-V4 variants (config.json facts, checkp
 @profiles_app.command("list")
 def profiles_list(fmt: DataFormatOpt = "rich") -> None:
     """One line per hardware profile."""
-    from dsv4ctl.resolve.catalog import get_profile, profile_names
+    from dsv4ctl.profiles import get_profile, profile_names
 
     _emit_listing("hardware profiles", [(n, get_profile(n).summary) for n in profile_names()], fmt)
 
@@ -140,7 +152,7 @@ def profiles_list(fmt: DataFormatOpt = "rich") -> None:
 @profiles_app.command("show")
 def profiles_show(name: str, fmt: DataFormatOpt = "rich") -> None:
     """Every field of one hardware profile."""
-    from dsv4ctl.resolve.catalog import get_profile
+    from dsv4ctl.profiles import get_profile
 
     _emit_model(get_profile(name), fmt)
 

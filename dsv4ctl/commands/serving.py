@@ -12,10 +12,10 @@ from typing import Optional
 import typer
 
 from dsv4ctl.commands.plan_options import (
-    ContextOpt, EngineVersionOpt, HicacheOpt, HwOpt, MegamoeOpt, MtpOpt, NodesOpt, QuantOpt, ReasoningOpt,
-    RecipeOpt, SetOpt, ToolOpt, VariantOpt, build_plan,
+    ForceOpt, HwOpt, RecipeOpt, SetOpt, StrictOpt, VariantOpt, model_options,
 )
 from dsv4ctl.errors import UserError
+from dsv4ctl.schema.recipe import CliOverrides, Toggles
 
 ENGINES = ("auto", "sglang", "builtin")
 TARGETS = ("k8s", "slurm", "docker", "sglang")
@@ -28,73 +28,72 @@ def _check_choice(value: str, choices: tuple[str, ...], flag: str) -> None:
         raise UserError(f"unknown {flag} '{value}'", where=flag, fix=did_you_mean(value, list(choices)))
 
 
-def _load_plan(plan_file: Optional[Path]):
-    from dsv4ctl.schema import load_plan
+def _checked_for_serve(plan_file: Optional[Path], request, cli: CliOverrides, node0_addr: Optional[str]):
+    """--plan FILE (with the cli layer on top), or the plan `request` resolves, or None (the caller
+    decides the default). Either way checked by the pipeline: rendered once, every rule run."""
+    from dsv4ctl.pipeline import RenderOptions, check_plan, make_plan
 
-    return load_plan(plan_file)
-
-
-def _plan_for_serve(plan_file: Optional[Path], hw: Optional[str], variant: str, recipe: str,
-                    sets: Optional[list[str]], toggles: dict):
-    """--plan FILE, or a plan resolved from the same options as `dsv4ctl plan`, or None (the caller
-    decides the default)."""
-    if plan_file and hw:
+    if plan_file and request:
         raise UserError("both --plan and --hw given", where="serve", fix="pass a plan file or the plan options, not both")
     if plan_file:
-        return _load_plan(plan_file)
-    if hw:
-        return build_plan(hw, variant, recipe, sets=sets, **toggles)
+        from dsv4ctl.resolve.cli import apply_cli_to_plan
+        from dsv4ctl.schema import load_plan
+
+        return check_plan(apply_cli_to_plan(load_plan(plan_file), cli), RenderOptions(node0_addr=node0_addr))
+    if request:
+        return make_plan(request)
     return None
 
 
+@model_options
 def serve(
     plan_file: Optional[Path] = typer.Option(None, "--plan", help="A plan file from `dsv4ctl plan -o`."),
-    hw: HwOpt = None, variant: VariantOpt = "flash", recipe: RecipeOpt = "balanced", quant: QuantOpt = None,
-    nodes: NodesOpt = None, mtp: MtpOpt = None, megamoe: MegamoeOpt = None, hicache: HicacheOpt = None,
-    reasoning_parser: ReasoningOpt = None, tool_call_parser: ToolOpt = None, context_length: ContextOpt = None,
-    engine_version: EngineVersionOpt = None, set_: SetOpt = None,
+    hw: HwOpt = None, variant: VariantOpt = "flash", recipe: RecipeOpt = "balanced", toggles: Toggles = None,
+    set_: SetOpt = None, cli: CliOverrides = None,
     engine: str = typer.Option("auto", "--engine", help="sglang | builtin (the included runtime) | auto."),
     engine_bin: Optional[str] = typer.Option(None, "--engine-bin", help="The sglang program to run (also $DSV4CTL_SGLANG_BIN)."),
-    model_path: Optional[str] = typer.Option(None, "--model-path", help="A local checkpoint or a repo id."),
-    host: Optional[str] = typer.Option(None, "--host", help="Address to bind."),
-    port: Optional[int] = typer.Option(None, "--port", help="Endpoint port (the router's on PD plans)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="DSV4CTL_API_KEY", help="Require this API key."),
-    served_model_name: Optional[str] = typer.Option(None, "--served-model-name", help="Model name clients use."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where runs go (default ./runs or $DSV4CTL_RUNS)."),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (default variant-recipe-engine)."),
     timeout: float = typer.Option(1800.0, "--timeout", help="Seconds to wait for readiness."),
     grace: float = typer.Option(10.0, "--grace", help="Seconds between SIGTERM and SIGKILL on stop."),
     node_rank: int = typer.Option(0, "--node-rank", help="Which node of a multi-node plan this is."),
     node0_addr: Optional[str] = typer.Option(None, "--node0-addr", help="Multi-node: the first node's address (rendezvous)."),
-    force: bool = typer.Option(False, "--force", help="Launch even if validation reports errors."),
+    force: ForceOpt = False, strict: StrictOpt = False,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run and exit."),
     detach: bool = typer.Option(False, "--detach", help="Leave the server running once ready."),
 ) -> None:
     """Validate a plan, start its engine processes, wait until they answer, and supervise them."""
     from dsv4ctl.launch import assemble
     from dsv4ctl.launch.health import require_positive_timeout
+    from dsv4ctl.pipeline import PlanRequest, RenderOptions
 
     _check_choice(engine, ENGINES, "--engine")
     require_positive_timeout(timeout)
-    opts = assemble.ServeOptions(engine=engine, engine_bin=engine_bin, model_path=model_path, host=host,
-                                 port=port, api_key=api_key, served_model_name=served_model_name, name=name,
+    opts = assemble.ServeOptions(engine=engine, engine_bin=engine_bin, api_key=api_key, name=name,
                                  timeout=timeout, grace=grace, node_rank=node_rank,
-                                 node0_addr=node0_addr, force=force)
-    toggles = dict(quant=quant, nodes=nodes, mtp=mtp, megamoe=megamoe, hicache=hicache,
-                   reasoning_parser=reasoning_parser, tool_call_parser=tool_call_parser,
-                   context_length=context_length, engine_version=engine_version)
-    plan = _plan_for_serve(plan_file, hw, variant, recipe, set_, toggles)
-    raise typer.Exit(_launch(plan, opts, run_dir, dry_run=dry_run, detach=detach))
+                                 node0_addr=node0_addr, force=force, strict=strict)
+    request = hw and PlanRequest(hw=hw, variant=variant, recipe=recipe, toggles=toggles, sets=tuple(set_ or ()),
+                                 cli=cli, render=RenderOptions(node0_addr=node0_addr))
+    checked = _checked_for_serve(plan_file, request, cli, node0_addr)
+    raise typer.Exit(_launch(checked, cli, opts, run_dir, dry_run=dry_run, detach=detach))
 
 
-def _launch(plan, opts, run_dir: Optional[Path], *, dry_run: bool, detach: bool) -> int:
-    """Engine choice → launch description → preflight → run directory → supervise. Returns the exit code."""
+def _launch(checked, cli: CliOverrides, opts, run_dir: Optional[Path], *, dry_run: bool, detach: bool) -> int:
+    """Engine choice → exit-code policy → launch description → preflight → run directory → supervise."""
+    from dsv4ctl.commands.verdict import refuse_unless_ok
     from dsv4ctl.launch import assemble, fingerprint, preflight, rundir, session
 
+    plan = checked.plan if checked else None
     chosen = assemble.choose_engine(opts.engine, plan, have_gpus=bool(fingerprint.gpu_names()))
-    if plan is None and chosen != "builtin":
+    if checked is None and chosen != "builtin":
         raise UserError("no plan given", where="serve", fix="pass --plan plan.yaml or the plan options (--hw, --variant, --recipe)")
-    launch = assemble.build_launch(plan or assemble.embedded_default_plan(), opts, engine=chosen, dry_run=dry_run)
+    if checked is None:
+        from dsv4ctl.pipeline import make_plan
+
+        checked = make_plan(assemble.embedded_default_request(cli=cli))
+    refuse_unless_ok(checked, "serve", force=opts.force, strict=opts.strict)
+    launch = assemble.build_launch(checked, opts, engine=chosen, dry_run=dry_run)
     if dry_run:
         session.print_dry_run(launch)
         return 0
@@ -156,37 +155,32 @@ def render(
     name: Optional[str] = typer.Option(None, "--name", help="Object / job name (default dsv4-<variant>-<recipe>)."),
     image: Optional[str] = typer.Option(None, "--image", help="Container image (default: the hardware profile's)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+    force: ForceOpt = False, strict: StrictOpt = False,
 ) -> None:
-    """Render a plan for a cluster: Kubernetes LeaderWorkerSet, Slurm sbatch, docker run, or plain commands."""
+    """Render a plan for a cluster: Kubernetes LeaderWorkerSet, Slurm sbatch, docker run, or plain commands.
+    The plan is checked first, with the same rules as `validate`; a plan with errors is refused unless --force."""
+    from dsv4ctl.commands.verdict import refuse_unless_ok
+    from dsv4ctl.pipeline import RenderOptions, check_plan
+    from dsv4ctl.render.targets import render_target
+    from dsv4ctl.render.topology import NODE0
+    from dsv4ctl.schema import load_plan
+
     _check_choice(target, TARGETS, "--target")
-    plan = _load_plan(plan_file)
-    text = render_text(plan, target, name or f"dsv4-{plan.variant}-{plan.recipe}", image)
+    checked = check_plan(load_plan(plan_file), RenderOptions(node0_addr=NODE0))
+    refuse_unless_ok(checked, "render", force=force, strict=strict)
+    if checked.render_error is not None:
+        raise checked.render_error
+    plan = checked.plan
+    text = render_target(plan, checked.commands, target, name or f"dsv4-{plan.variant}-{plan.recipe}", image)
     if output is None:
         print(text, end="")
     else:
-        output.write_text(text)
+        from dsv4ctl.files import write_text
+
+        write_text(output, text, where="--output")
         from dsv4ctl.console import err
 
         err.print(f"wrote {output}", highlight=False)
-
-
-def render_text(plan, target: str, name: str, image: Optional[str]) -> str:
-    """One plan rendered for one target. Commands carry a placeholder rendezvous host that each
-    target replaces with its own way of naming a role's first node."""
-    import shlex
-
-    from dsv4ctl.launch.topology import NODE0
-    from dsv4ctl.render import docker, k8s, slurm
-    from dsv4ctl.render.sglang import render_commands
-
-    commands = render_commands(plan, node0_addr=NODE0)
-    if target == "sglang":
-        return "".join(f"# {c.role} rank {c.node_rank}\n" + " ".join(f"{k}={shlex.quote(v)}" for k, v in c.env.items())
-                       + (" " if c.env else "") + shlex.join(c.argv) + "\n" for c in commands)
-    if target == "slurm":
-        return slurm.render_slurm(plan, commands, name=name, image=image)
-    renderer = k8s.render_k8s if target == "k8s" else docker.render_docker
-    return renderer(plan, commands, name=name, image=image or docker.default_image(plan))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,46 +1,48 @@
-"""From `serve`'s options to a Launch: pick the plan and engine, apply the options users reach for
-first (--model-path, --host, --port, --api-key), validate, and build one ChildSpec per process."""
+"""From a checked plan and `serve`'s options to a Launch: pick the engine, apply the exit-code policy,
+and build one ChildSpec per process. serve's --model-path/--host/--port are plan keys by now (the `cli`
+layer, dsv4ctl.resolve.cli); the engine commands were rendered once by the pipeline."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 from dsv4ctl.console import err
 from dsv4ctl.errors import UserError
 from dsv4ctl.launch import builtin, preflight
 from dsv4ctl.launch.session import RUN_DIR_TOKEN, Launch
 from dsv4ctl.launch.supervisor import ChildSpec
+from dsv4ctl.pipeline import CheckedPlan, PlanRequest
+from dsv4ctl.schema.plan import LaunchPlan
 
 
 @dataclass
 class ServeOptions:
     engine: str = "auto"  # auto | sglang | builtin
     engine_bin: str | None = None
-    model_path: str | None = None
-    host: str | None = None
-    port: int | None = None
     api_key: str | None = None
-    served_model_name: str | None = None
     name: str | None = None
     timeout: float = 1800.0
     grace: float = 10.0
     node_rank: int = 0
     node0_addr: str | None = None
     force: bool = False
+    strict: bool = False
 
 
-def embedded_default_plan() -> Any:
+def embedded_default_request(**given) -> PlanRequest:
     """What `dsv4ctl serve` runs with no arguments on a machine without GPUs: the planner's cpu / tiny /
     balanced plan (the included runtime on CPU), bound to localhost like the runtime's own default."""
-    from dsv4ctl.resolve import resolve_plan
-
-    return resolve_plan("cpu", "tiny", "balanced", None,
-                        ["host=127.0.0.1", f"served_model_name={builtin.TINY_MODEL_NAME}"])
+    return PlanRequest(hw="cpu", variant="tiny", recipe="balanced",
+                       sets=("host=127.0.0.1", f"served_model_name={builtin.TINY_MODEL_NAME}"), **given)
 
 
-def choose_engine(requested: str, plan: Any | None, have_gpus: bool) -> str:
+def embedded_default_plan() -> LaunchPlan:
+    from dsv4ctl.pipeline import make_plan
+
+    return make_plan(embedded_default_request()).plan
+
+
+def choose_engine(requested: str, plan: LaunchPlan | None, have_gpus: bool) -> str:
     """auto: the plan's engine; with no plan, the included runtime on a machine without GPUs."""
     if requested != "auto":
         return requested
@@ -49,49 +51,19 @@ def choose_engine(requested: str, plan: Any | None, have_gpus: bool) -> str:
     return "sglang" if have_gpus else "builtin"
 
 
-def apply_overrides(plan: Any, opts: ServeOptions) -> Any:
-    """The plan with the command-line overrides in it, so plan.yaml in the run dir is what ran.
-    --port moves the endpoint: the single server, or the router of a PD plan."""
-    keys = {k: v for k, v in (("model_path", opts.model_path), ("host", opts.host),
-                              ("served_model_name", opts.served_model_name)) if v is not None}
-    front = "router" if plan.role("router") else "single"
-    if opts.port is not None and front == "single":
-        keys["port"] = opts.port
-    roles = [_with_port(r, opts.port) if r.name == front and opts.port is not None else r for r in plan.roles]
-    return plan.model_copy(update={"keys": plan.keys.model_copy(update=keys), "roles": roles})
-
-
-def _with_port(role: Any, port: int) -> Any:
-    # A role's own keys win over the plan's, so a port the role carries there moves too.
-    keys = {**role.keys, "port": port} if "port" in role.keys else role.keys
-    return role.model_copy(update={"port": port, "keys": keys})
-
-
-def validate(plan: Any, force: bool) -> None:
-    """Run the rules; errors stop the launch unless --force."""
-    from dsv4ctl.validate import run_rules
-
-    findings = run_rules(plan)
-    for f in findings:
-        colour = {"error": "red", "warning": "yellow"}.get(f.severity, "blue")
-        err.print(f"[{colour}]{f.severity}[/] {f.rule}: {f.message}" + (f" (fix: {f.fix})" if f.fix else ""),
-                  highlight=False)
-    errors = [f.rule for f in findings if f.severity == "error"]
-    if errors and not force:
-        raise UserError(f"the plan fails validation ({', '.join(errors)})", where="serve",
-                        fix="fix the plan (see above) or pass --force to launch anyway")
-
-
-def sglang_specs(plan: Any, opts: ServeOptions) -> list[ChildSpec]:
+def sglang_specs(checked: CheckedPlan, opts: ServeOptions) -> list[ChildSpec]:
     """This node's rendered commands, with the engine/router binary overrides applied."""
-    from dsv4ctl.render.sglang import render_commands
-
+    plan = checked.plan
+    if plan.engine != "sglang":
+        raise UserError(f"plan engine is '{plan.engine}', not sglang", where=f"plan for {plan.hardware}",
+                        fix="use `serve --engine builtin` for the included runtime")
+    if checked.render_error is not None:
+        raise checked.render_error
     engine_bin, router_bin = preflight.bin_overrides(opts.engine_bin)
     if any(r.nodes > 1 for r in plan.roles) and not opts.node0_addr:
         raise UserError(f"a {plan.nodes}-node plan needs the first node's address", where="serve",
                         fix="pass --node0-addr HOST on every node (with --node-rank), or use `dsv4ctl render --target slurm|k8s`")
-    cmds = [c for c in render_commands(plan, node0_addr=opts.node0_addr)
-            if c.node_rank == opts.node_rank or c.role == "router"]
+    cmds = [c for c in checked.commands if c.node_rank == opts.node_rank or c.role == "router"]
     if not cmds:
         raise UserError(f"the plan has no node rank {opts.node_rank}", fix=f"pass --node-rank below {plan.nodes}")
     specs = [ChildSpec(role=c.role, argv=preflight.substitute_bins(list(c.argv), engine_bin, router_bin),
@@ -113,13 +85,13 @@ def _flag_int(argv: list[str], flag: str, default: int) -> int:
     return int(_flag(argv, flag, str(default)))
 
 
-def builtin_model(plan: Any, opts: ServeOptions, create: bool) -> tuple[str, str]:
+def builtin_model(plan: LaunchPlan, create: bool) -> tuple[str, str]:
     """(checkpoint dir, served name) for the included runtime; the tiny checkpoint is the default
-    for tiny plans and is made on first use."""
-    model = opts.model_path or plan.keys.model_path
+    for tiny plans (unless --model-path named another) and is made on first use."""
+    model = plan.keys.model_path
     if model and Path(model).expanduser().is_dir():
         return str(Path(model).expanduser()), plan.keys.served_model_name or Path(model).name
-    if plan.variant == "tiny" and not opts.model_path:
+    if plan.variant == "tiny" and not plan.provenance.get("model_path", "").startswith("cli:"):
         tiny = builtin.ensure_tiny_checkpoint(log=lambda m: err.print(f"[dim]{m}[/]")) if create \
             else builtin.dsv4ctl_home() / "tiny"
         return str(tiny), plan.keys.served_model_name or builtin.TINY_MODEL_NAME
@@ -127,41 +99,41 @@ def builtin_model(plan: Any, opts: ServeOptions, create: bool) -> tuple[str, str
     return model, plan.keys.served_model_name or Path(model).name
 
 
-def builtin_specs(plan: Any, opts: ServeOptions, create: bool) -> tuple[list[ChildSpec], str]:
+def builtin_specs(plan: LaunchPlan, opts: ServeOptions, create: bool) -> tuple[list[ChildSpec], str]:
     builtin.require_runtime()
-    model, served = builtin_model(plan, opts, create)
-    host = opts.host or plan.keys.host
-    port = opts.port or plan.keys.port
+    model, served = builtin_model(plan, create)
+    host = plan.keys.host
+    port = plan.keys.port
     argv = builtin.builtin_argv(model, host=host, port=port, served_model_name=served,
                                 api_key=opts.api_key, plan_path=Path(RUN_DIR_TOKEN, "plan.yaml"))
     return [ChildSpec("single", argv, dict(plan.env), port, host)], served
 
 
-def expected_model(plan: Any) -> str:
+def expected_model(plan: LaunchPlan) -> str:
     """The name SGLang answers with: --served-model-name, else the model path."""
     return plan.keys.served_model_name or plan.keys.model_path
 
 
-def engine_gpus(plan: Any, engine: str) -> int:
+def engine_gpus(plan: LaunchPlan, engine: str) -> int:
     """GPUs the deployment uses (bench divides throughput by it); 0 for the runtime on CPU."""
     if engine == "builtin" and plan.hardware == "cpu":
         return 0
     return sum(plan.role_keys(r.name).tp * plan.role_keys(r.name).pp for r in plan.roles if r.name != "router")
 
 
-def build_launch(plan: Any, opts: ServeOptions, *, engine: str, dry_run: bool) -> Launch:
-    """Validated plan + options → what to run. Raises UserError for anything fixable up front."""
+def build_launch(checked: CheckedPlan, opts: ServeOptions, *, engine: str, dry_run: bool) -> Launch:
+    """Checked plan (the caller applied the exit-code policy) + options → what to run. Raises
+    UserError for anything fixable up front."""
     import yaml
 
     from dsv4ctl.schema import plan_to_data
 
-    plan = apply_overrides(plan, opts)
-    validate(plan, opts.force)
+    plan = checked.plan
     if engine == "builtin":
         specs, model = builtin_specs(plan, opts, create=not dry_run)
     else:
         preflight.check_model_path(plan.keys.model_path, local_only=False)
-        specs, model = sglang_specs(plan, opts), expected_model(plan)
+        specs, model = sglang_specs(checked, opts), expected_model(plan)
     return Launch(
         name=opts.name or f"{plan.variant}-{plan.recipe}-{engine}", engine=engine, specs=specs, model=model,
         gpus=engine_gpus(plan, engine), plan_yaml=yaml.safe_dump(plan_to_data(plan), sort_keys=False),

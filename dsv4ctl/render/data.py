@@ -6,6 +6,7 @@ import shlex
 from typing import Any
 
 from dsv4ctl.render.sglang import NodeCommand
+from dsv4ctl.render.targets import env_words
 from dsv4ctl.schema.plan import LaunchPlan, plan_to_data
 
 
@@ -17,7 +18,7 @@ def to_shell(commands: list[NodeCommand]) -> str:
     """One block per command: env assignments prefixed, argv quoted, one flag pair per line."""
     blocks = []
     for cmd in commands:
-        lines = [f"{k}={shlex.quote(v)}" for k, v in cmd.env.items()]
+        lines = env_words(cmd.env)
         lines.append(" ".join(shlex.quote(a) for a in cmd.argv[:2]))
         rest, i = cmd.argv[2:], 0
         while i < len(rest):  # keep each flag with its values on one line
@@ -31,7 +32,7 @@ def to_shell(commands: list[NodeCommand]) -> str:
 
 
 def to_env(commands: list[NodeCommand]) -> str:
-    blocks = [_header(c) + "\n" + "".join(f"{k}={v}\n" for k, v in c.env.items()) for c in commands]
+    blocks = [_header(c) + "\n" + "".join(f"{w}\n" for w in env_words(c.env)) for c in commands]
     return "\n".join(blocks)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from dsv4ctl.launch.topology import NODE0, by_role, needs_ib
+from dsv4ctl.render.topology import NODE0, by_role, needs_ib
 
 NODE0_VAR = "${NODE0_ADDR:?set NODE0_ADDR to the address of the role's first node}"
 _IB_FLAGS = ["--device", "/dev/infiniband:/dev/infiniband", "--cap-add", "IPC_LOCK", "--ulimit", "memlock=-1"]

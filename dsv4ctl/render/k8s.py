@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsv4ctl.launch.topology import (NODE0, by_role, gpus_per_pod, needs_ib, rewrite_router_urls,
+from dsv4ctl.render.topology import (NODE0, by_role, gpus_per_pod, needs_ib, rewrite_router_urls,
                                      set_flag, swap)
 
 LEADER_ADDR = "$(LWS_LEADER_ADDRESS)"

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from dsv4ctl.render.vocab import FlagSpec, Vocabulary, vocabulary
+from dsv4ctl.vocab import FlagSpec, Vocabulary, vocabulary
 from dsv4ctl.schema.base import Strict
 from dsv4ctl.schema.keys import EngineKeys
 from dsv4ctl.schema.plan import LaunchPlan

@@ -8,7 +8,7 @@ import re
 import shlex
 from typing import Any
 
-from dsv4ctl.launch.topology import NODE0, Placed, place, rewrite_router_urls
+from dsv4ctl.render.topology import NODE0, Placed, place, rewrite_router_urls
 
 _HEADER = """#!/bin/bash
 # Rendered by dsv4ctl from plan {plan_id}. Submit with: sbatch {name}.sbatch

@@ -2,7 +2,11 @@
 
 Layer order, later wins: hardware → variant checkpoint → recipe keys → _common.yaml / recipe overrides →
 toggles → tuned overlays → role-specific recipe overrides (a role's own setting is the most specific
-recipe fact, e.g. parsers on decode only) → --set → derived values (only where nothing above chose)."""
+recipe fact, e.g. parsers on decode only) → --set → cli (serve's --host/--port/…) → derived values
+(only where nothing above chose).
+
+Each set of layers (the plan-wide one, and one per PD engine role) is type-checked once, as EngineKeys,
+before deriving; derived values are added to the checked keys. A single-server plan has one set."""
 
 from __future__ import annotations
 
@@ -11,21 +15,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsv4ctl.errors import UserError
+from dsv4ctl.resolve.cli import apply_cli, label
 from dsv4ctl.resolve.derive import ctx_of, derive_all, derive_env
 from dsv4ctl.resolve.layers import Layered
 from dsv4ctl.resolve.sets import Set, apply_sets, parse_sets
 from dsv4ctl.resolve.toggles import apply_toggles
+from dsv4ctl.schema.hardware import HardwareProfile
 from dsv4ctl.schema.keys import EngineKeys
 from dsv4ctl.schema.plan import LaunchPlan, Role
-from dsv4ctl.schema.recipe import Override, Recipe, Toggles
+from dsv4ctl.schema.recipe import CliOverrides, Override, Recipe, Toggles
+from dsv4ctl.schema.variant import Variant
 
 ENGINE_ROLES = ("single", "prefill", "decode")
 
 
 @dataclass
 class Inputs:
-    hw: Any
-    variant: Any
+    hw: HardwareProfile
+    variant: Variant
     recipe: Recipe
     common: Recipe
     toggles: Toggles
@@ -33,11 +40,27 @@ class Inputs:
     quant: str
     quant_layer: str
     version: str
+    cli: CliOverrides
+
+    @property
+    def pd(self) -> bool:
+        return "router" in self.recipe.roles
 
 
-def _inputs(hw: str, variant: str, recipe: str, toggles: Toggles | None, sets: list[str] | None) -> Inputs:
+@dataclass
+class RoleLayers:
+    """One set of layers (plan-wide, or one engine role's): the values with their history, the keys
+    they give (checked once), and the role's node count (computed once)."""
+
+    layered: Layered
+    keys: EngineKeys
+    nodes: int
+
+
+def _inputs(hw: str, variant: str, recipe: str, toggles: Toggles | None, sets: list[str] | None,
+            cli: CliOverrides | None = None) -> Inputs:
     from dsv4ctl.recipes import common_layer, get_recipe
-    from dsv4ctl.resolve.catalog import get_profile
+    from dsv4ctl.profiles import get_profile
     from dsv4ctl.variants import get_variant
 
     profile, var, rec = get_profile(hw), get_variant(variant), get_recipe(recipe)
@@ -45,7 +68,8 @@ def _inputs(hw: str, variant: str, recipe: str, toggles: Toggles | None, sets: l
     quant = toggles.quant or profile.default_quant
     layer = "toggle:--quant" if toggles.quant else f"hardware:{hw}.yaml default_quant"
     version = toggles.engine_version or rec.engine_version
-    return Inputs(profile, var, rec, common_layer(), toggles, parse_sets(sets or []), quant, layer, version)
+    return Inputs(profile, var, rec, common_layer(), toggles, parse_sets(sets or []), quant, layer, version,
+                  cli or CliOverrides())
 
 
 def _overrides(inp: Inputs) -> list[tuple[str, Override]]:
@@ -87,7 +111,7 @@ def _apply_overrides(v: Layered, inp: Inputs, ctx: dict[str, Any], role_specific
 
 
 def _apply_tuned(v: Layered, ctx: dict[str, Any]) -> None:
-    from dsv4ctl.resolve.catalog import tuned_overlays
+    from dsv4ctl.profiles import tuned_overlays
 
     for file, overlay in tuned_overlays():
         if overlay.when.matches(ctx):
@@ -97,7 +121,7 @@ def _apply_tuned(v: Layered, ctx: dict[str, Any]) -> None:
                 v.set_env(name, value, label)
 
 
-def build_layers(inp: Inputs, role: str | None) -> Layered:
+def build_layers(inp: Inputs, role: str | None) -> RoleLayers:
     """Every layer for one role (None = the plan-wide keys), derived values included."""
     nodes = _role_nodes(inp, role)
     _check_supported(inp, nodes, role)
@@ -114,12 +138,16 @@ def build_layers(inp: Inputs, role: str | None) -> Layered:
     _apply_tuned(v, ctx)
     _apply_overrides(v, inp, ctx, role_specific=True)
     apply_sets(v, inp.sets, role)
+    apply_cli(v, inp.cli, inp.pd)
     if role in inp.recipe.ports:
         v.set("port", inp.recipe.ports[role], f"recipe:{inp.recipe.name}.yaml ports.{role}")
-    _keys(v, role)  # type-check what the layers wrote before deriving from it
+    keys = _keys(v, role)  # type-check what the layers wrote before deriving from it
+    v.values.update({k: getattr(keys, k) for k in v.values})  # derive reads checked values
+    start = len(v.history)
     derive_all(v, inp.hw, nodes)
     derive_env(v, inp.version)
-    return v
+    derived = {k: value for k, _, value in v.history[start:] if not k.startswith("env.")}
+    return RoleLayers(v, keys.model_copy(update=derived), nodes)
 
 
 def _checkpoint(inp: Inputs):
@@ -142,10 +170,6 @@ def _keys(v: Layered, role: str | None) -> EngineKeys:
         raise UserError(f"{err['msg']}{scope}", where=f"{where}: field '{field}'", fix="correct the value") from None
 
 
-def _role_names(inp: Inputs) -> list[str]:
-    return list(inp.recipe.roles)
-
-
 def _diff(base: dict[str, Any], mine: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in mine.items() if base.get(k) != v}
 
@@ -162,21 +186,26 @@ def _check_topology(keys: EngineKeys, nodes: int, gpn: int, where: str) -> None:
                         fix="set dp to a divisor of tp")
 
 
-def _make_role(inp: Inputs, name: str, layered: Layered | None, plan_keys: EngineKeys, prov: dict[str, str],
+def _router(inp: Inputs, prov: dict[str, str]) -> Role:
+    """The PD router: no engine keys of its own; --port moves it (it is the endpoint)."""
+    port = inp.recipe.ports.get("router", 8000)
+    if inp.cli.port is not None:
+        port = inp.cli.port
+        prov["role.router.port"] = label("port")
+    return Role(name="router", nodes=0, port=port)
+
+
+def _make_role(inp: Inputs, name: str, rl: RoleLayers, plan_keys: EngineKeys, prov: dict[str, str],
                env: dict[str, str]) -> Role:
-    if layered is None:  # the router: no engine keys of its own
-        return Role(name="router", nodes=0, port=inp.recipe.ports.get("router", 8000))
-    keys = _keys(layered, name)
-    nodes = max(1, math.ceil(keys.tp * keys.pp / inp.hw.gpus_per_node))
-    _check_topology(keys, _role_nodes(inp, name) if name == "single" else nodes, inp.hw.gpus_per_node,
-                    f"role {name}")
+    keys = rl.keys
+    nodes = rl.nodes if name == "single" else max(1, math.ceil(keys.tp * keys.pp / inp.hw.gpus_per_node))
+    _check_topology(keys, nodes, inp.hw.gpus_per_node, f"role {name}")
     role_keys = _diff(plan_keys.model_dump(), keys.model_dump())
-    role_env = _diff(env, layered.env)
+    role_env = _diff(env, rl.layered.env)
     for key in role_keys:
-        prov[f"role.{name}.{key}"] = layered.provenance.get(key, "default")
+        prov[f"role.{name}.{key}"] = rl.layered.provenance.get(key, "default")
     for var in role_env:
-        prov[f"role.{name}.env.{var}"] = layered.provenance.get(f"env.{var}", "default")
-    nodes = _role_nodes(inp, name) if name == "single" else nodes
+        prov[f"role.{name}.env.{var}"] = rl.layered.provenance.get(f"env.{var}", "default")
     return Role(name=name, nodes=nodes, port=keys.port, keys=role_keys, env=role_env)
 
 
@@ -190,29 +219,34 @@ def _plan_nodes(roles: list[Role], keys_of: dict[str, EngineKeys], gpn: int) -> 
 
 
 def resolve_plan(hw: str, variant: str, recipe: str, toggles: Toggles | None = None,
-                 sets: list[str] | None = None) -> LaunchPlan:
+                 sets: list[str] | None = None, cli: CliOverrides | None = None) -> LaunchPlan:
     """Pure: the same inputs (and files) always give the same plan. No findings (validation adds them)."""
-    plan, _ = resolve_with_layers(hw, variant, recipe, toggles, sets)
+    plan, _ = resolve_with_layers(hw, variant, recipe, toggles, sets, cli)
     return plan
 
 
 def resolve_with_layers(hw: str, variant: str, recipe: str, toggles: Toggles | None = None,
-                        sets: list[str] | None = None) -> tuple[LaunchPlan, dict[str | None, Layered]]:
-    inp = _inputs(hw, variant, recipe, toggles, sets)
-    base = build_layers(inp, None)
-    keys = _keys(base, None)
-    prov = {**base.provenance, "quant": inp.quant_layer, "engine_version": _version_layer(inp)}
+                        sets: list[str] | None = None, cli: CliOverrides | None = None
+                        ) -> tuple[LaunchPlan, dict[str | None, Layered]]:
+    """The plan and the layers that made it ({None: plan-wide, role: that role's}), for `explain`."""
+    inp = _inputs(hw, variant, recipe, toggles, sets, cli)
+    engine_roles = [n for n in inp.recipe.roles if n != "router"]
+    # One engine role (a single server): its layers are the plan-wide ones, built and checked once.
+    base = build_layers(inp, engine_roles[0] if engine_roles == ["single"] else None)
+    sets_of = {n: base if engine_roles == ["single"] else build_layers(inp, n) for n in engine_roles}
+    keys = base.keys
+    prov = {**base.layered.provenance, "quant": inp.quant_layer, "engine_version": _version_layer(inp)}
     for field in EngineKeys.model_fields:  # every key says where it came from, defaults included
         prov.setdefault(field, "default (unset: engine default)" if getattr(keys, field) is None else "default")
-    layers: dict[str | None, Layered] = {None: base}
-    layers.update({n: build_layers(inp, n) for n in _role_names(inp) if n != "router"})
-    roles = [_make_role(inp, n, layers.get(n), keys, prov, base.env) for n in _role_names(inp)]
+    roles = [_router(inp, prov) if n == "router" else _make_role(inp, n, sets_of[n], keys, prov, base.layered.env)
+             for n in inp.recipe.roles]
     keys_of = {r.name: keys.model_copy(update=r.keys) for r in roles}
     plan = LaunchPlan(
         hardware=inp.hw.name, variant=inp.variant.name, recipe=inp.recipe.name, quant=inp.quant,
         engine=inp.variant.engine or inp.hw.engine, engine_version=inp.version, recipe_source=inp.recipe.source,
         nodes=_plan_nodes(roles, keys_of, inp.hw.gpus_per_node), gpus_per_node=inp.hw.gpus_per_node,
-        keys=keys, env=dict(base.env), provenance=prov, roles=roles)
+        keys=keys, env=dict(base.layered.env), provenance=prov, roles=roles)
+    layers = {None: base.layered, **{n: rl.layered for n, rl in sets_of.items()}}
     return plan, layers
 
 
@@ -230,14 +264,24 @@ class Explanation:
 
 
 def explain(hw: str, variant: str, recipe: str, key: str, toggles: Toggles | None = None,
-            sets: list[str] | None = None, role: str | None = None) -> Explanation:
+            sets: list[str] | None = None, role: str | None = None, cli: CliOverrides | None = None) -> Explanation:
     """Each layer's value for `key` (a key name or env.NAME) and which one won."""
+    check_explain_key(key)
+    plan, layers = resolve_with_layers(hw, variant, recipe, toggles, sets, cli)
+    return explain_key(plan, layers, key, role)
+
+
+def check_explain_key(key: str) -> None:
     from dsv4ctl.errors import did_you_mean
 
-    name = key.split(".", 1)[1] if key.startswith("env.") else key
-    if not key.startswith("env.") and name not in EngineKeys.model_fields:
+    if not key.startswith("env.") and key not in EngineKeys.model_fields:
         raise UserError(f"unknown key '{key}'", where="explain", fix=did_you_mean(key, sorted(EngineKeys.model_fields)))
-    plan, layers = resolve_with_layers(hw, variant, recipe, toggles, sets)
+
+
+def explain_key(plan: LaunchPlan, layers: dict[str | None, Layered], key: str, role: str | None) -> Explanation:
+    """Each layer's value for `key` in the layers that made `plan`, and which one won."""
+    check_explain_key(key)
+    name = key.split(".", 1)[1] if key.startswith("env.") else key
     layered = layers.get(role) if role else layers[None]
     if layered is None:
         raise UserError(f"plan has no role '{role}'", where="--role", fix="use one of: " + ", ".join(

@@ -107,7 +107,7 @@ def derive_all(v: Layered, hw: HardwareProfile, nodes: int) -> None:
 
 def derive_env(v: Layered, version: str) -> None:
     """Env implied by keys (per the engine version's vocabulary); explicit env entries win."""
-    from dsv4ctl.render.vocab import env_for_keys
+    from dsv4ctl.vocab import env_for_keys
 
     for name, (value, key) in env_for_keys(v.values, version).items():
         if name not in v.env:

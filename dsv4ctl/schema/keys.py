@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from dsv4ctl.schema.base import Strict
 
@@ -72,3 +72,29 @@ class EngineKeys(Strict):
 
 
 KEY_NAMES: frozenset[str] = frozenset(EngineKeys.model_fields)
+
+# An environment variable name as every shell and container runtime accepts it: anything else could
+# carry shell syntax into a rendered script (issue 21 #3), so the schema refuses it.
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)]
+# The most nodes one role may span: the schema bounds --nodes, recipe overrides and plan files, so
+# nothing downstream (one rendered command per node) can be asked for a million nodes.
+MAX_NODES = 256
+
+
+def check_partial_keys(value: dict[str, Any]) -> dict[str, Any]:
+    """A partial EngineKeys (recipe keys, overlays, a plan role's overrides): every name a key, every
+    value of that key's type. Returns the values as EngineKeys would hold them (coerced)."""
+    unknown = sorted(set(value) - KEY_NAMES)
+    if unknown:
+        from dsv4ctl.errors import did_you_mean
+
+        raise ValueError(f"unknown key '{unknown[0]}' ({did_you_mean(unknown[0], sorted(KEY_NAMES))})")
+    from pydantic import ValidationError
+
+    try:
+        keys = EngineKeys.model_validate(value)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ValueError(f"key '{err['loc'][0]}': {err['msg']}") from None
+    return {name: getattr(keys, name) for name in value}

@@ -7,27 +7,13 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from dsv4ctl.schema.base import Strict
-from dsv4ctl.schema.keys import KEY_NAMES
+from dsv4ctl.schema.keys import MAX_NODES, EnvName, check_partial_keys
 
 
 def _check_key_names(value: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(value) - KEY_NAMES)
-    if unknown:
-        from dsv4ctl.errors import did_you_mean
-
-        raise ValueError(f"unknown key '{unknown[0]}' ({did_you_mean(unknown[0], sorted(KEY_NAMES))})")
     # Type-check each value now, so a bad value is reported against the file even if a later layer
     # would have replaced it.
-    from pydantic import ValidationError
-
-    from dsv4ctl.schema.keys import EngineKeys
-
-    for key, item in value.items():
-        try:
-            EngineKeys.model_validate({key: item})
-        except ValidationError as exc:
-            raise ValueError(f"key '{key}': {exc.errors()[0]['msg']}") from None
-    return value
+    return check_partial_keys(value)
 
 
 FIELDS = ("hw", "variant", "quant", "nodes", "role", "recipe")
@@ -63,9 +49,9 @@ class Match(Strict):
 
 class Override(Strict):
     when: Match
-    nodes: int | None = Field(default=None, ge=1)
+    nodes: int | None = Field(default=None, ge=1, le=MAX_NODES)
     keys: dict[str, Any] = Field(default_factory=dict)
-    env: dict[str, str | None] = Field(default_factory=dict)  # None removes a variable
+    env: dict[EnvName, str | None] = Field(default_factory=dict)  # None removes a variable
     unsupported: str | None = None  # this cell does not exist: the message to show
 
     _names = field_validator("keys")(classmethod(lambda cls, v: _check_key_names(v)))
@@ -79,24 +65,39 @@ class Recipe(Strict):
     roles: list[Literal["single", "prefill", "decode", "router"]] = Field(default_factory=lambda: ["single"])
     ports: dict[str, int] = Field(default_factory=dict)
     keys: dict[str, Any] = Field(default_factory=dict)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[EnvName, str] = Field(default_factory=dict)
     overrides: list[Override] = Field(default_factory=list)
 
     _names = field_validator("keys")(classmethod(lambda cls, v: _check_key_names(v)))
 
 
 class Toggles(Strict):
-    """The CLI toggles. None = leave the recipe's choice alone."""
+    """The CLI toggles. None = leave the recipe's choice alone. Each field is one `plan`/`explain`/
+    `serve` option (dsv4ctl.commands.plan_options builds the options from this model); the
+    description is the option's help."""
 
-    quant: Literal["fp4", "fp8", "nvfp4", "bf16"] | None = None
-    nodes: int | None = Field(default=None, ge=1)
-    mtp: bool | None = None
-    megamoe: Literal["off", "w4a8", "w4a4"] | None = None
-    hicache: Literal["off", "l2"] | None = None
-    reasoning_parser: str | None = None
-    tool_call_parser: str | None = None
-    context_length: int | None = Field(default=None, ge=1)
-    engine_version: str | None = None
+    quant: Literal["fp4", "fp8", "nvfp4", "bf16"] | None = Field(None, description="Checkpoint format (default: the profile's).")
+    nodes: int | None = Field(None, ge=1, le=MAX_NODES, description="Nodes per engine role.")
+    mtp: bool | None = Field(None, description="MTP speculative decoding on/off.")
+    megamoe: Literal["off", "w4a8", "w4a4"] | None = Field(None, description="MegaMoE (Blackwell).")
+    hicache: Literal["off", "l2"] | None = Field(None, description="Hierarchical KV cache.")
+    reasoning_parser: str | None = Field(None, description="e.g. deepseek-v4.")
+    tool_call_parser: str | None = Field(None, description="e.g. deepseekv4.")
+    context_length: int | None = Field(None, ge=1, description="Max context tokens.")
+    engine_version: str | None = Field(None, description="SGLang flag vocabulary.")
+
+
+class CliOverrides(Strict):
+    """Plan keys given on `serve`'s (and `explain`'s) command line: the `cli` layer, after --set.
+    --port moves the endpoint: the single server's port, or the router's on a PD plan."""
+
+    model_path: str | None = Field(None, description="A local checkpoint or a repo id.")
+    host: str | None = Field(None, description="Address to bind.")
+    port: int | None = Field(None, ge=1, le=65535, description="Endpoint port (the router's on PD plans).")
+    served_model_name: str | None = Field(None, description="Model name clients use.")
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
 
 
 class TunedOverlay(Strict):
@@ -104,7 +105,7 @@ class TunedOverlay(Strict):
 
     when: Match
     keys: dict[str, Any] = Field(default_factory=dict)
-    env: dict[str, str | None] = Field(default_factory=dict)
+    env: dict[EnvName, str | None] = Field(default_factory=dict)
     evidence: str = ""
 
     _names = field_validator("keys")(classmethod(lambda cls, v: _check_key_names(v)))

@@ -1,6 +1,7 @@
 """The read-only view a rule gets: the plan (or one PD role of it, with the role's keys and env
-merged), its hardware profile, the variant's architecture facts, the layout and, lazily, the memory
-budget. Profiles and variants are cached: the plan-space benchmark builds tens of thousands of these."""
+merged), its hardware profile, the variant's architecture facts, the layout, lazily the memory
+budget, and the plan's rendered command line (made once by the pipeline, passed in as `Rendered`).
+Profiles and variants are cached: the plan-space benchmark builds tens of thousands of these."""
 
 from __future__ import annotations
 
@@ -9,17 +10,11 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 from dsv4ctl.errors import UserError
+from dsv4ctl.profiles import find_profile
+from dsv4ctl.schema.hardware import HardwareProfile
+from dsv4ctl.schema.keys import EngineKeys
+from dsv4ctl.schema.plan import LaunchPlan
 from dsv4ctl.sizing import ArchFacts, Layout, MemoryBudget, arch_for, layout_of, memory_budget, usable_gib
-
-
-@lru_cache(maxsize=64)
-def hardware_profile(name: str):
-    """The profile named `name`, or None when there is no such file (a rule reports it)."""
-    from dsv4ctl.paths import hardware_profiles_dir
-    from dsv4ctl.schema import HardwareProfile, load_model
-
-    path = hardware_profiles_dir() / f"{name}.yaml"
-    return load_model(HardwareProfile, path) if path.is_file() else None
 
 
 @lru_cache(maxsize=64)
@@ -30,7 +25,16 @@ def variant_arch(name: str) -> ArchFacts | None:
         return None
 
 
-def _sm(hw: Any) -> int:
+@dataclass(frozen=True)
+class Rendered:
+    """What rendering the plan gave: the `--flags` of every engine command, or the error that stopped
+    it. `None` flags and no error: nothing was rendered (another engine, or no renderer asked)."""
+
+    flags: tuple[str, ...] | None = None
+    error: UserError | None = None
+
+
+def _sm(hw: HardwareProfile | None) -> int:
     digits = "".join(ch for ch in str(getattr(hw, "compute_capability", "")) if ch.isdigit())
     return int(digits) if digits else 0
 
@@ -39,7 +43,7 @@ def _sm(hw: Any) -> int:
 class View:
     """Plan-like object for one role: same fields the sizing reads (keys, env, quant, variant)."""
 
-    keys: Any
+    keys: EngineKeys
     env: dict[str, str]
     quant: str
     variant: str
@@ -47,10 +51,11 @@ class View:
 
 @dataclass
 class Ctx:
-    plan: Any
+    plan: LaunchPlan
     role: str | None = None  # None: the whole plan; else "prefill" / "decode"
-    keys: Any = None
+    keys: EngineKeys | None = None
     env: dict[str, str] = field(default_factory=dict)
+    rendered: Rendered = field(default_factory=Rendered)
 
     def __post_init__(self) -> None:
         if self.keys is None:
@@ -58,8 +63,8 @@ class Ctx:
             self.env = dict(self.plan.env or {})
 
     @cached_property
-    def hw(self):
-        return hardware_profile(self.plan.hardware)
+    def hw(self) -> HardwareProfile | None:
+        return find_profile(self.plan.hardware)
 
     @cached_property
     def arch(self) -> ArchFacts | None:
@@ -112,9 +117,10 @@ class Ctx:
         return {"role": self.role} if self.role else {}
 
 
-def views(plan: Any) -> list[Ctx]:
+def views(plan: LaunchPlan, rendered: Rendered | None = None) -> list[Ctx]:
     """One Ctx per serving role: PD plans are checked per prefill/decode role with its overrides."""
+    rendered = rendered or Rendered()
     serving = [r.name for r in plan.roles if r.name in ("prefill", "decode")]
     if not serving:
-        return [Ctx(plan)]
-    return [Ctx(plan, name, plan.role_keys(name), plan.role_env(name)) for name in serving]
+        return [Ctx(plan, rendered=rendered)]
+    return [Ctx(plan, name, plan.role_keys(name), plan.role_env(name), rendered) for name in serving]

@@ -67,7 +67,7 @@ def render_failed(ctx):
     a key that version cannot express stops here instead of at launch."""
     if ctx.plan.engine != "sglang" or ctx.role == "decode":  # one pass renders every role
         return None
-    _, error = rendered(ctx.plan)
+    error = ctx.rendered.error
     if error is None:
         return None
     return Hit(error.message, {"fix": error.fix or "check the plan's engine_version and keys"})
@@ -83,11 +83,11 @@ def flag_unknown(ctx):
     if ctx.plan.engine != "sglang" or ctx.role == "decode":
         return None
     known = engine_args(*_version(ctx))
-    argv, _ = rendered(ctx.plan) if known is not None else (None, None)
-    if argv is None:
+    flags = ctx.rendered.flags
+    if known is None or flags is None:
         return None
     return [Hit(f"{flag} does not exist in SGLang {ctx.plan.engine_version}", {"flag": flag})
-            for flag in sorted(set(argv) - known.keys())]
+            for flag in sorted(set(flags) - known.keys())]
 
 
 @rule("ENGINE-VERSION-UNCHECKED", "info", "no flag list for the targeted engine version",
@@ -97,33 +97,7 @@ def version_unchecked(ctx):
     engine is importable, `serve` still checks the argv with the real parser."""
     if ctx.plan.engine != "sglang" or ctx.role == "decode" or engine_args(*_version(ctx)) is not None:
         return None
-    if rendered(ctx.plan)[1] is not None:  # ENGINE-RENDER already says the version is unknown
+    if ctx.rendered.error is not None:  # ENGINE-RENDER already says the version is unknown
         return None
     return Hit(f"flags not checked against SGLang {ctx.plan.engine_version}",
                {"engine": ctx.plan.engine, "version": ctx.plan.engine_version})
-
-
-_last: list = [None, (None, None)]  # (plan, result): the rules of one plan render it once
-
-
-def rendered(plan):
-    """(`--flags` of every engine command, None) or (None, UserError) when rendering fails, or
-    (None, None) when no renderer is installed."""
-    if _last[0] is plan:
-        return _last[1]
-    from dsv4ctl.errors import UserError
-
-    try:
-        from dsv4ctl.render.sglang import render_commands
-    except ImportError:
-        return None, None
-    try:
-        cmds = render_commands(plan)
-    except UserError as exc:
-        result = (None, exc)
-    else:
-        flags = [a.split("=", 1)[0] for c in cmds if getattr(c, "role", "single") != "router"
-                 for a in c.argv if a.startswith("--")]
-        result = (flags, None)
-    _last[:] = [plan, result]
-    return result

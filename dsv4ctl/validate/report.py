@@ -1,11 +1,13 @@
-"""Rich rendering of findings and of the per-GPU memory budget, shared by `plan` and `validate`."""
+"""Findings and the per-GPU memory budget as text: the one way every command prints them."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from dsv4ctl.schema.finding import Finding
+from dsv4ctl.schema.plan import LaunchPlan
 from dsv4ctl.sizing import MemoryBudget
+from dsv4ctl.validate.context import Ctx
 
 if TYPE_CHECKING:  # rich.table is imported on use: `plan --format json` only needs the numbers
     from rich.table import Table
@@ -13,17 +15,18 @@ if TYPE_CHECKING:  # rich.table is imported on use: `plan --format json` only ne
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def findings_table(findings: list[Finding]) -> Table:
-    from rich.table import Table
+def print_findings(findings: list[Finding], console=None) -> None:
+    """The one way findings are printed, in every command: `severity RULE: message (fix: …)`, one per
+    line, errors first (as the rules return them)."""
+    from rich.markup import escape
 
-    t = Table(title="Findings", show_lines=False, expand=False)
-    t.add_column("severity", no_wrap=True)
-    t.add_column("rule", no_wrap=True)  # ids are what users grep for and pass to `dsv4ctl rules`
-    t.add_column("message", overflow="fold")
-    t.add_column("fix", overflow="fold")
+    from dsv4ctl.console import err
+
+    console = console or err
     for f in findings:
-        t.add_row(f"[{_STYLE[f.severity]}]{f.severity}[/]", f.rule, f.message, f.fix)
-    return t
+        fix = f" [dim](fix: {escape(f.fix)})[/]" if f.fix else ""
+        console.print(f"[{_STYLE[f.severity]}]{f.severity}[/] {escape(f.rule)}: {escape(f.message)}{fix}",
+                      highlight=False)
 
 
 def memory_table(b: MemoryBudget, title: str = "Memory per GPU") -> Table:
@@ -49,16 +52,20 @@ def capacity_lines(b: MemoryBudget) -> list[str]:
     ]
 
 
-def budgets(plan: Any) -> dict[str, MemoryBudget]:
+def budgets(plan: LaunchPlan) -> dict[str, MemoryBudget]:
     """Memory budget per serving role ("single" for one server; "prefill"/"decode" for PD), empty
     when the hardware or the variant is unknown."""
     from dsv4ctl.validate.context import views
 
-    out = {ctx.role or "single": ctx.budget for ctx in views(plan)}
+    return _budgets(views(plan))
+
+
+def _budgets(ctxs: list[Ctx]) -> dict[str, MemoryBudget]:
+    out = {ctx.role or "single": ctx.budget for ctx in ctxs}
     return {role: b for role, b in out.items() if b is not None}
 
 
-def print_memory(plan: Any, console=None) -> dict[str, MemoryBudget]:
+def print_memory(plan: LaunchPlan, console=None) -> dict[str, MemoryBudget]:
     """The per-GPU memory table and KV capacity lines of each serving role."""
     from dsv4ctl.console import out
 
@@ -72,26 +79,15 @@ def print_memory(plan: Any, console=None) -> dict[str, MemoryBudget]:
     return found
 
 
-def plan_sizing(plan: Any) -> dict[str, Any] | None:
+def plan_sizing(plan: LaunchPlan) -> dict[str, Any] | None:
     """Numbers for LaunchPlan.sizing: {role: budget as plain values}, or None."""
-    found = budgets(plan)
-    return {role: budget_dict(b) for role, b in found.items()} or None
+    from dsv4ctl.validate.context import views
+
+    return sizing_of(views(plan))
 
 
-def print_report(plan: Any, findings: list[Finding] | None = None, console=None) -> list[Finding]:
-    """Memory table, KV capacity and findings of a plan; returns the findings it printed. This is
-    the one call `dsv4ctl plan` and `dsv4ctl validate` make."""
-    from dsv4ctl.console import out
-    from dsv4ctl.validate import run_rules
-
-    console = console or out
-    findings = run_rules(plan) if findings is None else findings
-    print_memory(plan, console)
-    if findings:
-        console.print(findings_table(findings))
-    else:
-        console.print("[green]no findings: the plan validates clean[/]")
-    return findings
+def sizing_of(ctxs: list[Ctx]) -> dict[str, Any] | None:
+    return {role: budget_dict(b) for role, b in _budgets(ctxs).items()} or None
 
 
 def budget_dict(b: MemoryBudget) -> dict[str, Any]:

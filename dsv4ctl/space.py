@@ -1,6 +1,6 @@
 """The plan space: every hardware × variant × quant × recipe × toggle combination, for the
-property tests and benchmarks/validate_space.py. Each point either resolves (then the rules run)
-or is rejected by the resolver with one UserError line."""
+property tests and benchmarks/validate_space.py. Each point goes through the pipeline: it either
+resolves (then it is rendered and the rules run) or is rejected by the resolver with one UserError line."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from dsv4ctl.errors import UserError
+from dsv4ctl.pipeline import CheckedPlan, PlanRequest, make_plan
+from dsv4ctl.schema.recipe import Toggles
 
 QUANTS = ("fp4", "fp8", "nvfp4", "bf16")
 MTP = (True, False)
@@ -27,7 +29,7 @@ class Point:
 
 def axes() -> dict[str, tuple]:
     from dsv4ctl.recipes import recipe_names
-    from dsv4ctl.resolve.catalog import profile_names
+    from dsv4ctl.profiles import profile_names
     from dsv4ctl.variants import variant_names
 
     return {"hw": tuple(profile_names()), "variant": tuple(variant_names()), "quant": QUANTS,
@@ -40,14 +42,13 @@ def points() -> Iterator[Point]:
         yield Point(hw, variant, recipe, {"quant": quant, "mtp": mtp, "megamoe": mm, "nodes": nodes})
 
 
-def evaluate(p: Point):
-    """(plan, findings) or (None, UserError) for one point."""
-    from dsv4ctl.resolve import resolve_plan
-    from dsv4ctl.schema import Toggles
-    from dsv4ctl.validate import run_rules
+def request(p: Point) -> PlanRequest:
+    return PlanRequest(hw=p.hw, variant=p.variant, recipe=p.recipe, toggles=Toggles(**p.toggles), sets=p.sets)
 
+
+def evaluate(p: Point) -> tuple[CheckedPlan, None] | tuple[None, UserError]:
+    """(checked plan, None), or (None, UserError) for a point the resolver rejects."""
     try:
-        plan = resolve_plan(p.hw, p.variant, p.recipe, Toggles(**p.toggles), list(p.sets))
+        return make_plan(request(p)), None
     except UserError as exc:
         return None, exc
-    return plan, run_rules(plan)

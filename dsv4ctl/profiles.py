@@ -1,4 +1,7 @@
-"""Hardware profiles and tuned overlays on disk (recipes live in dsv4ctl.recipes, variants in dsv4ctl.variants)."""
+"""Hardware profiles and tuned overlays on disk: the one loader every command uses.
+
+A profile is found by name among the catalog's files, never by joining a user-given string onto a
+path: `hardware: ../../x/evil` in a plan file names no profile (issue 21 #4)."""
 
 from __future__ import annotations
 
@@ -9,10 +12,14 @@ from dsv4ctl.schema.hardware import HardwareProfile
 from dsv4ctl.schema.recipe import TunedOverlay
 
 
-def profile_names() -> list[str]:
+def _catalog() -> dict[str, Path]:
     from dsv4ctl.paths import hardware_profiles_dir
 
-    return sorted(p.stem for p in hardware_profiles_dir().glob("*.yaml"))
+    return {p.stem: p for p in sorted(hardware_profiles_dir().glob("*.yaml"))}
+
+
+def profile_names() -> list[str]:
+    return list(_catalog())
 
 
 @lru_cache(maxsize=None)
@@ -22,15 +29,20 @@ def _load_profile(path: Path) -> HardwareProfile:
     return load_named(HardwareProfile, path)
 
 
-def get_profile(name: str) -> HardwareProfile:
+def find_profile(name: str) -> HardwareProfile | None:
+    """The named profile, or None when the catalog has no such name (a rule reports it)."""
+    path = _catalog().get(name)
+    return _load_profile(path) if path is not None else None
+
+
+def get_profile(name: str, where: str = "--hw") -> HardwareProfile:
     """The named hardware profile, or a UserError with a did-you-mean."""
     from dsv4ctl.errors import UserError, did_you_mean
-    from dsv4ctl.paths import hardware_profiles_dir
 
-    names = profile_names()
-    if name not in names:
-        raise UserError(f"unknown hardware '{name}'", where="--hw", fix=did_you_mean(name, names))
-    return _load_profile(hardware_profiles_dir() / f"{name}.yaml")
+    profile = find_profile(name)
+    if profile is None:
+        raise UserError(f"unknown hardware '{name}'", where=where, fix=did_you_mean(name, profile_names()))
+    return profile
 
 
 def tuned_overlays() -> list[tuple[str, TunedOverlay]]:
