@@ -40,14 +40,13 @@ def _base_type(annotation: Any) -> tuple[type, list[str]]:
     return inner, []
 
 
-def _bounds(info: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for meta in info.metadata:
-        if getattr(meta, "ge", None) is not None:
-            out["min"] = meta.ge
-        if getattr(meta, "le", None) is not None:
-            out["max"] = meta.le
-    return out
+def _bounds(info: Any) -> str:
+    """The schema's bounds as help text (the schema checks them: one line, not a usage box)."""
+    low = next((m.ge for m in info.metadata if getattr(m, "ge", None) is not None), None)
+    high = next((m.le for m in info.metadata if getattr(m, "le", None) is not None), None)
+    if low is None and high is None:
+        return ""
+    return f" {low if low is not None else ''}..{high if high is not None else ''}."
 
 
 def field_params(model: type[BaseModel]) -> list[inspect.Parameter]:
@@ -57,8 +56,8 @@ def field_params(model: type[BaseModel]) -> list[inspect.Parameter]:
         kind, choices = _base_type(info.annotation)
         flag = flag_of(name)
         decl = f"{flag}/--no-{flag[2:]}" if kind is bool else flag
-        help_ = (info.description or "") + (f" One of: {' | '.join(choices)}." if choices else "")
-        option = typer.Option(decl, help=help_, **_bounds(info))
+        help_ = (info.description or "") + (f" One of: {' | '.join(choices)}." if choices else "") + _bounds(info)
+        option = typer.Option(decl, help=help_)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                         annotation=Annotated[Optional[kind], option]))
     return params
@@ -75,8 +74,10 @@ def build_model(model: type[BaseModel], raw: dict[str, Any]) -> BaseModel:
     except ValidationError as exc:
         err = exc.errors()[0]
         name = str(err["loc"][0])
-        raise UserError(f"{err['msg']} (got {raw[name]!r})", where=flag_of(name),
-                        fix="pick one of the listed values") from None
+        got = repr(raw[name])
+        got = got if len(got) <= 40 else got[:40] + "…"
+        fix = "pick one of the listed values" if err["type"] == "literal_error" else "see --help for the range"
+        raise UserError(f"{err['msg']} (got {got})", where=flag_of(name), fix=fix) from None
 
 
 def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -11,6 +11,9 @@ from dsv4ctl.commands.plan_options import (
     ForceOpt, HwOpt, RecipeOpt, SetOpt, StrictOpt, VariantOpt, model_options,
 )
 from dsv4ctl.schema.recipe import CliOverrides, Toggles
+
+if TYPE_CHECKING:
+    from dsv4ctl.pipeline import CheckedPlan, PlanRequest
 
 PLAN_FORMATS = ("rich", "shell", "json", "yaml", "env")
 DATA_FORMATS = ("rich", "json", "yaml")
@@ -47,28 +50,31 @@ def plan(
         return _explain(request, explain_key, None)
     checked = make_plan(request)
     if output:
-        from dsv4ctl.schema import dump_plan
-
-        dump_plan(checked.plan, output)
+        _write_plan(checked, output)
     quiet = output is not None and fmt == "rich"
     _print_plan(checked, fmt, quiet)
     code = _plan_verdict(checked, force, strict, shown=fmt == "rich" and not quiet)
-    if output:
-        from dsv4ctl.console import err
-
-        note = f" (it has {len(checked.errors)} error finding(s))" if checked.errors else ""
-        err.print(f"wrote {output}{note}", highlight=False)
     if code:
         raise typer.Exit(code)
 
 
-def _plan_verdict(checked, force: bool, strict: bool, shown: bool) -> int:
+def _write_plan(checked: CheckedPlan, output: Path) -> None:
+    """The plan file is written even with error findings (to inspect and edit); the message says so."""
+    from dsv4ctl.console import err
+    from dsv4ctl.schema import dump_plan
+
+    dump_plan(checked.plan, output)
+    note = f" (it has {len(checked.errors)} error finding(s))" if checked.errors else ""
+    err.print(f"wrote {output}{note}", highlight=False)
+
+
+def _plan_verdict(checked: CheckedPlan, force: bool, strict: bool, shown: bool) -> int:
     from dsv4ctl.commands.verdict import verdict
 
     return verdict(checked, "plan", force=force, strict=strict, shown=shown)
 
 
-def _print_plan(checked, fmt: str, quiet: bool) -> None:
+def _print_plan(checked: CheckedPlan, fmt: str, quiet: bool) -> None:
     from dsv4ctl.render import data as text
 
     commands = _commands(checked)
@@ -86,7 +92,7 @@ def _print_plan(checked, fmt: str, quiet: bool) -> None:
         show_plan(checked.plan, commands)
 
 
-def _commands(checked):
+def _commands(checked: CheckedPlan) -> list:
     if checked.plan.engine != "sglang":
         from dsv4ctl.console import err
 
@@ -94,7 +100,7 @@ def _commands(checked):
     return checked.commands
 
 
-def _explain(request, key: str, role: str | None) -> None:
+def _explain(request: PlanRequest, key: str, role: str | None) -> None:
     from dsv4ctl.commands.plan_view import show_explanation
     from dsv4ctl.pipeline import make_plan
     from dsv4ctl.resolve import check_explain_key, explain_key

@@ -55,15 +55,10 @@ def render_docker(plan: Any, commands: list[Any], *, name: str, image: str) -> s
 def default_image(plan: Any) -> str:
     """The hardware profile's image for this plan: a quant- or DeepEP-specific one where the profile
     names it (GB200 DeepEP needs the cu129 build), else its SGLang image."""
-    import yaml
+    from dsv4ctl.profiles import find_profile
 
-    from dsv4ctl.paths import hardware_profiles_dir
-
-    try:
-        profile = yaml.safe_load((hardware_profiles_dir() / f"{plan.hardware}.yaml").read_text())
-    except (OSError, FileNotFoundError, yaml.YAMLError):
-        profile = {}
-    images = (profile or {}).get("images") or {}
+    profile = find_profile(plan.hardware)  # by name, inside the catalog only
+    images = profile.images if profile is not None else {}
     if plan.keys.moe_a2a == "deepep" and "deepep" in images:
         return images["deepep"]
     return images.get(plan.quant) or images.get("sglang") or "lmsysorg/sglang:latest"

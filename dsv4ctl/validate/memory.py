@@ -12,7 +12,7 @@ MIN_KV_TOKENS = 4096  # a pool that cannot hold one 4K request is no pool
 
 
 @rule("HARDWARE-UNKNOWN", "error", "no hardware profile with this name",
-      fix="use one of the profiles under hardware_profiles/ (dsv4ctl hardware list)")
+      fix="use one of the profiles under hardware_profiles/ (dsv4ctl profiles list)")
 def hardware_unknown(ctx):
     """Every hardware-dependent rule and the memory model need the profile (HBM, compute
     capability, GPUs per node)."""
