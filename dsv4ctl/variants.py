@@ -1,6 +1,8 @@
 """DeepSeek-V4 variants (Flash, Pro, and the runtime's tiny/mini): config.json facts + checkpoints.
 
-The numbers live in variants.yaml next to this module (data in YAML, logic in code)."""
+The numbers live in variants.yaml next to this module (data in YAML, logic in code); a variant with a
+`preset` (tiny, mini) takes its architecture from the runtime's presets.yaml, the config.json its
+random checkpoints are made with, so planner and runtime cannot disagree."""
 
 from __future__ import annotations
 
@@ -17,8 +19,17 @@ def all_variants() -> dict[str, Variant]:
     from dsv4ctl.schema.io import load_yaml, validate
 
     data = load_yaml(VARIANTS_FILE)
-    return {name: validate(Variant, {"name": name, **body}, f"{VARIANTS_FILE.name}: {name}")
+    return {name: validate(Variant, {"name": name, **_preset_facts(body), **body}, f"{VARIANTS_FILE.name}: {name}")
             for name, body in data.items()}
+
+
+def _preset_facts(body: dict) -> dict:
+    """The Variant fields of the runtime preset the body names (none without a preset)."""
+    if not isinstance(body, dict) or not body.get("preset"):
+        return {}
+    from dsv4rt.presets import preset_config
+
+    return {k: v for k, v in preset_config(body["preset"]).items() if k in Variant.model_fields}
 
 
 def variant_names() -> list[str]:

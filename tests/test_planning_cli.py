@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -13,8 +14,10 @@ from dsv4ctl.schema import load_plan
 
 
 def run(*args: str, check: int | None = 0) -> subprocess.CompletedProcess:
+    # A bare environment (no user config leaks in), but the caller's PYTHONPATH: the packages under test.
+    keep = {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}
     proc = subprocess.run([sys.executable, "-m", "dsv4ctl", *args], capture_output=True, text=True, timeout=120,
-                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "PYTHONWARNINGS": "ignore"})
+                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "PYTHONWARNINGS": "ignore", **keep})
     if check is not None:
         assert proc.returncode == check, proc.stderr
     return proc

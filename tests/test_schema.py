@@ -80,3 +80,16 @@ def test_unknown_variant_did_you_mean():
     with pytest.raises(UserError) as info:
         get_variant("flsh")
     assert "did you mean 'flash'" in info.value.one_line()
+
+
+def test_runtime_variants_read_the_runtime_presets():
+    """tiny/mini's architecture is written once (runtime/dsv4rt/presets.yaml): the planner's variant is
+    the config.json the runtime makes its checkpoints with (issue 19: they had drifted)."""
+    from dsv4ctl.schema import Variant
+    from dsv4ctl.variants import get_variant
+    from dsv4rt.presets import preset_config, preset_names
+
+    for name in preset_names():
+        cfg, variant = preset_config(name), get_variant(name)
+        shared = [f for f in Variant.model_fields if f in cfg]
+        assert len(shared) > 20 and {f: getattr(variant, f) for f in shared} == {f: cfg[f] for f in shared}

@@ -25,6 +25,9 @@ class Variant(Strict):
     # The engine this variant is bound to, whatever the hardware: tiny/mini exist only for the included
     # runtime. None: the hardware profile's engine.
     engine: Literal["sglang", "builtin"] | None = None
+    # The included runtime's checkpoint preset whose config.json holds this variant's architecture
+    # (runtime/dsv4rt/presets.yaml): the facts are written there once, not copied here.
+    preset: str | None = None
     num_hidden_layers: int = Field(ge=1)
     hidden_size: int
     num_attention_heads: int

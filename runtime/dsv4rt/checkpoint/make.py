@@ -22,49 +22,13 @@ from dsv4rt.checkpoint.quant import fp4_quantize, fp8_quantize
 from dsv4rt.checkpoint.tokenizer import write_tokenizer
 from dsv4rt.config import ModelArgs
 from dsv4rt.model import Transformer
+from dsv4rt.presets import preset_config, preset_names
 
-_COMMON = {
-    "architectures": ["DeepseekV4ForCausalLM"], "model_type": "deepseek_v4", "num_key_value_heads": 1,
-    "qk_rope_head_dim": 64, "n_shared_experts": 1, "scoring_func": "sqrtsoftplus", "topk_method": "noaux_tc",
-    "norm_topk_prob": True, "routed_scaling_factor": 1.5, "swiglu_limit": 10.0, "hc_mult": 4,
-    "hc_sinkhorn_iters": 20, "hc_eps": 1e-6, "rms_norm_eps": 1e-6, "num_nextn_predict_layers": 1,
-    "bos_token_id": 0, "eos_token_id": 1, "tie_word_embeddings": False, "rope_theta": 10000,
-    "compress_rope_theta": 160000, "hidden_act": "silu", "attention_bias": False, "torch_dtype": "bfloat16",
-    "num_hash_layers": 3, "expert_dtype": "fp4",
-    "quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
-                            "scale_fmt": "ue8m0", "weight_block_size": [128, 128]},
-}
-# shared/reference/v4-architecture.md §6 (max_position_embeddings raised to 2048 for the 1K-token check)
-PRESETS = {
-    "tiny": {
-        "vocab_size": 4096, "hidden_size": 256, "num_hidden_layers": 6, "num_attention_heads": 8, "head_dim": 128,
-        "q_lora_rank": 128, "o_groups": 4, "o_lora_rank": 64, "sliding_window": 32,
-        "compress_ratios": [0, 128, 4, 128, 4, 128, 0],
-        "rope_scaling": {"type": "yarn", "factor": 4, "original_max_position_embeddings": 256,
-                         "beta_fast": 32, "beta_slow": 1},
-        "max_position_embeddings": 2048, "index_n_heads": 4, "index_head_dim": 128, "index_topk": 8,
-        "n_routed_experts": 16, "num_experts_per_tok": 4, "moe_intermediate_size": 128,
-    },
-    # the GPU benchmark model (issue 4): ≈3.5 B parameters in the main model
-    "mini": {
-        "vocab_size": 32000, "hidden_size": 2048, "num_hidden_layers": 8, "num_attention_heads": 16, "head_dim": 512,
-        "q_lora_rank": 512, "o_groups": 4, "o_lora_rank": 512, "sliding_window": 128,
-        "compress_ratios": [0, 0, 4, 128, 4, 128, 4, 128, 0],
-        "rope_scaling": {"type": "yarn", "factor": 16, "original_max_position_embeddings": 65536,
-                         "beta_fast": 32, "beta_slow": 1},
-        "max_position_embeddings": 1048576, "index_n_heads": 16, "index_head_dim": 128, "index_topk": 512,
-        "n_routed_experts": 64, "num_experts_per_tok": 6, "moe_intermediate_size": 1024,
-    },
-}
+PRESETS = tuple(preset_names())  # the configs live in dsv4rt/presets.yaml (the planner reads them too)
+
 _FP4 = re.compile(r"\.experts\.\d+\.w[123]\.weight$")
 _FP8 = re.compile(r"(attn\.(wq_a|wq_b|wkv|wo_a|wo_b)|indexer\.wq_b|shared_experts\.w[123]|[eh]_proj)\.weight$")
 _F32 = re.compile(r"(hc_\w+_(fn|base|scale)|\.ape|attn_sink|gate\.bias)$")
-
-
-def preset_config(preset: str) -> dict:
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
-    return {**_COMMON, **PRESETS[preset]}
 
 
 def _init_value(name: str, shape: torch.Size, g: torch.Generator, args: ModelArgs) -> torch.Tensor:
