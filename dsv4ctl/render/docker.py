@@ -6,15 +6,16 @@ silently falls back to TCP: reference/sglang-v4-recipes.md §7 #7)."""
 from __future__ import annotations
 
 import shlex
-from typing import Any
 
+from dsv4ctl.render.sglang import NodeCommand
+from dsv4ctl.schema.plan import LaunchPlan
 from dsv4ctl.render.topology import NODE0, by_role, needs_ib
 
 NODE0_VAR = "${NODE0_ADDR:?set NODE0_ADDR to the address of the role's first node}"
 _IB_FLAGS = ["--device", "/dev/infiniband:/dev/infiniband", "--cap-add", "IPC_LOCK", "--ulimit", "memlock=-1"]
 
 
-def docker_argv(cmd: Any, *, name: str, image: str, ib: bool, shm: str = "32g") -> list[str]:
+def docker_argv(cmd: NodeCommand, *, name: str, image: str, ib: bool, shm: str = "32g") -> list[str]:
     argv = ["docker", "run", "-d", "--name", f"{name}-{cmd.role}-{cmd.node_rank}", "--network", "host",
             "--ipc", "host", "--shm-size", shm, "-v", "${HOME}/.cache/huggingface:/root/.cache/huggingface"]
     if cmd.role != "router":
@@ -26,7 +27,7 @@ def docker_argv(cmd: Any, *, name: str, image: str, ib: bool, shm: str = "32g") 
     return argv + [image, *cmd.argv]
 
 
-def docker_commands(plan: Any, commands: list[Any], *, name: str, image: str) -> list[tuple[Any, list[str]]]:
+def docker_commands(plan: LaunchPlan, commands: list[NodeCommand], *, name: str, image: str) -> list[tuple[NodeCommand, list[str]]]:
     ib = needs_ib(plan)
     ordered = [c for cmds in by_role(commands).values() for c in cmds]
     return [(c, docker_argv(c, name=name, image=image, ib=ib)) for c in ordered]
@@ -41,7 +42,7 @@ def _shell_word(word: str) -> str:
     return shlex.quote(word)
 
 
-def render_docker(plan: Any, commands: list[Any], *, name: str, image: str) -> str:
+def render_docker(plan: LaunchPlan, commands: list[NodeCommand], *, name: str, image: str) -> str:
     lines = ["#!/bin/bash", f"# Rendered by dsv4ctl from plan {plan.hardware}/{plan.variant}/{plan.recipe}.",
              "set -euo pipefail"]
     multi = plan.nodes > 1
@@ -52,7 +53,7 @@ def render_docker(plan: Any, commands: list[Any], *, name: str, image: str) -> s
     return "\n".join(lines) + "\n"
 
 
-def default_image(plan: Any) -> str:
+def default_image(plan: LaunchPlan) -> str:
     """The hardware profile's image for this plan: a quant- or DeepEP-specific one where the profile
     names it (GB200 DeepEP needs the cu129 build), else its SGLang image."""
     from dsv4ctl.profiles import find_profile

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dsv4ctl.render.sglang import NodeCommand
+from dsv4ctl.schema.plan import LaunchPlan
 from dsv4ctl.render.topology import (NODE0, by_role, gpus_per_pod, needs_ib, rewrite_router_urls,
                                      set_flag, swap)
 
@@ -50,7 +52,7 @@ def _pod(container: dict, shm: str) -> dict:
     ]}}
 
 
-def _lws(plan: Any, name: str, role: str, cmds: list[Any], image: str, shm: str) -> dict:
+def _lws(plan: LaunchPlan, name: str, role: str, cmds: list[NodeCommand], image: str, shm: str) -> dict:
     gpus, ib = gpus_per_pod(plan, role, len(cmds)), needs_ib(plan)
     leader = cmds[0]
     lead_pod = _pod(_container(swap(leader.argv, NODE0, LEADER_ADDR), leader.env, leader.port, gpus, image, ib, True), shm)
@@ -76,7 +78,7 @@ def _service(name: str, role: str, port: int, selector: dict[str, str]) -> dict:
             "spec": {"selector": selector, "ports": [{"name": "http", "port": port, "targetPort": port}]}}
 
 
-def _router(name: str, cmd: Any, image: str) -> dict:
+def _router(name: str, cmd: NodeCommand, image: str) -> dict:
     argv = rewrite_router_urls(cmd.argv, lambda role: f"{name}-{role}")
     pod = _pod(_container(argv, cmd.env, cmd.port, 0, image, False, True), "1Gi")
     pod["metadata"] = {"labels": _labels(name, "router")}
@@ -84,7 +86,7 @@ def _router(name: str, cmd: Any, image: str) -> dict:
             "spec": {"replicas": 1, "selector": {"matchLabels": _labels(name, "router")}, "template": pod}}
 
 
-def k8s_objects(plan: Any, commands: list[Any], *, name: str, image: str, shm: str = "32Gi") -> list[dict]:
+def k8s_objects(plan: LaunchPlan, commands: list[NodeCommand], *, name: str, image: str, shm: str = "32Gi") -> list[dict]:
     """The manifest as a list of objects (tests parse these; `render` dumps them as YAML)."""
     objs: list[dict] = []
     for role, cmds in by_role(commands).items():
@@ -97,7 +99,7 @@ def k8s_objects(plan: Any, commands: list[Any], *, name: str, image: str, shm: s
     return objs
 
 
-def render_k8s(plan: Any, commands: list[Any], *, name: str, image: str) -> str:
+def render_k8s(plan: LaunchPlan, commands: list[NodeCommand], *, name: str, image: str) -> str:
     import yaml
 
     return yaml.safe_dump_all(k8s_objects(plan, commands, name=name, image=image), sort_keys=False)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Any
 
+from dsv4ctl.render.sglang import NodeCommand
+from dsv4ctl.schema.plan import LaunchPlan
 from dsv4ctl.render.topology import NODE0, Placed, place, rewrite_router_urls
 
 _HEADER = """#!/bin/bash
@@ -57,7 +58,7 @@ def _srun(p: Placed, argv: list[str], hosts: dict[str, str], image: str | None) 
     return " ".join(words) + " &"
 
 
-def render_slurm(plan: Any, commands: list[Any], *, name: str, image: str | None = None) -> str:
+def render_slurm(plan: LaunchPlan, commands: list[NodeCommand], *, name: str, image: str | None = None) -> str:
     placed = place(commands, plan.nodes)
     leaders = {p.cmd.role: node_var(p.leader) for p in placed}
     role_host = {f"{NODE0}-{r}": h for r, h in leaders.items()}  # router URLs name other roles' leaders
@@ -75,5 +76,5 @@ def render_slurm(plan: Any, commands: list[Any], *, name: str, image: str | None
     return "\n".join(lines)
 
 
-def _port(commands: list[Any], role: str) -> int | None:
+def _port(commands: list[NodeCommand], role: str) -> int | None:
     return next((c.port for c in commands if c.role == role and c.node_rank == 0), None)

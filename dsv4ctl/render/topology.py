@@ -8,37 +8,32 @@ ${NODES[k]}, a container name). The argv is otherwise exactly the plan's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
+
+from dsv4ctl.render.sglang import NodeCommand
+from dsv4ctl.schema.plan import LaunchPlan
 
 NODE0 = "DSV4CTL-NODE0"  # placeholder for the rendezvous host; a valid hostname, so renderers accept it
 _ROLE_ORDER = {"single": 0, "prefill": 1, "decode": 2, "router": 3}
 
 
-class NodeCommandLike(Protocol):
-    role: str
-    node_rank: int
-    argv: list[str]
-    env: dict[str, str]
-    port: int | None
-
-
 @dataclass
 class Placed:
-    cmd: Any  # NodeCommandLike
+    cmd: NodeCommand
     node: int  # index into the allocation (Slurm) / pod within the role's group (k8s)
     leader: int  # the node of this role's rank 0: the rendezvous address
 
 
-def by_role(commands: list[Any]) -> dict[str, list[Any]]:
+def by_role(commands: list[NodeCommand]) -> dict[str, list[NodeCommand]]:
     """Commands grouped by role, roles in start order, ranks ascending."""
-    groups: dict[str, list[Any]] = {}
+    groups: dict[str, list[NodeCommand]] = {}
     for cmd in sorted(commands, key=lambda c: (_ROLE_ORDER.get(c.role, 9), c.node_rank)):
         groups.setdefault(cmd.role, []).append(cmd)
     return groups
 
 
-def place(commands: list[Any], nodes: int) -> list[Placed]:
+def place(commands: list[NodeCommand], nodes: int) -> list[Placed]:
     """Give every engine rank its own node, role after role; a plan with fewer nodes than ranks
     (single-node PD) shares them round-robin. The router runs on the first node."""
     placed, nxt = [], 0
@@ -76,7 +71,7 @@ def rewrite_router_urls(argv: list[str], host_for: Callable[[str], str]) -> list
     return out
 
 
-def gpus_per_pod(plan: Any, role: str, ranks: int) -> int:
+def gpus_per_pod(plan: LaunchPlan, role: str, ranks: int) -> int:
     """GPUs one node of `role` uses: its tp×pp spread over its ranks, at most a node's worth."""
     if role == "router":
         return 0
@@ -84,7 +79,7 @@ def gpus_per_pod(plan: Any, role: str, ranks: int) -> int:
     return max(1, min(plan.gpus_per_node, keys.tp * keys.pp // max(ranks, 1)))
 
 
-def needs_ib(plan: Any) -> bool:
+def needs_ib(plan: LaunchPlan) -> bool:
     """RDMA is needed for PD KV transfer over an IB device, and for multi-node NCCL unless the
     plan runs over multi-node NVLink (GB200/GB300)."""
     keys = plan.keys

@@ -4,7 +4,9 @@ Reads the plan's EngineKeys defensively (unset values are None) and applies SGLa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from dsv4ctl.schema.keys import EngineKeys
 
 GIB = 2**30
 DEFAULT_MAX_RUNNING = 256  # V4 hook default
@@ -16,7 +18,7 @@ DISPATCH_ENV = "SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK"
 MEGAMOE_ENV = "SGLANG_OPT_DEEPGEMM_MEGA_MOE_NUM_MAX_TOKENS_PER_RANK"
 
 
-def key(keys: Any, name: str, default: Any = None) -> Any:
+def key(keys: EngineKeys, name: str, default: Any = None) -> Any:
     v = getattr(keys, name, None)
     return default if v is None else v
 
@@ -72,17 +74,17 @@ def _expert_format(quant: str, env: dict[str, str]) -> str:
     return quant if quant in ("nvfp4", "bf16") else "fp4"
 
 
-def _dispatch_tokens(keys: Any, env: dict[str, str]) -> int:
+def _dispatch_tokens(keys: EngineKeys, env: dict[str, str]) -> int:
     v = env_int(env, DISPATCH_ENV)
     return v if v is not None else key(keys, "deepep_dispatch_tokens_per_rank", DEFAULT_DISPATCH_TOKENS)
 
 
-def _megamoe_tokens(keys: Any, env: dict[str, str]) -> int:
+def _megamoe_tokens(keys: EngineKeys, env: dict[str, str]) -> int:
     v = env_int(env, MEGAMOE_ENV)
     return v if v is not None else key(keys, "megamoe_tokens_per_rank", DEFAULT_MEGAMOE_TOKENS)
 
 
-def _deepep_sms(keys: Any) -> int:
+def _deepep_sms(keys: EngineKeys) -> int:
     cfg = key(keys, "deepep_config")
     if isinstance(cfg, dict):
         sms = (cfg.get("normal_dispatch") or {}).get("num_sms")
@@ -91,7 +93,16 @@ def _deepep_sms(keys: Any) -> int:
     return key(keys, "deepep_num_sms", 20)
 
 
-def layout_of(plan: Any) -> Layout:
+class PlanLike(Protocol):
+    """What the layout reads: a LaunchPlan, or one PD role's view of it (validate.context.View)."""
+
+    keys: EngineKeys
+    env: dict[str, str]
+    quant: str
+    variant: str
+
+
+def layout_of(plan: PlanLike) -> Layout:
     k, env = plan.keys, dict(plan.env or {})
     tp = key(k, "tp", 1)
     spec = key(k, "spec_algorithm") is not None
