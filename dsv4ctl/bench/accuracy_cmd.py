@@ -10,61 +10,62 @@ from dsv4ctl.bench.accuracy import runner
 from dsv4ctl.bench.accuracy.items import sha256
 from dsv4ctl.bench.load_cmd import default_out
 from dsv4ctl.bench.loadgen import BenchFailed
+from dsv4ctl.bench.options import AccuracyOptions
 from dsv4ctl.errors import UserError, did_you_mean
 
 DEFAULT_MAX_TOKENS = {("gsm8k", False): 512, ("mmlu", False): 16, ("gsm8k", True): 8192, ("mmlu", True): 8192}
 
 
-def build(a: dict[str, Any]) -> tuple[runner.AccRun, list[Path]]:
-    task = a["task"]
+def build(a: AccuracyOptions) -> tuple[runner.AccRun, list[Path]]:
+    task = a.task
     if task not in runner.TASKS:
         raise UserError(f"unknown accuracy task {task!r}", fix=did_you_mean(task, list(runner.TASKS)))
     mod = runner.TASKS[task]
-    test, shots_pool, files = mod.load(a["data_path"])
-    if a["limit"]:
-        test = test[: a["limit"]]
-    shots = 5 if a["shots"] is None else a["shots"]
-    items = mod.build_items(test, shots_pool, shots, chat=a["api"] == "chat")
-    max_tokens = a["max_tokens"] or DEFAULT_MAX_TOKENS[(task, a["thinking"])]
-    stop = getattr(mod, "STOP", None) if a["api"] == "completions" else None
-    spec = runner.AccRun(task, items, max_tokens, a["concurrency"], a["repeats"], a["max_error_rate"], stop)
+    test, shots_pool, files = mod.load(a.data_path)
+    if a.limit:
+        test = test[: a.limit]
+    shots = 5 if a.shots is None else a.shots
+    items = mod.build_items(test, shots_pool, shots, chat=a.api == "chat")
+    max_tokens = a.max_tokens or DEFAULT_MAX_TOKENS[(task, a.thinking)]
+    stop = getattr(mod, "STOP", None) if a.api == "completions" else None
+    spec = runner.AccRun(task, items, max_tokens, a.concurrency, a.repeats, a.max_error_rate, stop)
     return spec, files
 
 
-def setup_of(a: dict[str, Any], ep, spec: runner.AccRun, files: list[Path]) -> dict[str, Any]:
+def setup_of(a: AccuracyOptions, ep, spec: runner.AccRun, files: list[Path]) -> dict[str, Any]:
     from dsv4ctl.bench.discover import environment
 
     mod = runner.TASKS[spec.task]
     local = [f for f in files if Path(f).exists()]
     return {"task": spec.task, "data_files": [str(f) for f in files], "sha256": sha256(local),
-            "shots": 5 if a["shots"] is None else a["shots"],
+            "shots": 5 if a.shots is None else a.shots,
             "shot_split": "train" if spec.task == "gsm8k" else "dev", "endpoint": ep.api,
             "base_url": ep.base_url, "model": ep.model, "extractor": mod.EXTRACTOR,
             "sampling": {"temperature": ep.temperature, "max_tokens": spec.max_tokens, "stop": spec.stop},
-            "thinking": a["thinking"], "repeats": spec.repeats, "concurrency": spec.concurrency,
-            "limit": a["limit"], "client": environment()}
+            "thinking": a.thinking, "repeats": spec.repeats, "concurrency": spec.concurrency,
+            "limit": a.limit, "client": environment()}
 
 
-def main(a: dict[str, Any]) -> None:
-    url, model, _gpus, plan_ref = service.resolve_endpoint(a["base_url"], a["model"], a["plan"], None)
-    extra = '{"chat_template_kwargs": {"thinking": %s}}' % ("true" if a["thinking"] else "false") \
-        if a["api"] == "chat" else None
-    ep = service.endpoint(url, model, a["api"], a["api_key"], False, extra, a["timeout"], a["temperature"])
+def main(a: AccuracyOptions) -> None:
+    url, model, _gpus, plan_ref = service.resolve_endpoint(a.base_url, a.model, a.plan, None)
+    extra = '{"chat_template_kwargs": {"thinking": %s}}' % ("true" if a.thinking else "false") \
+        if a.api == "chat" else None
+    ep = service.endpoint(url, model, a.api, a.api_key, False, extra, a.timeout, a.temperature)
     spec, files = build(a)
-    out = Path(a["out"] or default_out(a["task"]))
-    service.prepare_dir(out, a["resume"])
+    out = Path(a.out or default_out(a.task))
+    service.prepare_dir(out, a.resume)
     setup = {**setup_of(a, ep, spec, files), "plan": plan_ref}
     try:
-        if a["progress"]:
+        if a.progress:
             bar, cb = service.live_progress(len(spec.items))
             with bar:
                 service.run_async(runner.run(ep, spec, out, cb))
         else:
             service.run_async(runner.run(ep, spec, out))
     finally:
-        summary = finish(out, spec.task, setup, a["min_accuracy"])
+        summary = finish(out, spec.task, setup, a.min_accuracy)
     if summary is not None and summary.passed is False:
-        raise BenchFailed(f"{spec.task} accuracy {summary.accuracy:.4f} < --min-accuracy {a['min_accuracy']}")
+        raise BenchFailed(f"{spec.task} accuracy {summary.accuracy:.4f} < --min-accuracy {a.min_accuracy}")
 
 
 def finish(out: Path, task: str, setup: dict[str, Any], min_accuracy: float | None):

@@ -7,51 +7,52 @@ from pathlib import Path
 from typing import Any
 
 from dsv4ctl.bench import service, workloads
+from dsv4ctl.bench.options import LoadOptions
 from dsv4ctl.errors import UserError
 
 
-def build_prompts(a: dict[str, Any]) -> list[workloads.Prompt]:
-    kind = a["workload"]
+def build_prompts(a: LoadOptions) -> list[workloads.Prompt]:
+    kind = a.workload
     if kind == "random":
-        return workloads.random_prompts(a["num_prompts"], a["input_len"], a["output_len"],
-                                        a["range_ratio"], a["range_style"], a["seed"])
+        return workloads.random_prompts(a.num_prompts, a.input_len, a.output_len,
+                                        a.range_ratio, a.range_style, a.seed)
     if kind == "shared-prefix":
-        return workloads.shared_prefix_prompts(a["num_prompts"], a["prefix_groups"], a["prefix_len"],
-                                               a["input_len"], a["output_len"], a["seed"])
+        return workloads.shared_prefix_prompts(a.num_prompts, a.prefix_groups, a.prefix_len,
+                                               a.input_len, a.output_len, a.seed)
     if kind == "trace":
-        if not a["trace"]:
+        if not a.trace:
             raise UserError("--workload trace needs --trace FILE", fix="pass --trace prompts.jsonl")
-        return workloads.trace_prompts(a["trace"], a["output_len"], a["num_prompts"])
+        return workloads.trace_prompts(a.trace, a.output_len, a.num_prompts)
     raise UserError(f"unknown --workload {kind!r}", fix="choose random, shared-prefix or trace")
 
 
-def ladder(a: dict[str, Any]) -> list[int | None]:
-    if a["sweep"]:
-        return service.parse_ints(a["sweep"])
-    if a["concurrency"] is None and a["request_rate"] is None:
+def ladder(a: LoadOptions) -> list[int | None]:
+    if a.sweep:
+        return service.parse_ints(a.sweep)
+    if a.concurrency is None and a.request_rate is None:
         return [1]
-    return [a["concurrency"]]
+    return [a.concurrency]
 
 
-def main(a: dict[str, Any]) -> None:
+def main(a: LoadOptions) -> None:
     from dsv4ctl.bench.loadgen import LoadPlan
 
-    url, model, gpus, plan_ref = service.resolve_endpoint(a["base_url"], a["model"], a["plan"], a["gpus"])
-    ep = service.endpoint(url, model, a["api"], a["api_key"], a["ignore_eos"], a["extra_body"], a["timeout"])
-    out = Path(a["out"] or default_out("load"))
-    session = service.prepare_dir(out, a["resume"])
-    slo, concs = service.parse_slo(a["slo"]), ladder(a)
+    url, model, gpus, plan_ref = service.resolve_endpoint(a.base_url, a.model, a.plan, a.gpus)
+    ep = service.endpoint(url, model, a.api, a.api_key, a.ignore_eos, a.extra_body, a.timeout)
+    out = Path(a.out or default_out("load"))
+    session = service.prepare_dir(out, a.resume)
+    slo, concs = service.parse_slo(a.slo), ladder(a)
     prompts = build_prompts(a)
     skip = {(r.get("concurrency"), r["index"]) for r in service.rec_io.read_records(out)
             if r.get("ok") and r.get("phase") == "measure"}
-    lp = LoadPlan(concs, a["request_rate"], a["warmup"], a["max_error_rate"], a["seed"], session, skip)
+    lp = LoadPlan(concs, a.request_rate, a.warmup, a.max_error_rate, a.seed, session, skip)
     setup = setup_of(a, ep, gpus, plan_ref)
     out.mkdir(parents=True, exist_ok=True)
     service.rec_io.write_json(out / service.rec_io.SETUP_FILE, setup)
     try:
-        _drive(ep, prompts, lp, out, a["progress"], setup)
+        _drive(ep, prompts, lp, out, a.progress, setup)
     finally:  # whatever happened, the summary reflects every request already recorded
-        finish(out, concs, gpus, slo, a["percentiles"], setup)
+        finish(out, concs, gpus, slo, a.percentiles, setup)
 
 
 def default_out(kind: str) -> Path:
@@ -70,13 +71,13 @@ def _drive(ep, prompts, lp, out, progress: bool, setup: dict[str, Any]) -> None:
     setup["served_model"], setup["server"] = info["served_model"], info["server"]
 
 
-def setup_of(a: dict[str, Any], ep, gpus, plan_ref) -> dict[str, Any]:
+def setup_of(a: LoadOptions, ep, gpus, plan_ref) -> dict[str, Any]:
     from dsv4ctl.bench.discover import environment
 
-    keys = ("workload", "num_prompts", "input_len", "output_len", "range_ratio", "range_style", "sweep",
-            "concurrency", "request_rate", "warmup", "ignore_eos", "seed", "slo", "trace")
+    keys = {"workload", "num_prompts", "input_len", "output_len", "range_ratio", "range_style", "sweep",
+            "concurrency", "request_rate", "warmup", "ignore_eos", "seed", "slo", "trace"}
     return {"base_url": ep.base_url, "model": ep.model, "api": ep.api, "gpus": gpus, "plan": plan_ref,
-            **{k: (str(a[k]) if isinstance(a[k], Path) else a[k]) for k in keys},
+            **a.model_dump(mode="json", include=keys),
             "extra_body": ep.extra_body, "client": environment()}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -12,3 +14,13 @@ class Strict(BaseModel):
     touches (cold start is a product goal)."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
+@dataclass(frozen=True)
+class CliFlag:
+    """How a field of an options model (Toggles, bench options) appears on the command line beyond
+    `--field-name`: put it in the field's Annotated metadata; dsv4ctl.commands.model_options reads it."""
+
+    short: str | None = None  # e.g. "-n"
+    envvar: str | None = None  # read from this environment variable when the option is absent
+    argument: bool = False  # a positional argument instead of an option
