@@ -10,11 +10,11 @@ from typing import Any, Iterator
 
 from dsv4ctl.errors import UserError
 from dsv4ctl.pipeline import CheckedPlan, PlanRequest, make_plan
-from dsv4ctl.schema.recipe import Toggles
+from dsv4ctl.schema.recipe import Toggles, choices
 
-QUANTS = ("fp4", "fp8", "nvfp4", "bf16")
+QUANTS = choices(Toggles, "quant")
 MTP = (True, False)
-MEGAMOE = ("off", "w4a8", "w4a4")
+MEGAMOE = choices(Toggles, "megamoe")
 NODES = (1, 2)
 
 

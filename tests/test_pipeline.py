@@ -171,3 +171,12 @@ def test_role_keys_are_partial_engine_keys(key, tmp_path):
     with pytest.raises(UserError) as info:
         load_plan(path)
     assert "p.yaml" in info.value.one_line() and "tp" in info.value.one_line()
+
+
+def test_each_toggle_is_a_key_or_handled_by_name():
+    """A new Toggles field either sets the EngineKeys field of its name or is handled explicitly."""
+    from dsv4ctl.resolve.toggles import INPUTS, SPECIAL
+    from dsv4ctl.schema import KEY_NAMES
+
+    for name in Toggles.model_fields:
+        assert name in SPECIAL or name in INPUTS or name in KEY_NAMES, name

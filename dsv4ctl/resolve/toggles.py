@@ -1,4 +1,5 @@
-"""The CLI toggles layer (--mtp, --megamoe, --hicache, parsers, --context-length)."""
+"""The CLI toggles layer: each Toggles field named after an EngineKeys field sets it; --mtp and --megamoe
+change several keys."""
 
 from __future__ import annotations
 
@@ -31,12 +32,15 @@ def _megamoe(v: Layered, mode: str) -> None:
         v.set("megamoe_tokens_per_rank", MEGAMOE_TOKENS_TOGGLE, label)
 
 
+# Toggles with more to do than set the key of the same name; quant, nodes and engine_version choose
+# inputs of the resolution (the checkpoint, the node count, the vocabulary), not keys.
+SPECIAL = {"mtp": _mtp, "megamoe": _megamoe}
+INPUTS = frozenset({"quant", "nodes", "engine_version"})
+
+
 def apply_toggles(v: Layered, t: Toggles) -> None:
-    if t.mtp is not None:
-        _mtp(v, t.mtp)
-    if t.megamoe is not None:
-        _megamoe(v, t.megamoe)
-    for key in ("hicache", "reasoning_parser", "tool_call_parser", "context_length"):
-        value = getattr(t, key)
-        if value is not None:
-            v.set(key, value, f"toggle:--{key.replace('_', '-')}")
+    for name, value in t.model_dump(exclude_none=True).items():
+        if name in SPECIAL:
+            SPECIAL[name](v, value)
+        elif name not in INPUTS:  # a toggle named after a key sets that key
+            v.set(name, value, f"toggle:--{name.replace('_', '-')}")

@@ -9,6 +9,10 @@ from pydantic import Field, StringConstraints
 from dsv4ctl.schema.base import Strict
 
 
+MegaMoE = Literal["off", "w4a8", "w4a4"]
+HiCache = Literal["off", "l2"]
+
+
 class EngineKeys(Strict):
     # model / server
     model_path: str = ""
@@ -29,7 +33,7 @@ class EngineKeys(Strict):
     moe_a2a: Literal["none", "deepep", "megamoe"] = "none"
     moe_runner: str | None = None
     mxfp4_moe_precision: Literal["bf16", "fp8"] | None = None
-    megamoe: Literal["off", "w4a8", "w4a4"] = "off"
+    megamoe: MegaMoE = "off"
     fp4_experts: bool | None = None
     deepep_num_sms: int | None = Field(default=None, ge=2)
     deepep_dispatch_tokens_per_rank: int | None = Field(default=None, ge=0)
@@ -55,7 +59,7 @@ class EngineKeys(Strict):
     attention_backend: str | None = None
     page_size: int | None = Field(default=None, ge=1)
     disable_flashinfer_autotune: bool = False
-    hicache: Literal["off", "l2"] = "off"
+    hicache: HiCache = "off"
     tokenizer_worker_num: int | None = Field(default=None, ge=1)
     enable_prefill_delayer: bool = False
     prefill_delayer_max_delay_ms: int | None = Field(default=None, ge=0)

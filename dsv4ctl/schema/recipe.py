@@ -7,7 +7,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from dsv4ctl.schema.base import Strict
-from dsv4ctl.schema.keys import MAX_NODES, EnvName, check_partial_keys
+from dsv4ctl.schema.hardware import Quant
+from dsv4ctl.schema.keys import MAX_NODES, EnvName, HiCache, MegaMoE, check_partial_keys
 
 
 def _check_key_names(value: dict[str, Any]) -> dict[str, Any]:
@@ -76,11 +77,11 @@ class Toggles(Strict):
     `serve` option (dsv4ctl.commands.plan_options builds the options from this model); the
     description is the option's help."""
 
-    quant: Literal["fp4", "fp8", "nvfp4", "bf16"] | None = Field(None, description="Checkpoint format (default: the profile's).")
+    quant: Quant | None = Field(None, description="Checkpoint format (default: the profile's).")
     nodes: int | None = Field(None, ge=1, le=MAX_NODES, description="Nodes per engine role.")
     mtp: bool | None = Field(None, description="MTP speculative decoding on/off.")
-    megamoe: Literal["off", "w4a8", "w4a4"] | None = Field(None, description="MegaMoE (Blackwell).")
-    hicache: Literal["off", "l2"] | None = Field(None, description="Hierarchical KV cache.")
+    megamoe: MegaMoE | None = Field(None, description="MegaMoE (Blackwell).")
+    hicache: HiCache | None = Field(None, description="Hierarchical KV cache.")
     reasoning_parser: str | None = Field(None, description="e.g. deepseek-v4.")
     tool_call_parser: str | None = Field(None, description="e.g. deepseekv4.")
     context_length: int | None = Field(None, ge=1, description="Max context tokens.")
@@ -98,6 +99,15 @@ class CliOverrides(Strict):
 
     def given(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
+
+
+def choices(model: type[Strict], field: str) -> tuple[str, ...]:
+    """The values a Literal field allows (the plan space enumerates them)."""
+    from typing import get_args
+
+    args = get_args(model.model_fields[field].annotation)
+    inner = next(a for a in args if a is not type(None)) if type(None) in args else model.model_fields[field].annotation
+    return tuple(get_args(inner))
 
 
 class TunedOverlay(Strict):
