@@ -180,3 +180,9 @@ def test_each_toggle_is_a_key_or_handled_by_name():
 
     for name in Toggles.model_fields:
         assert name in SPECIAL or name in INPUTS or name in KEY_NAMES, name
+
+
+def test_explain_shows_the_router_port_layers(capsys):
+    code, out, _ = cli(capsys, "explain", "port", "--hw", "h200", "--recipe", "pd-disagg", "--role", "router",
+                       "--port", "9100")
+    assert code == 0 and "ports.router" in out and "cli:--port" in out and "final: 9100" in out

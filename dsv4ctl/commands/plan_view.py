@@ -32,7 +32,9 @@ def show_plan(plan: LaunchPlan, commands: list) -> None:
     for name, value in sorted(plan.provenance.items()):
         if name.startswith("role.") and ".env." not in name:
             _, role, key = name.split(".", 2)
-            table.add_row(f"{role}: {key}", _fmt(plan.role(role).keys.get(key)), escape(value))
+            r = plan.role(role)
+            shown = r.keys[key] if key in r.keys else getattr(r, key, None)  # the router's port is the Role's
+            table.add_row(f"{role}: {key}", _fmt(shown), escape(value))
     out.print(table)
     if plan.env or any(r.env for r in plan.roles):
         env = Table("variable", "value", "from", title="environment", title_justify="left")

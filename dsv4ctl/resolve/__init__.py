@@ -27,6 +27,7 @@ from dsv4ctl.schema.recipe import CliOverrides, Override, Recipe, Toggles
 from dsv4ctl.schema.variant import Variant
 
 ENGINE_ROLES = ("single", "prefill", "decode")
+ROUTER_PORT = 8000  # sglang-router's default
 
 
 @dataclass
@@ -186,13 +187,19 @@ def _check_topology(keys: EngineKeys, nodes: int, gpn: int, where: str) -> None:
                         fix="set dp to a divisor of tp")
 
 
-def _router(inp: Inputs, prov: dict[str, str]) -> Role:
-    """The PD router: no engine keys of its own; --port moves it (it is the endpoint)."""
-    port = inp.recipe.ports.get("router", 8000)
+def _router_layers(inp: Inputs) -> Layered:
+    """The PD router's one key, its port (the endpoint: --port moves it), as layers for `explain`."""
+    v = Layered()
+    v.set("port", inp.recipe.ports.get("router", ROUTER_PORT), f"recipe:{inp.recipe.name}.yaml ports.router")
     if inp.cli.port is not None:
-        port = inp.cli.port
-        prov["role.router.port"] = label("port")
-    return Role(name="router", nodes=0, port=port)
+        v.set("port", inp.cli.port, label("port"))
+    return v
+
+
+def _router(v: Layered, prov: dict[str, str]) -> Role:
+    """The router role: no engine keys of its own."""
+    prov["role.router.port"] = v.provenance["port"]
+    return Role(name="router", nodes=0, port=v.values["port"])
 
 
 def _make_role(inp: Inputs, name: str, rl: RoleLayers, plan_keys: EngineKeys, prov: dict[str, str],
@@ -238,7 +245,8 @@ def resolve_with_layers(hw: str, variant: str, recipe: str, toggles: Toggles | N
     prov = {**base.layered.provenance, "quant": inp.quant_layer, "engine_version": _version_layer(inp)}
     for field in EngineKeys.model_fields:  # every key says where it came from, defaults included
         prov.setdefault(field, "default (unset: engine default)" if getattr(keys, field) is None else "default")
-    roles = [_router(inp, prov) if n == "router" else _make_role(inp, n, sets_of[n], keys, prov, base.layered.env)
+    router = _router_layers(inp) if inp.pd else None
+    roles = [_router(router, prov) if n == "router" else _make_role(inp, n, sets_of[n], keys, prov, base.layered.env)
              for n in inp.recipe.roles]
     keys_of = {r.name: keys.model_copy(update=r.keys) for r in roles}
     plan = LaunchPlan(
@@ -247,6 +255,8 @@ def resolve_with_layers(hw: str, variant: str, recipe: str, toggles: Toggles | N
         nodes=_plan_nodes(roles, keys_of, inp.hw.gpus_per_node), gpus_per_node=inp.hw.gpus_per_node,
         keys=keys, env=dict(base.layered.env), provenance=prov, roles=roles)
     layers = {None: base.layered, **{n: rl.layered for n, rl in sets_of.items()}}
+    if router is not None:
+        layers["router"] = router
     return plan, layers
 
 
