@@ -10,35 +10,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import Field
-
 from dsv4ctl.errors import UserError
 from dsv4ctl.render.sglang import NodeCommand
 from dsv4ctl.resolve.layers import Layered
-from dsv4ctl.schema.base import Strict
 from dsv4ctl.schema.finding import Finding
 from dsv4ctl.schema.plan import LaunchPlan
 from dsv4ctl.schema.recipe import CliOverrides, Toggles
 from dsv4ctl.validate.context import Rendered
 
 
-class RenderOptions(Strict):
+@dataclass(frozen=True)
+class RenderOptions:
     """Addresses only known where the commands run (not plan keys)."""
 
     host: str | None = None  # the address the PD router uses to reach its prefill/decode servers
     node0_addr: str | None = None  # rendezvous address of a multi-node role's first node
 
 
-class PlanRequest(Strict):
-    """Everything a user typed to get a plan: the cell, toggles, --set, serve's cli overrides."""
+@dataclass(frozen=True)
+class PlanRequest:
+    """Everything a user typed to get a plan: the cell, toggles, --set, serve's cli overrides. (A plain
+    dataclass: its parts are validated models already, and `plan` should not pay for another validator.)"""
 
     hw: str
     variant: str = "flash"
     recipe: str = "balanced"
-    toggles: Toggles = Field(default_factory=Toggles)
+    toggles: Toggles | None = None
     sets: tuple[str, ...] = ()
-    cli: CliOverrides = Field(default_factory=CliOverrides)
-    render: RenderOptions = Field(default_factory=RenderOptions)
+    cli: CliOverrides | None = None
+    render: RenderOptions = field(default_factory=RenderOptions)
 
 
 @dataclass

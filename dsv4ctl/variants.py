@@ -15,12 +15,23 @@ VARIANTS_FILE = Path(__file__).with_name("variants.yaml")
 
 
 @lru_cache(maxsize=1)
-def all_variants() -> dict[str, Variant]:
-    from dsv4ctl.schema.io import load_yaml, validate
+def _raw() -> dict:
+    from dsv4ctl.schema.io import load_yaml
 
-    data = load_yaml(VARIANTS_FILE)
-    return {name: validate(Variant, {"name": name, **_preset_facts(body), **body}, f"{VARIANTS_FILE.name}: {name}")
-            for name, body in data.items()}
+    return load_yaml(VARIANTS_FILE)
+
+
+@lru_cache(maxsize=None)
+def _variant(name: str) -> Variant:
+    """One variant, validated on first use (a plan for flash reads neither pro nor the runtime presets)."""
+    from dsv4ctl.schema.io import validate
+
+    body = _raw()[name]
+    return validate(Variant, {"name": name, **_preset_facts(body), **body}, f"{VARIANTS_FILE.name}: {name}")
+
+
+def all_variants() -> dict[str, Variant]:
+    return {name: _variant(name) for name in _raw()}
 
 
 def _preset_facts(body: dict) -> dict:
@@ -33,17 +44,17 @@ def _preset_facts(body: dict) -> dict:
 
 
 def variant_names() -> list[str]:
-    return list(all_variants())
+    return list(_raw())
 
 
 def get_variant(name: str) -> Variant:
     """The named variant, or a UserError with a did-you-mean."""
     from dsv4ctl.errors import UserError, did_you_mean
 
-    variants = all_variants()
-    if name not in variants:
-        raise UserError(f"unknown variant '{name}'", where="--variant", fix=did_you_mean(name, list(variants)))
-    return variants[name]
+    names = variant_names()
+    if name not in names:
+        raise UserError(f"unknown variant '{name}'", where="--variant", fix=did_you_mean(name, names))
+    return _variant(name)
 
 
 def get_checkpoint(variant: Variant, quant: str) -> Checkpoint:

@@ -14,7 +14,7 @@ from dsv4ctl.schema.base import CliFlag
 class EndpointOptions(BaseModel):
     """Where to send requests, and where the run's records go (shared by every bench command)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use: the CLI starts fast
 
     base_url: str | None = Field(None, description="Endpoint, e.g. http://127.0.0.1:30000")
     model: str | None = Field(None, description="Expected model name (default: the first of /v1/models)")

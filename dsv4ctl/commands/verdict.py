@@ -13,14 +13,14 @@ def verdict(checked: CheckedPlan, command: str, *, force: bool = False, strict: 
             shown: bool = False) -> int:
     """The exit code for `checked` under the policy, after telling the user why on stderr. `shown`:
     the findings were already printed (a Rich plan summary), so only the verdict line follows."""
-    from rich.markup import escape
+    code = checked.exit_code(strict)
+    if code == 0:
+        return 0
+    from rich.markup import escape  # imported only when there is something to say (cold start)
 
     from dsv4ctl.console import err
     from dsv4ctl.validate.report import print_findings
 
-    code = checked.exit_code(strict)
-    if code == 0:
-        return 0
     bad = checked.errors if code == 2 else checked.warnings
     if not shown:
         print_findings(bad, err)

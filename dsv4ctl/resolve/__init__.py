@@ -41,7 +41,7 @@ class Inputs:
     quant: str
     quant_layer: str
     version: str
-    cli: CliOverrides
+    cli: CliOverrides | None  # None: no cli layer (and no CliOverrides validator to build)
 
     @property
     def pd(self) -> bool:
@@ -69,8 +69,7 @@ def _inputs(hw: str, variant: str, recipe: str, toggles: Toggles | None, sets: l
     quant = toggles.quant or profile.default_quant
     layer = "toggle:--quant" if toggles.quant else f"hardware:{hw}.yaml default_quant"
     version = toggles.engine_version or rec.engine_version
-    return Inputs(profile, var, rec, common_layer(), toggles, parse_sets(sets or []), quant, layer, version,
-                  cli or CliOverrides())
+    return Inputs(profile, var, rec, common_layer(), toggles, parse_sets(sets or []), quant, layer, version, cli)
 
 
 def _overrides(inp: Inputs) -> list[tuple[str, Override]]:
@@ -191,7 +190,7 @@ def _router_layers(inp: Inputs) -> Layered:
     """The PD router's one key, its port (the endpoint: --port moves it), as layers for `explain`."""
     v = Layered()
     v.set("port", inp.recipe.ports.get("router", ROUTER_PORT), f"recipe:{inp.recipe.name}.yaml ports.router")
-    if inp.cli.port is not None:
+    if inp.cli is not None and inp.cli.port is not None:
         v.set("port", inp.cli.port, label("port"))
     return v
 

@@ -15,25 +15,25 @@ def label(key: str) -> str:
     return f"cli:--{key.replace('_', '-')}"
 
 
-def apply_cli(v: Layered, cli: CliOverrides, pd: bool) -> None:
+def apply_cli(v: Layered, cli: CliOverrides | None, pd: bool) -> None:
     """The overrides as one layer of a role's (or the plan-wide) values; on PD plans the port belongs
     to the router, which has no engine keys."""
-    for key, value in cli.given().items():
+    for key, value in (cli.given() if cli is not None else {}).items():
         if not (key == "port" and pd):
             v.set(key, value, label(key))
 
 
-def apply_cli_to_plan(plan: LaunchPlan, cli: CliOverrides) -> LaunchPlan:
+def apply_cli_to_plan(plan: LaunchPlan, cli: CliOverrides | None) -> LaunchPlan:
     """A plan file with the overrides in it, provenance included (`serve --plan FILE --port P`)."""
-    given = cli.given()
+    given = cli.given() if cli is not None else {}
     if not given:
         return plan
     front = "router" if plan.role("router") else "single"
     keys = {k: v for k, v in given.items() if not (k == "port" and front == "router")}
     prov = {**plan.provenance, **{k: label(k) for k in keys}}
     roles = list(plan.roles)
-    if cli.port is not None:
-        roles = [_with_port(r, cli.port) if r.name == front else r for r in roles]
+    if "port" in given:
+        roles = [_with_port(r, given["port"]) if r.name == front else r for r in roles]
         prov[f"role.{front}.port"] = label("port")
     return plan.model_copy(update={"keys": plan.keys.model_copy(update=keys), "roles": roles, "provenance": prov})
 

@@ -15,6 +15,9 @@ from typing import Any
 MAX_BYTES = 4 << 20  # the largest plan or data file we read: ours are under 100 KiB
 MAX_EXPANDED_NODES = 200_000  # scalars + collections with aliases expanded
 MAX_DEPTH = 64  # collections inside collections
+# Every nested collection needs an indicator ([ { - : ?); with fewer than this many the composer's
+# recursion cannot go deep enough to crash (it does near 20,000 levels), so the event pre-pass is skipped.
+SAFE_INDICATORS = 2000
 
 
 class YamlLimitError(ValueError):
@@ -36,9 +39,10 @@ def _children(node: Any) -> list[Any]:
 
 
 def check_bounds(root: Any) -> None:
-    """Raise YamlLimitError when the composed document, aliases expanded, is too big (or refers to
-    itself: `&a [*a]` composes into a cycle)."""
+    """Raise YamlLimitError when the composed document, aliases expanded, is too big or too deep (or
+    refers to itself: `&a [*a]` composes into a cycle)."""
     size: dict[int, int] = {}
+    depth: dict[int, int] = {}
     open_: set[int] = set()
     stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
@@ -46,9 +50,13 @@ def check_bounds(root: Any) -> None:
         key = id(node)
         if done:
             open_.discard(key)
-            size[key] = 1 + sum(size[id(k)] for k in _children(node))
+            kids = _children(node)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            depth[key] = (1 + max((depth[id(k)] for k in kids), default=0)) if isinstance(node.value, list) else 0
             if size[key] > MAX_EXPANDED_NODES:
                 raise YamlLimitError(f"more than {MAX_EXPANDED_NODES} values once aliases are expanded")
+            if depth[key] > MAX_DEPTH:
+                raise YamlLimitError(f"nested deeper than {MAX_DEPTH} levels")
             continue
         if key in size:
             continue
@@ -87,7 +95,8 @@ def loads(text: str) -> Any:
     syntax or an unsafe tag, YamlLimitError over a bound."""
     if len(text) > MAX_BYTES:
         raise YamlLimitError(f"larger than {MAX_BYTES >> 20} MiB")
-    _check_nesting(text)
+    if sum(text.count(c) for c in "[{-:?") > SAFE_INDICATORS:
+        _check_nesting(text)
     loader = _loader_class()(text)
     try:
         node = loader.get_single_node()
