@@ -40,7 +40,14 @@ def did_you_mean(name: str, choices: list[str]) -> str:
 def pydantic_one_line(exc, source: str) -> UserError:
     """The first pydantic validation error as a UserError naming the file and the field."""
     err = exc.errors()[0]
-    field = ".".join(str(p) for p in err.get("loc", ())) or "<root>"
-    msg = err.get("msg", "invalid value")
-    fix = "remove the key or check its spelling" if err.get("type") == "extra_forbidden" else "correct the value"
+    loc = [str(p) for p in err.get("loc", ())]
+    field = ".".join(loc) or "<root>"
+    msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+    kind = err.get("type")
+    if kind == "extra_forbidden":
+        fix = "remove the key or check its spelling"
+    elif kind == "string_pattern_mismatch" and loc[-1:] == ["[key]"]:
+        fix = "an environment variable name is letters, digits and _, not starting with a digit"
+    else:
+        fix = "correct the value"
     return UserError(msg, where=f"{source}: field '{field}'", fix=fix)

@@ -10,6 +10,8 @@ import subprocess
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dsv4ctl.pipeline import PlanRequest, make_plan
 from dsv4ctl.schema import dump_plan
@@ -19,7 +21,10 @@ COMMANDS = (("validate",), ("render", "-t", "sglang", "--plan"), ("serve", "--en
 
 
 def _plan_data() -> dict:
-    return make_plan(PlanRequest(hw="h200", variant="flash")).plan.model_dump(mode="json")
+    return _PLAN.model_dump(mode="json")
+
+
+_PLAN = make_plan(PlanRequest(hw="h200", variant="flash")).plan
 
 
 def _bomb(levels: int = 9) -> str:
@@ -157,3 +162,31 @@ def test_unwritable_output_is_one_line(capsys, tmp_path, monkeypatch, target, co
             else ["render", "-t", "docker", "--plan", str(plan), "-o", target])
     code, out, err = cli(capsys, *args)
     assert code == 2 and "--output" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.one_of(
+    st.binary(max_size=400),
+    st.text(max_size=400).map(str.encode),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                 lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+                 max_leaves=20).map(lambda d: yaml.safe_dump(d).encode()),
+    st.builds(lambda key, value: _good_text().replace("tp: ", f"{key}: {value}\n  tp: ", 1).encode(),
+              st.sampled_from(["tp", "bogus", "env", "roles", "nodes", "keys"]),
+              st.sampled_from(["eight", "-1", "[]", "{}", "null", "1e999", "&a [*a]", "!!binary AAAA"])),
+))
+def test_fuzzed_plan_files_load_or_fail_in_one_line(tmp_path_factory, data):
+    """Whatever the bytes, loading a plan file gives a plan or one UserError line (issue 21's fuzz)."""
+    from dsv4ctl.errors import UserError
+    from dsv4ctl.schema import load_plan
+
+    path = tmp_path_factory.mktemp("fuzz") / "plan.yaml"
+    path.write_bytes(data)
+    try:
+        load_plan(path)
+    except UserError as exc:
+        assert "\n" not in exc.one_line() and "plan.yaml" in exc.one_line()
+
+
+def _good_text() -> str:
+    return yaml.safe_dump(_plan_data(), sort_keys=False)
