@@ -38,9 +38,9 @@ def _deployment(run: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_plan(path: Path) -> dict[str, Any]:
-    import yaml
+    from dsv4ctl.schema.io import load_yaml  # the one bounded reader (size, aliases, nesting)
 
-    plan = yaml.safe_load(path.read_text()) or {}
+    plan = load_yaml(path) or {}
     keys = plan.get("keys") or {}
     host, port = keys.get("host") or "127.0.0.1", keys.get("port") or 30000
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host

@@ -54,10 +54,12 @@ def plan_options(path: Path) -> dict:
     """The serve options a plan file sets; unknown or unimplemented keys raise UsageError naming them."""
     import yaml
 
+    from dsv4rt import yaml_io  # the one bounded reader (size, aliases, nesting)
+
     try:
-        plan = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise UsageError(f"{path}: cannot read plan: {e}") from None
+        plan = yaml_io.load(path) or {}
+    except (OSError, ValueError, yaml.YAMLError) as e:  # ValueError: not UTF-8, or over a bound
+        raise UsageError(f"{path}: cannot read plan: {' '.join(str(e).split())}") from None
     keys = dict(plan.get("keys") or {})
     roles = {r.get("name"): r for r in plan.get("roles") or []}
     if extra_roles(roles):
