@@ -7,7 +7,7 @@ root CLI stays fast; the included runtime (torch) only ever runs in a child proc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -16,6 +16,10 @@ from dsv4ctl.commands.plan_options import (
 )
 from dsv4ctl.errors import UserError
 from dsv4ctl.schema.recipe import CliOverrides, Toggles
+
+if TYPE_CHECKING:
+    from dsv4ctl.launch.assemble import ServeOptions
+    from dsv4ctl.pipeline import CheckedPlan, PlanRequest
 
 ENGINES = ("auto", "sglang", "builtin")
 TARGETS = ("k8s", "slurm", "docker", "sglang")
@@ -28,7 +32,8 @@ def _check_choice(value: str, choices: tuple[str, ...], flag: str) -> None:
         raise UserError(f"unknown {flag} '{value}'", where=flag, fix=did_you_mean(value, list(choices)))
 
 
-def _checked_for_serve(plan_file: Optional[Path], request, cli: CliOverrides, node0_addr: Optional[str]):
+def _checked_for_serve(plan_file: Optional[Path], request: PlanRequest | None, cli: CliOverrides,
+                       node0_addr: Optional[str]) -> CheckedPlan | None:
     """--plan FILE (with the cli layer on top), or the plan `request` resolves, or None (the caller
     decides the default). Either way checked by the pipeline: rendered once, every rule run."""
     from dsv4ctl.pipeline import RenderOptions, check_plan, make_plan
@@ -73,13 +78,14 @@ def serve(
     opts = assemble.ServeOptions(engine=engine, engine_bin=engine_bin, api_key=api_key, name=name,
                                  timeout=timeout, grace=grace, node_rank=node_rank,
                                  node0_addr=node0_addr, force=force, strict=strict)
-    request = hw and PlanRequest(hw=hw, variant=variant, recipe=recipe, toggles=toggles, sets=tuple(set_ or ()),
-                                 cli=cli, render=RenderOptions(node0_addr=node0_addr))
+    request = PlanRequest(hw=hw, variant=variant, recipe=recipe, toggles=toggles, sets=tuple(set_ or ()), cli=cli,
+                          render=RenderOptions(node0_addr=node0_addr)) if hw else None
     checked = _checked_for_serve(plan_file, request, cli, node0_addr)
     raise typer.Exit(_launch(checked, cli, opts, run_dir, dry_run=dry_run, detach=detach))
 
 
-def _launch(checked, cli: CliOverrides, opts, run_dir: Optional[Path], *, dry_run: bool, detach: bool) -> int:
+def _launch(checked: CheckedPlan | None, cli: CliOverrides, opts: ServeOptions, run_dir: Optional[Path], *,
+            dry_run: bool, detach: bool) -> int:
     """Engine choice → exit-code policy → launch description → preflight → run directory → supervise."""
     from dsv4ctl.commands.verdict import refuse_unless_ok
     from dsv4ctl.launch import assemble, fingerprint, preflight, rundir, session
