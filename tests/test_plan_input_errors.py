@@ -190,3 +190,26 @@ def test_fuzzed_plan_files_load_or_fail_in_one_line(tmp_path_factory, data):
 
 def _good_text() -> str:
     return yaml.safe_dump(_plan_data(), sort_keys=False)
+
+
+def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    """-o replaces a file whole or not at all (a full disk mid-write keeps the old plan)."""
+    import errno
+    from pathlib import Path
+
+    from dsv4ctl.errors import UserError
+    from dsv4ctl.files import write_text
+
+    target = tmp_path / "plan.yaml"
+    target.write_text("old plan\n")
+    real = Path.write_text
+
+    def full(self, data, *args, **kwargs):
+        real(self, data[: len(data) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(UserError, match="No space left"):
+        write_text(target, "new plan " * 100)
+    monkeypatch.undo()
+    assert target.read_text() == "old plan\n" and [p.name for p in tmp_path.iterdir()] == ["plan.yaml"]
