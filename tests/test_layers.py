@@ -21,7 +21,8 @@ LAYERS: list[set[str]] = [
     {"resolve"},  # layers with provenance → LaunchPlan
     {"render", "validate"},  # plan → argv;  plan (+ rendered flags) → findings
     {"pipeline"},  # resolve → render once → rules + sizing: CheckedPlan
-    {"space", "launch", "bench"},  # the plan-space check; serve's supervisor; the load generator
+    {"space", "predict"},  # the plan-space check; the GPU-free performance model
+    {"launch", "bench"},  # serve's supervisor; the load generator (its reports show predictions)
     {"commands"},  # the Typer commands
     {"cli"},
     {"__main__"},

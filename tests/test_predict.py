@@ -97,7 +97,7 @@ def test_every_cookbook_cell_gets_a_prediction_or_a_reason():
     from dsv4ctl.errors import UserError
     from dsv4ctl.schema import Toggles
     from dsv4ctl.resolve import resolve_plan
-    from dsv4ctl.validate.space import points
+    from dsv4ctl.space import points
 
     answered = reasons = 0
     wl = Workload(8192, 1024, (1, 64))

@@ -11,6 +11,7 @@ from dsv4ctl.console import out
 from dsv4ctl.schema.plan import LaunchPlan
 from dsv4ctl.validate.report import print_findings, print_memory
 
+
 def _fmt(value: Any) -> str:
     """A cell value, shortened for long lists and escaped (layer labels contain [brackets])."""
     if isinstance(value, list) and len(value) > 8:

@@ -7,9 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from dsv4ctl.commands.plan_options import (
-    ContextOpt, EngineVersionOpt, HicacheOpt, MegamoeOpt, MtpOpt, NodesOpt, QuantOpt, SetOpt,
-)
+from dsv4ctl.commands.plan_options import SetOpt, model_options
+from dsv4ctl.schema.recipe import Toggles
 
 FORMATS = ("rich", "json", "yaml")
 OptHw = Annotated[Optional[str], typer.Option("--hw", help="Hardware profile (dsv4ctl profiles list).")]
@@ -23,7 +22,7 @@ AcceptOpt = Annotated[Optional[float], typer.Option("--accept-length", help="MTP
 FmtOpt = Annotated[str, typer.Option("--format", "-f", help="rich | json | yaml")]
 
 
-def _plan(hw, variant, recipe, plan_file, sets, toggles):
+def _plan(hw, variant, recipe, plan_file, sets, toggles: Toggles):
     from dsv4ctl.errors import UserError
     from dsv4ctl.predict.source import checked_plan
 
@@ -33,14 +32,13 @@ def _plan(hw, variant, recipe, plan_file, sets, toggles):
     if missing:
         raise UserError(f"missing {', '.join(missing)}", where="predict",
                         fix="give --hw, --variant and --recipe, or --plan plan.yaml")
-    return checked_plan(hw, variant, recipe, sets=sets, **toggles)
+    return checked_plan(hw, variant, recipe, sets=sets, toggles=toggles)
 
 
+@model_options
 def predict(
-    hw: OptHw = None, variant: OptVariant = None, recipe: OptRecipe = None, quant: QuantOpt = None,
-    nodes: NodesOpt = None, mtp: MtpOpt = None, megamoe: MegamoeOpt = None, hicache: HicacheOpt = None,
-    context_length: ContextOpt = None, engine_version: EngineVersionOpt = None, set_: SetOpt = None,
-    plan_file: PlanFileOpt = None, isl: IslOpt = 8192, osl: OslOpt = 1024, concurrency: ConcOpt = "1,16,64,256",
+    hw: OptHw = None, variant: OptVariant = None, recipe: OptRecipe = None, toggles: Toggles = None,
+    set_: SetOpt = None, plan_file: PlanFileOpt = None, isl: IslOpt = 8192, osl: OslOpt = 1024, concurrency: ConcOpt = "1,16,64,256",
     accept_length: AcceptOpt = None, fmt: FmtOpt = "rich",
 ) -> None:
     """Predict TTFT, TPOT and tok/s of a plan at each concurrency, and what bounds each phase."""
@@ -51,8 +49,6 @@ def predict(
     if fmt not in FORMATS:
         raise UserError(f"unknown format '{fmt}'", where="--format", fix=did_you_mean(fmt, list(FORMATS)))
     workload = make_workload(isl, osl, concurrency)
-    toggles = dict(quant=quant, nodes=nodes, mtp=mtp, megamoe=megamoe, hicache=hicache,
-                   context_length=context_length, engine_version=engine_version)
     plan = _plan(hw, variant, recipe, plan_file, set_, toggles)
     try:
         points = predict_plan(plan, workload, accept=accept_length)

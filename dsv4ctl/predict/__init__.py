@@ -15,9 +15,10 @@ __all__ = ["K", "Point", "Unservable", "Workload", "engines", "load_constants", 
 
 def why_not(plan: Any) -> str | None:
     """One line saying why the model cannot answer for this plan, or None when it can."""
-    from dsv4ctl.validate.context import hardware_profile, variant_arch
+    from dsv4ctl.profiles import find_profile
+    from dsv4ctl.validate.context import variant_arch
 
-    hw = hardware_profile(plan.hardware)
+    hw = find_profile(plan.hardware)
     if hw is None:
         return f"no hardware profile '{plan.hardware}'"
     if plan.engine != "sglang":
