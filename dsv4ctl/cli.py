@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "dsv4ctl.commands.serving",
     "dsv4ctl.commands.benching",
     "dsv4ctl.commands.runtime",
+    "dsv4ctl.commands.tuning",
 )
 
 for _name in COMMAND_MODULES:

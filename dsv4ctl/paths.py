@@ -21,4 +21,8 @@ def recipes_dir() -> Path:
 
 
 def tuned_dir() -> Path:
-    return hardware_profiles_dir() / "tuned"
+    """$DSV4CTL_TUNED_DIR (to try an overlay before filing it), else hardware_profiles/tuned/."""
+    import os
+
+    override = os.environ.get("DSV4CTL_TUNED_DIR")
+    return Path(override) if override else hardware_profiles_dir() / "tuned"

@@ -53,4 +53,11 @@ def tuned_overlays() -> list[tuple[str, TunedOverlay]]:
     folder = tuned_dir()
     if not folder.is_dir():
         return []
-    return [(p.name, load_model(TunedOverlay, p)) for p in sorted(folder.glob("*.yaml"))]
+    out = []
+    for p in sorted(folder.glob("*.yaml")):
+        from dsv4ctl.tune.guard import check_static  # only when an overlay exists: plan stays lean
+
+        overlay = load_model(TunedOverlay, p)
+        check_static(overlay, str(p))  # an overlay without evidence of a real gain is never applied
+        out.append((p.name, overlay))
+    return out

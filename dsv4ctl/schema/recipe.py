@@ -110,12 +110,36 @@ def choices(model: type[Strict], field: str) -> tuple[str, ...]:
     return tuple(get_args(inner))
 
 
+class Evidence(Strict):
+    """Why a tuned overlay's values are better: what was measured, how, where, and the numbers.
+    The guardrails recompute the verdict from the repeat scores; they never trust a stored one."""
+
+    objective: str
+    unit: str
+    slo: dict[str, Any]
+    workload: dict[str, Any]
+    engine: str
+    engine_version: str
+    versions: dict[str, Any] = Field(default_factory=dict)
+    hardware: dict[str, Any] = Field(default_factory=dict)  # fingerprint of the machine that measured
+    date: str
+    tune_dir: str
+    digest: str  # sha256 of the tune directory's tune.json, result.json files and final.json
+    baseline_scores: list[float | None]  # the baseline point, measured `repeats` times
+    tuned_scores: list[float | None]  # the tuned point, the same
+    baseline_summary: dict[str, Any] = Field(default_factory=dict)
+    tuned_summary: dict[str, Any] = Field(default_factory=dict)
+    accuracy: dict[str, Any] | None = None
+
+
 class TunedOverlay(Strict):
-    """hardware_profiles/tuned/*.yaml: measured improvements for one (hw, variant, recipe) cell."""
+    """hardware_profiles/tuned/*.yaml: measured improvements for one (hw, variant, quant, recipe) cell,
+    written by `dsv4ctl propose`. `baseline` holds each key's value before tuning."""
 
     when: Match
     keys: dict[str, Any] = Field(default_factory=dict)
     env: dict[EnvName, str | None] = Field(default_factory=dict)
-    evidence: str = ""
+    baseline: dict[str, Any] = Field(default_factory=dict)
+    evidence: Evidence | None = None
 
     _names = field_validator("keys")(classmethod(lambda cls, v: _check_key_names(v)))

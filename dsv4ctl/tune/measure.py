@@ -1,0 +1,99 @@
+"""One candidate's load points against a running endpoint, with bench's own load generator.
+
+The ladder runs from the lowest concurrency up, on one server (only the client-side setting changes).
+A point stops sending once it can no longer meet the SLO (`objective.Watch`), and the ladder stops at
+the first point that misses it: a higher concurrency only adds latency."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsv4ctl.bench import metrics, records as rec_io
+from dsv4ctl.bench.workloads import Prompt
+from dsv4ctl.tune.objective import Slo, Watch
+
+
+@dataclass
+class LoadSpec:
+    """The workload (bench's options, as `bench load` takes them) and the concurrency ladder."""
+
+    workload: dict[str, Any]
+    concurrencies: list[int]
+    warmup: int = 2
+    stop_early: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def prompts(self) -> list[Prompt]:
+        from dsv4ctl.bench.load_cmd import build_prompts
+
+        return build_prompts(self.workload)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"workload": {k: str(v) if isinstance(v, Path) else v for k, v in self.workload.items()},
+                "concurrencies": self.concurrencies, "warmup": self.warmup}
+
+
+async def _drive(ep, prompts: list[Prompt], conc: int, out: Path, watch: Watch, warmup: int, stop_early: bool):
+    from dsv4ctl.bench.client import make_session
+    from dsv4ctl.bench.loadgen import LoadPlan, closed_loop, preflight
+
+    lp = LoadPlan([conc], warmup=warmup)
+    with rec_io.RecordWriter(out) as writer:
+        async with make_session(conc) as session:
+            await preflight(session, ep)
+            warm = [Prompt(-(i + 2), p.text, p.output_len, p.messages) for i, p in enumerate(prompts[:warmup])]
+            await closed_loop(session, ep, warm, lp, conc, lambda r: writer.write({**r, "phase": "warmup"}),
+                              time.perf_counter())
+
+            def on_done(record):
+                writer.write(record)
+                watch.add(record)
+
+            def feed():  # workers share this generator: it ends the point once the SLO is out of reach
+                for p in prompts:
+                    if stop_early and watch.hopeless:
+                        return
+                    yield p
+
+            await closed_loop(session, ep, feed(), lp, conc, on_done, time.perf_counter())
+
+
+def point(ep, load: LoadSpec, conc: int, slo: Slo, out: Path, gpus: int) -> dict[str, Any]:
+    """Run one load point; its requests.jsonl and summary.json go to `out`; returns its row."""
+    from dsv4ctl.bench.service import run_async
+
+    prompts = load.prompts()
+    watch = Watch(slo, len(prompts))
+    run_async(_drive(ep, prompts, conc, out, watch, load.warmup, load.stop_early))
+    summary = metrics.summarize_load(rec_io.read_records(out), gpus=gpus or None, slo=slo.limits_ms or None,
+                                     percentiles=(50.0, slo.percentile, 99.0), concurrency=conc)
+    rec_io.write_json(out / rec_io.SUMMARY_FILE, summary.model_dump())
+    return row(summary, conc, watch, gpus)
+
+
+def row(summary, conc: int, watch: Watch, gpus: int) -> dict[str, Any]:
+    """The numbers the search and the report use from one point's summary."""
+    pkey = f"p{watch.slo.percentile:g}".replace(".", "_")
+    return {"concurrency": conc, "completed": summary.completed, "failed": summary.failed,
+            "early_stopped": watch.seen < watch.total, "slo_met": watch.met(),
+            "output_throughput": summary.output_throughput,
+            "per_gpu": summary.output_throughput / max(gpus, 1),
+            "per_user": summary.output_throughput_per_user, "goodput": summary.goodput or 0.0,
+            "ttft_ms": getattr(summary.ttft_ms, pkey, None), "tpot_ms": getattr(summary.tpot_ms, pkey, None),
+            "percentile": watch.slo.percentile}
+
+
+def ladder(ep, load: LoadSpec, slo: Slo, out: Path, gpus: int, on_point=None) -> list[dict[str, Any]]:
+    """Every concurrency of the ladder, lowest first, until one misses the SLO."""
+    rows = []
+    for conc in sorted(load.concurrencies):
+        r = point(ep, load, conc, slo, out / f"c{conc}", gpus)
+        rows.append(r)
+        if on_point:
+            on_point(r)
+        if load.stop_early and not r["slo_met"]:
+            break
+    return rows

@@ -1,0 +1,54 @@
+"""The declared tunables (tunables.yaml) and which of them a plan and an engine can use."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from dsv4ctl.errors import UserError, did_you_mean
+from dsv4ctl.schema.tunable import Tunable, TunableSet
+
+TUNABLES_FILE = Path(__file__).with_name("tunables.yaml")
+
+
+@lru_cache(maxsize=1)
+def all_tunables() -> dict[str, Tunable]:
+    from dsv4ctl.schema.io import load_model
+
+    return {t.key: t for t in load_model(TunableSet, TUNABLES_FILE).tunables}
+
+
+def overlay_keys() -> set[str]:
+    """Keys a tuned overlay may carry: the tunables and the keys that follow them."""
+    tun = all_tunables()
+    return set(tun) | {c for t in tun.values() for c in t.couples}
+
+
+def ignored_because(t: Tunable, plan, engine: str) -> str | None:
+    """Why this plan/engine would ignore the knob (it is then not searched), or None."""
+    if engine not in t.engines:
+        return f"engine {engine} does not honour it"
+    if t.gpu_only and plan.hardware == "cpu":
+        return "no effect on the cpu profile"
+    if t.needs_graphs and plan.keys.disable_cuda_graph:
+        return "the plan disables CUDA graphs"
+    if t.key == "spec_steps" and not plan.keys.spec_steps:
+        return "the plan runs without MTP"
+    return None
+
+
+def choose(plan, engine: str, names: list[str] | None, restart_ok: bool = True) -> list[Tunable]:
+    """The tunables to search: the named ones (each must apply) or every one that applies."""
+    tun = all_tunables()
+    for name in names or []:
+        if name not in tun:
+            raise UserError(f"'{name}' is not a tunable key", where="--knobs", fix=did_you_mean(name, sorted(tun)))
+        why = ignored_because(tun[name], plan, engine)
+        if why:
+            raise UserError(f"'{name}' cannot be tuned here: {why}", where="--knobs", fix="drop it from --knobs")
+    picked = [tun[n] for n in names] if names else [t for t in tun.values() if not ignored_because(t, plan, engine)]
+    restart = [t.key for t in picked if t.restart]
+    if restart and not restart_ok:
+        raise UserError(f"--base-url serves a running endpoint, but {', '.join(restart)} need a restart",
+                        where="--base-url", fix="tune with --engine builtin|sglang, or only the load ladder")
+    return picked
