@@ -61,3 +61,17 @@ def tuned_overlays() -> list[tuple[str, TunedOverlay]]:
         check_static(overlay, str(p))  # an overlay without evidence of a real gain is never applied
         out.append((p.name, overlay))
     return out
+
+
+def tuned_evidence(label: str) -> str | None:
+    """For a `tuned:<file>` layer: where its evidence is (tune directory, digest, measured gain)."""
+    if not label.startswith("tuned:"):
+        return None
+    name = label.split(":", 1)[1]
+    for file, overlay in tuned_overlays():
+        if file == name and overlay.evidence is not None:
+            ev = overlay.evidence
+            fmt = lambda vals: "[" + ", ".join("-" if v is None else f"{v:.4g}" for v in vals) + "]"  # noqa: E731
+            return (f"{file}: {ev.objective} {fmt(ev.baseline_scores)} → {fmt(ev.tuned_scores)} {ev.unit}, "
+                    f"tune dir {ev.tune_dir} (sha256 {ev.digest[:16]}), {ev.date}")
+    return None

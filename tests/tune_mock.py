@@ -33,7 +33,8 @@ class MockEngine:
     restarts = True
 
     def __init__(self, log: Path | None = None):
-        self.launched: list = []
+        self.launched: list = []  # the plans it was asked to serve
+        self.workdirs: list[Path] = []
         self.log = log
 
     @contextlib.contextmanager
@@ -42,6 +43,7 @@ class MockEngine:
 
         k = plan.keys
         self.launched.append(plan)
+        self.workdirs.append(Path(workdir))
         if self.log:  # one line per launch, so a killed process leaves its launches behind
             with open(self.log, "a") as fh:
                 fh.write(json.dumps({"workdir": str(workdir), "errors": [f.rule for f in plan.findings

@@ -15,13 +15,16 @@ def validate_cmd(
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
-    """Re-run every rule on a plan file. Exit 0 clean, 1 warnings (--strict), 2 errors."""
+    """Re-run every rule on a plan file (or every guardrail on a tuned overlay). Exit 0 clean,
+    1 warnings (--strict), 2 errors."""
     from dsv4ctl.errors import UserError
     from dsv4ctl.pipeline import check_plan
     from dsv4ctl.schema import load_plan
 
     if fmt not in ("table", "json"):
         raise UserError(f"unknown format '{fmt}'", where="--format", fix="use table or json")
+    if _is_overlay(plan_file):
+        return _validate_overlay(plan_file, fmt)
     checked = check_plan(load_plan(plan_file))
     if fmt == "json":
         from dsv4ctl.console import emit_data
@@ -30,6 +33,27 @@ def validate_cmd(
     else:
         _print_report(checked)
     raise typer.Exit(checked.exit_code(strict))
+
+
+def _is_overlay(path: Path) -> bool:
+    """A tuned overlay names its cell under `when:`; a plan file names `hardware:`."""
+    from dsv4ctl.schema import load_yaml
+
+    data = load_yaml(path)
+    return isinstance(data, dict) and "when" in data and "hardware" not in data
+
+
+def _validate_overlay(path: Path, fmt: str) -> None:
+    from dsv4ctl.console import emit_data, out
+    from dsv4ctl.tune.guard import check
+
+    overlay = check(path)  # a failed guardrail is one line and exit 2
+    keys = {k: {"baseline": overlay.baseline.get(k), "tuned": v} for k, v in overlay.keys.items()}
+    if fmt == "json":
+        emit_data({"overlay": str(path), "ok": True, "keys": keys}, "json")
+    else:
+        out.print(f"[green]ok[/] {path}: {len(keys)} tunable key(s), evidence beyond noise, no rule breached",
+                  highlight=False)
 
 
 def _print_report(checked) -> None:

@@ -25,8 +25,11 @@ def overlay_name(plan) -> str:
 
 
 def _manifest(side_dir: Path) -> dict[str, Any]:
+    """The winner's server manifest (versions, hardware); this machine's when no server was started here."""
+    from dsv4ctl.launch import fingerprint
+
     found = sorted(side_dir.glob("*-server/manifest.json"))
-    return read_json(found[-1]) if found else {}
+    return read_json(found[-1]) if found else {"versions": fingerprint.versions(), "hardware": fingerprint.hardware()}
 
 
 def _headline(side: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +68,9 @@ def build_overlay(td) -> tuple[Any, Any, Any]:
     keys: dict[str, Any] = {}
     for item in final["winner"]["sets"]:
         key, _, raw = item.partition("=")
-        keys[key] = None if raw == "null" else json.loads(raw)
+        # a coupled key's reset is kept only where it changes the plan (a layer had set it)
+        if raw != "null" or getattr(base.keys, key) != getattr(tuned.keys, key):
+            keys[key] = None if raw == "null" else json.loads(raw)
     when = {"hw": base.hardware, "variant": base.variant, "quant": base.quant, "recipe": base.recipe}
     data = {"when": when, "keys": keys, "baseline": {k: getattr(base.keys, k) for k in keys},
             "evidence": evidence(td, final, base)}
@@ -81,9 +86,10 @@ def sglang_diff(base, tuned) -> str:
         return cmd.argv, cmd.env
 
     (a_argv, a_env), (b_argv, b_env) = flags(base), flags(tuned)
-    lines = [f"# {base.hardware} / {base.variant} / {base.quant} / {base.recipe}: sglang serve flags and env"]
-    lines += [ln for ln in difflib.unified_diff(_pairs(a_argv), _pairs(b_argv), "baseline", "tuned", lineterm="", n=0)
-              if not ln.startswith("@@")]
+    a_flags, b_flags = _pairs(a_argv), _pairs(b_argv)
+    lines = [f"# {base.hardware} / {base.variant} / {base.quant} / {base.recipe}: sglang serve flags and env",
+             "# - baseline only, + tuned only"]
+    lines += [f"- {f}" for f in a_flags if f not in b_flags] + [f"+ {f}" for f in b_flags if f not in a_flags]
     lines += [f"- {k}={a_env[k]}" for k in sorted(a_env) if b_env.get(k) != a_env[k]]
     lines += [f"+ {k}={b_env[k]}" for k in sorted(b_env) if a_env.get(k) != b_env[k]]
     return "\n".join(lines) + "\n"
@@ -108,6 +114,10 @@ def patch(rel: str, old: str | None, new: str) -> str:
     return head + "".join(body)
 
 
+def _vals(vals) -> str:
+    return ", ".join("-" if v is None else f"{v:.4g}" for v in vals)
+
+
 def report_md(overlay, base, final: dict[str, Any], name: str, td_path: Path) -> str:
     """The ready-to-file report: what changed, why, the numbers, how to reproduce."""
     ev, v = overlay.evidence, final["verdict"]
@@ -127,7 +137,7 @@ def report_md(overlay, base, final: dict[str, Any], name: str, td_path: Path) ->
         "## Why", "",
         f"Objective {ev.objective} ({ev.unit}) under SLO {json.dumps(ev.slo['limits_ms'])} ms at "
         f"p{ev.slo['percentile']:g}; engine {ev.engine} {ev.engine_version}.",
-        f"Repeats: baseline {ev.baseline_scores}, tuned {ev.tuned_scores}. {v['why']}.",
+        f"Repeats: baseline {_vals(ev.baseline_scores)}, tuned {_vals(ev.tuned_scores)} {ev.unit}. {v['why']}.",
         (f"Accuracy gate (GSM8K, n={acc['baseline']['n']}): baseline {acc['baseline']['accuracy']:.3f}, "
          f"tuned {acc['tuned']['accuracy']:.3f}, tolerance {acc['tolerance']} — passed." if acc else
          "Accuracy gate: not run (no knob that changes numerics was tuned)."), "",
@@ -154,8 +164,9 @@ def run(td_path: Path, out_dir: Path | None) -> dict[str, Path]:
     name = overlay_name(base)
     guard.check_static(overlay, name)
     guard.check_rules(overlay, name)
-    text = "# written by `dsv4ctl propose`; evidence below\n" + yaml.safe_dump(
-        overlay.model_dump(mode="json", exclude_none=False), sort_keys=False)
+    data = overlay.model_dump(mode="json")
+    data["when"] = overlay.when.model_dump(mode="json", exclude_none=True)  # keys keep their nulls (resets)
+    text = "# written by `dsv4ctl propose`; evidence below\n" + yaml.safe_dump(data, sort_keys=False)
     target_dir = Path(out_dir) if out_dir else tuned_dir()
     pdir = td.path / "propose"
     try:

@@ -18,6 +18,12 @@ def _best_point(result: dict[str, Any]) -> dict[str, Any]:
     return max(ok, key=lambda p: p["per_gpu"], default=(result.get("points") or [{}])[-1])
 
 
+def short(label: str) -> str:
+    """max_running_requests=32 → mrr=32: a candidate's label that fits the table."""
+    return " ".join(f"{''.join(w[0] for w in kv.split('=')[0].split('_'))}={kv.split('=', 1)[1]}" if "=" in kv else kv
+                    for kv in label.split())
+
+
 def table(results: list[dict[str, Any]], counts: dict[str, int], unit: str, title: str = "tune"):
     """One row per candidate (fits 80 columns): what it changed, its score and its best point."""
     from rich.table import Table
@@ -31,7 +37,7 @@ def table(results: list[dict[str, Any]], counts: dict[str, int], unit: str, titl
     for r in results:
         p = _best_point(r)
         slo = "fail" if r.get("status") != "ok" else ("met" if p.get("slo_met") else "miss")
-        t.add_row(r["label"][:34], _fmt(r.get("score"), ".3g"), str(p.get("concurrency", "-")),
+        t.add_row(short(r["label"])[:30], _fmt(r.get("score"), ".3g"), str(p.get("concurrency", "-")),
                   _fmt(p.get("per_gpu")), _fmt(p.get("per_user")), slo)
     return t
 

@@ -68,12 +68,13 @@ def sets_of(cand: Candidate, tunables: list[Tunable]) -> list[str]:
 
 def coarse(tunables: list[Tunable], base: dict[str, Any], limit: int) -> list[Candidate]:
     """The first pass: every combination of the knobs' coarse values when that fits in `limit`,
-    else each knob's coarse values on its own (the others at the baseline)."""
+    else each knob's coarse values on its own (the others at the baseline), knobs taken in turn."""
     grids = [t.coarse() for t in tunables]
     if math.prod(len(g) for g in grids) <= limit:
         combos = [dict(zip([t.key for t in tunables], vals)) for vals in itertools.product(*grids)]
-    else:
-        combos = [{t.key: v} for t, g in zip(tunables, grids) for v in g]
+    else:  # round-robin over the knobs, so a small budget still moves each of them
+        combos = [{t.key: v} for row in itertools.zip_longest(*[[(t, v) for v in g] for t, g in zip(tunables, grids)])
+                  for t, v in (cell for cell in row if cell)]
     return _unique(make(c, base, tunables) for c in combos)
 
 
