@@ -81,8 +81,10 @@ def test_pd_roles_carry_only_their_differences():
 
 
 def test_tuned_overlay_applies_between_toggles_and_set(tmp_path, monkeypatch):
-    (tmp_path / "b200-pro.yaml").write_text(
-        "when: {hw: b200, variant: pro, recipe: balanced}\nkeys: {max_running_requests: 96}\nevidence: run 7\n")
+    from tune_overlays import overlay, write
+
+    write(tmp_path / "b200-pro.yaml", overlay({"hw": "b200", "variant": "pro", "recipe": "balanced"},
+                                              {"max_running_requests": 96}))
     monkeypatch.setattr("dsv4ctl.paths.tuned_dir", lambda: tmp_path)
     plan = resolve_plan("b200", "pro", "balanced")
     assert plan.keys.max_running_requests == 96 and plan.provenance["max_running_requests"] == "tuned:b200-pro.yaml"

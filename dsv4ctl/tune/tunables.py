@@ -43,12 +43,12 @@ def choose(plan, engine: str, names: list[str] | None, restart_ok: bool = True) 
     for name in names or []:
         if name not in tun:
             raise UserError(f"'{name}' is not a tunable key", where="--knobs", fix=did_you_mean(name, sorted(tun)))
+        if tun[name].restart and not restart_ok:
+            raise UserError(f"--base-url serves a running endpoint, but {name} needs a restart",
+                            where="--knobs", fix="tune it with --engine builtin|sglang (no --base-url)")
         why = ignored_because(tun[name], plan, engine)
         if why:
             raise UserError(f"'{name}' cannot be tuned here: {why}", where="--knobs", fix="drop it from --knobs")
-    picked = [tun[n] for n in names] if names else [t for t in tun.values() if not ignored_because(t, plan, engine)]
-    restart = [t.key for t in picked if t.restart]
-    if restart and not restart_ok:
-        raise UserError(f"--base-url serves a running endpoint, but {', '.join(restart)} need a restart",
-                        where="--base-url", fix="tune with --engine builtin|sglang, or only the load ladder")
-    return picked
+    if names is None and not restart_ok:
+        return []  # a running endpoint: only the client side (the load ladder) can move
+    return [tun[n] for n in names] if names else [t for t in tun.values() if not ignored_because(t, plan, engine)]

@@ -77,8 +77,7 @@ def setup(a: dict[str, Any]) -> tuple[search.Tune, Any]:
                         fix="fix the plan first (dsv4ctl plan shows the findings)")
     engine, name = engine_of(a, base)
     names = [k.strip() for k in a["knobs"].split(",") if k.strip()] if a["knobs"] else None
-    knobs = tunables.choose(base, name, [] if name == "endpoint" and names is None else names,
-                            restart_ok=name != "endpoint")
+    knobs = tunables.choose(base, base.engine if name == "endpoint" else name, names, restart_ok=name != "endpoint")
     slo, obj, load = parse_slo(a["slo"], a["slo_percentile"]), parse_objective(a["objective"]), load_spec(a)
     if obj.at is not None and obj.at not in load.concurrencies:
         raise UserError(f"objective per-user@{obj.at} needs {obj.at} in the ladder", where="--concurrency",

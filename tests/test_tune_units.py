@@ -1,0 +1,98 @@
+"""Tune's pieces without a server: tunables and couplings, SLO parsing and early stop, the noise
+verdict, and each overlay guardrail as one line with exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+from tune_overlays import overlay, write
+from typer.testing import CliRunner
+
+from dsv4ctl.cli import app
+from dsv4ctl.errors import UserError
+from dsv4ctl.tune import space, tunables
+from dsv4ctl.tune.objective import Watch, judge, parse_objective, parse_slo
+from dsv4ctl.tune.plans import PlanSpec, checked_plan
+
+CELL = {"hw": "h200", "variant": "flash", "quant": "fp8", "recipe": "balanced"}
+
+
+def test_ladders_coarse_and_fine_come_from_the_declared_range():
+    mrr = tunables.all_tunables()["max_running_requests"]
+    assert mrr.ladder() == [4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+    assert mrr.coarse() == [4, 16, 64, 256, 1024, 4096] and mrr.neighbours(64) == [32, 128]
+    assert tunables.all_tunables()["mem_fraction_static"].ladder()[:3] == [0.7, 0.74, 0.78]
+
+
+def test_knobs_the_engine_ignores_are_not_searched():
+    cpu = checked_plan(PlanSpec("cpu", "tiny", "balanced"))
+    assert [t.key for t in tunables.choose(cpu, "builtin", None)] == ["max_running_requests", "chunked_prefill_size"]
+    with pytest.raises(UserError, match="no effect on the cpu profile"):
+        tunables.choose(cpu, "builtin", ["mem_fraction_static"])
+    h200 = checked_plan(PlanSpec("h200", "flash", "balanced"))
+    with pytest.raises(UserError, match="needs a restart"):
+        tunables.choose(h200, "sglang", ["max_running_requests"], restart_ok=False)
+    assert tunables.choose(h200, "sglang", None, restart_ok=False) == []
+
+
+def test_coupled_keys_are_reset_and_graphs_clipped_to_the_request_cap():
+    knobs = [tunables.all_tunables()[k] for k in ("max_running_requests", "cuda_graph_max_bs")]
+    base = {"max_running_requests": 128, "cuda_graph_max_bs": 128}
+    cand = space.make({"max_running_requests": 64, "cuda_graph_max_bs": 256}, base, knobs)
+    assert cand.as_dict() == {"max_running_requests": 64, "cuda_graph_max_bs": 64}
+    sets = space.sets_of(cand, knobs)
+    assert "cuda_graph_bs=null" in sets and "deepep_dispatch_tokens_per_rank=null" in sets
+    assert space.make(base, base, knobs).id == "baseline"
+
+
+def test_slo_units_percentile_and_early_stop():
+    slo = parse_slo("ttft=2s,tpot=50ms,e2e=900", 90)
+    assert slo.limits_ms == {"ttft": 2000.0, "tpot": 50.0, "e2e": 900.0}
+    for bad in ("ttft=fast", "speed=1s", "tpot=-5ms"):
+        with pytest.raises(UserError, match="--slo"):
+            parse_slo(bad)
+    w = Watch(parse_slo("ttft=100ms", 90), total=20)  # 10% of 20 = 2 misses allowed
+    for ttft in (50, 500, 500):
+        w.add({"ok": True, "ttft_ms": ttft, "e2e_ms": ttft})
+        assert w.hopeless == (ttft == 500 and w.missed["ttft"] > 2)
+    w.add({"ok": False})
+    assert w.hopeless and not w.met()
+    assert parse_objective("per-user@8").at == 8
+    with pytest.raises(UserError, match="unknown objective"):
+        parse_objective("fastest")
+
+
+def test_noise_verdict_needs_repeats_and_a_gain_beyond_the_spread():
+    assert judge([10, 10.2], [12, 12.1])["beyond_noise"]
+    assert not judge([10, 12], [11.5, 13])["beyond_noise"]  # worst tuned 11.5 < best baseline 12
+    assert not judge([10], [20])["beyond_noise"]  # one repeat: noise unknown
+    assert judge([None, None], [5, 5.1])["beyond_noise"]  # the baseline never met the SLO
+
+
+@pytest.mark.parametrize("data, message", [
+    (overlay(CELL, {"tp": 4}), "'tp' is not a tunable key"),
+    ({**overlay(CELL, {"max_running_requests": 64}), "evidence": None}, "has no evidence"),
+    (overlay(CELL, {"max_running_requests": 64}, base_scores=(10, 12), tuned_scores=(11, 12.5)), "beyond noise"),
+    (overlay(CELL, {"max_running_requests": 64}, baseline={}), "no baseline value"),
+    (overlay(CELL, {"max_running_requests": 4096}), "breaks a rule (DEEPEP-DISPATCH-OVERFLOW"),
+    ({**overlay(CELL, {"max_running_requests": 64}), "env": {"X": "1"}}, "not tunable"),
+    (overlay({"hw": "h200", "recipe": "balanced"}, {"max_running_requests": 64}), "when.variant"),
+])
+def test_each_guardrail_is_one_line_and_exit_2(tmp_path, data, message):
+    path = write(tmp_path / "o.yaml", data)
+    res = CliRunner().invoke(app, ["validate", str(path)])
+    assert isinstance(res.exception, UserError) and res.exception.exit_code == 2, res.output
+    line = res.exception.one_line()
+    assert message in line and "o.yaml" in line and "\n" not in line, line
+
+
+def test_a_good_overlay_validates_and_applies_as_its_own_layer(tmp_path, monkeypatch):
+    path = write(tmp_path / "h200__flash__fp8__balanced.yaml", overlay(CELL, {"max_running_requests": 64},
+                                                                      {"max_running_requests": 128}))
+    assert CliRunner().invoke(app, ["validate", str(path)]).exit_code == 0
+    monkeypatch.setenv("DSV4CTL_TUNED_DIR", str(tmp_path))
+    res = CliRunner().invoke(app, ["explain", "max_running_requests", "--hw", "h200", "--variant", "flash"])
+    assert "tuned:h200__flash__fp8__balanced.yaml" in res.output and "evidence" in res.output, res.output
+    bad = write(tmp_path / "zz.yaml", overlay(CELL, {"tp": 4}))  # a bad overlay on disk stops every plan
+    res = CliRunner().invoke(app, ["plan", "--hw", "h200"])
+    assert isinstance(res.exception, UserError) and "zz.yaml" in res.exception.one_line()
+    bad.unlink()
