@@ -32,9 +32,9 @@ echo "[tune_h200] accuracy gate: ${gate[*]:-(no GSM8K data found: not run)} at $
 # shellcheck disable=SC2086 # LOAD is a list of options
 python3 -m dsv4ctl tune --hw "${HW:-h200}" --variant "${VARIANT:-mini}" --recipe balanced --quant "${QUANT:-fp4}" \
   --set "model_path=$mini" --engine builtin --knobs max_running_requests,chunked_prefill_size \
-  --workload random ${LOAD:--n 256 --input-len 512 --output-len 256 -c 16,64,128} \
+  --workload random ${LOAD:--n 128 --input-len 512 --output-len 256 -c 16,64,128} \
   --slo ttft=2s,tpot=50ms --slo-percentile 90 --objective throughput \
-  --budget "${TUNE_BUDGET:-10}" --time-budget "${TUNE_SECONDS:-220}" --repeats 2 "${gate[@]}" \
+  --budget "${TUNE_BUDGET:-10}" --time-budget "${TUNE_SECONDS:-180}" --repeats 2 "${gate[@]}" \
   --engine-timeout 240 --no-live --out "$out/tune" 2>&1 | tee "$out/tune.log"
 echo "[tune_h200] tune done at ${SECONDS}s"
 python3 -m dsv4ctl propose "$out/tune" --out-dir "$out/tuned" > "$out/propose.md" 2> "$out/propose.log"

@@ -7,11 +7,15 @@ the winner's accuracy is within the tolerance of the baseline's. Each side is wr
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dsv4ctl.bench.loadgen import BenchFailed
 from dsv4ctl.bench.records import read_json, write_json
+from dsv4ctl.errors import UserError
+from dsv4ctl.tune.engines import CandidateFailed
 from dsv4ctl.tune import measure, space
 from dsv4ctl.tune.objective import judge
 from dsv4ctl.tune.plans import checked_plan
@@ -59,12 +63,17 @@ def _side(tune, cand: Candidate, out: Path, repeats: int, gate: Gate | None) -> 
     sets = space.sets_of(cand, tune.knobs)
     plan = checked_plan(tune.spec, sets)
     reps = []
-    with tune.engine.serve(plan, out) as server:
-        ep = endpoint_of(tune, server)
-        for k in range(repeats):
-            pts = measure.ladder(ep, tune.load, tune.slo, out / f"r{k}", server.gpus)
-            reps.append({"points": pts, "score": tune.objective.score(pts)})
-        acc = accuracy(ep, gate, out / "gsm8k") if gate else None
+    shutil.rmtree(out, ignore_errors=True)  # a side cut short by a crash starts over
+    try:
+        with tune.engine.serve(plan, out) as server:
+            ep = endpoint_of(tune, server)
+            for k in range(repeats):
+                pts = measure.ladder(ep, tune.load, tune.slo, out / f"r{k}", server.gpus)
+                reps.append({"points": pts, "score": tune.objective.score(pts)})
+            acc = accuracy(ep, gate, out / "gsm8k") if gate else None
+    except (CandidateFailed, BenchFailed) as exc:
+        raise UserError(f"the final comparison failed for {cand.label}: {exc}", where=str(out),
+                        fix="see the server log there, then run the same command with --resume") from None
     side = {"id": cand.id, "values": [list(v) for v in cand.values], "sets": sets, "repeats": reps,
             "scores": [r["score"] for r in reps], "accuracy": acc, "gpus": server.gpus}
     write_json(done, side)

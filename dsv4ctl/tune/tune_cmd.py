@@ -95,15 +95,16 @@ def setup(a: dict[str, Any]) -> tuple[search.Tune, Any]:
 
 def main(a: dict[str, Any]) -> None:
     from dsv4ctl.console import err
+    from dsv4ctl.launch.supervisor import interrupts_raise
     from dsv4ctl.tune import report
 
     tune, gate = setup(a)
     live = report.Live(tune.objective.unit, tune.counts, enabled=a["live"] and a["fmt"] == "rich")
     tune.notify = live.add
     try:
-        with live:
+        with interrupts_raise(), live:  # SIGTERM too: each candidate's server is stopped on the way out
             results = search.run(tune)
-        final = finish(tune, results, gate, a["repeats"])
+            final = finish(tune, results, gate, a["repeats"])
     except KeyboardInterrupt:
         err.print(f"[yellow]interrupted[/]; finished candidates are kept: continue with the same command "
                   f"plus --resume (tune directory {tune.td.path})", highlight=False)
