@@ -3,6 +3,8 @@ verdict, and each overlay guardrail as one line with exit code 2."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from tune_overlays import overlay, write
 from typer.testing import CliRunner
@@ -96,3 +98,43 @@ def test_a_good_overlay_validates_and_applies_as_its_own_layer(tmp_path, monkeyp
     res = CliRunner().invoke(app, ["plan", "--hw", "h200"])
     assert isinstance(res.exception, UserError) and "zz.yaml" in res.exception.one_line()
     bad.unlink()
+
+
+def _tune(tmp_path, *extra):
+    return CliRunner().invoke(app, ["tune", "--hw", "h200", "--variant", "flash", "--out", str(tmp_path / "t"),
+                                    "--no-live", *extra])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--objective", "per-user@8", "-c", "1,4"], "needs 8 in the ladder"),
+    (["--knobs", "spec_steps", "--mtp"], "accuracy gate needs GSM8K"),
+    (["--knobs", "tp"], "'tp' is not a tunable key"),
+    (["--slo", "ttft=soon"], "bad --slo part"),
+    (["--set", "max_running_requests=4096"], "baseline plan fails validation"),
+])
+def test_bad_tune_input_is_one_line_before_anything_starts(tmp_path, extra, message):
+    res = _tune(tmp_path, *extra)
+    assert isinstance(res.exception, UserError) and message in res.exception.one_line(), (res.output, res.exception)
+    assert not (tmp_path / "t" / "candidates").exists()
+
+
+def test_base_url_tunes_only_the_ladder_and_propose_refuses_a_baseline_win(tmp_path):
+    from mock_openai import MockConfig, ThreadedMock
+
+    srv = ThreadedMock(MockConfig(ttft_s=0.005, itl_s=0.002))
+    try:
+        args = ["--base-url", srv.base_url, "-n", "4", "--input-len", "8", "--output-len", "4", "-c", "1,2",
+                "--slo", "ttft=5s", "--format", "json"]
+        res = _tune(tmp_path, *args)
+        assert res.exit_code == 0, (res.output, res.exception)
+        again = _tune(tmp_path, *args[:-2], "-c", "1,4")
+        assert "pass --resume" in again.exception.one_line()  # never mixes two tunes silently
+        again = _tune(tmp_path, *args[:-2], "-c", "1,4", "--resume")  # a different ladder is another tune
+        assert "--resume with different load" in again.exception.one_line()
+    finally:
+        srv.close()
+    data = json.loads(res.output)
+    assert [r["id"] for r in data["results"]] == ["baseline"] and data["counts"]["launched"] == 1
+    assert len(data["results"][0]["points"]) == 2 and data["final"]["winner"]["id"] == "baseline"
+    res = CliRunner().invoke(app, ["propose", str(tmp_path / "t"), "--out-dir", str(tmp_path / "o")])
+    assert "baseline won" in res.exception.one_line() and not (tmp_path / "o").exists()
