@@ -46,6 +46,6 @@ def test_tune_propose_validate_and_plan_on_cpu(tmp_path, tiny_dir, monkeypatch):
     _ok(["validate", str(overlay)])
 
     monkeypatch.setenv("DSV4CTL_TUNED_DIR", str(tuned))
-    plan = json.loads(_ok(["plan", "--hw", "cpu", "--variant", "tiny", "--recipe", "balanced", "-f", "json"]).output)
+    plan = json.loads(_ok(["plan", "--hw", "cpu", "--variant", "tiny", "--recipe", "balanced", "-f", "json"]).stdout)
     layers = {v for k, v in plan["plan"]["provenance"].items() if k in ("chunked_prefill_size", "max_running_requests")}
     assert "tuned:cpu__tiny__bf16__balanced.yaml" in layers, plan["plan"]["provenance"]

@@ -68,12 +68,18 @@ def evaluate(tune: Tune, cand: Candidate) -> dict[str, Any] | None:
         tune.counts["resumed"] += 1
         tune.notify(done)
         return done
+    from dsv4ctl.errors import UserError
+
     sets = space.sets_of(cand, tune.knobs)
-    plan = checked_plan(tune.spec, sets)
     info = {"id": cand.id, "label": cand.label, "values": [list(v) for v in cand.values], "sets": sets}
-    if errors(plan):
+    try:
+        plan = checked_plan(tune.spec, sets)
+        found = errors(plan)
+    except UserError as exc:  # resolve itself refused the values (a structural impossibility)
+        found = [exc.one_line()]
+    if found:
         tune.counts["rejected"] += 1
-        tune.td.reject({**info, "errors": errors(plan)})
+        tune.td.reject({**info, "errors": found})
         return None
     result = {**info, **_run(tune, plan, tune.td.begin(cand.id, info, plan_yaml(plan)))}
     tune.td.finish(cand.id, result)
