@@ -4,6 +4,7 @@ verdict, and each overlay guardrail as one line with exit code 2."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from tune_overlays import overlay, write
@@ -15,6 +16,10 @@ from dsv4ctl.tune import space, tunables
 from dsv4ctl.tune.objective import Watch, judge, parse_objective, parse_slo
 from dsv4ctl.tune.plans import PlanSpec, checked_plan
 
+GSM = next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gsm8k",
+                         Path("/work/shared/datasets/gsm8k")) if (p / "test.jsonl").is_file()), Path("/nonexistent"))
+GATE = ["--gsm8k", str(GSM), "--gsm8k-n", "3", "--gsm8k-shots", "1", "--gsm8k-max-tokens", "8"] \
+    if (GSM / "test.jsonl").is_file() else []
 CELL = {"hw": "h200", "variant": "flash", "quant": "fp8", "recipe": "balanced"}
 
 
@@ -124,7 +129,7 @@ def test_base_url_tunes_only_the_ladder_and_propose_refuses_a_baseline_win(tmp_p
     srv = ThreadedMock(MockConfig(ttft_s=0.005, itl_s=0.002))
     try:
         args = ["--base-url", srv.base_url, "-n", "4", "--input-len", "8", "--output-len", "4", "-c", "1,2",
-                "--slo", "ttft=5s", "--format", "json"]
+                "--slo", "ttft=5s", *GATE, "--format", "json"]
         res = _tune(tmp_path, *args)
         assert res.exit_code == 0, (res.output, res.exception)
         again = _tune(tmp_path, *args[:-2], "-c", "1,4")
@@ -136,5 +141,8 @@ def test_base_url_tunes_only_the_ladder_and_propose_refuses_a_baseline_win(tmp_p
     data = json.loads(res.output)
     assert [r["id"] for r in data["results"]] == ["baseline"] and data["counts"]["launched"] == 1
     assert len(data["results"][0]["points"]) == 2 and data["final"]["winner"]["id"] == "baseline"
+    if GATE:  # the GSM8K subset ran on the same server, greedy, scored by bench's extractor
+        acc = data["final"]["accuracy"]
+        assert acc["baseline"]["n"] == 3 and acc["passed"] and acc["drop"] == 0.0
     res = CliRunner().invoke(app, ["propose", str(tmp_path / "t"), "--out-dir", str(tmp_path / "o")])
     assert "baseline won" in res.exception.one_line() and not (tmp_path / "o").exists()

@@ -14,6 +14,7 @@ Objectives (higher is better), over the load points of a candidate that meet the
 from __future__ import annotations
 
 import re
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,7 +137,7 @@ def parse_objective(text: str) -> Objective:
 
 
 def _spread(vals: list[float]) -> float:
-    mid = sorted(vals)[len(vals) // 2]
+    mid = statistics.median(vals)
     return (max(vals) - min(vals)) / mid if mid > 0 else 0.0
 
 
@@ -149,7 +150,7 @@ def judge(baseline: list[float | None], tuned: list[float | None]) -> dict[str, 
     if len(b) < 2 or len(t) < 2:
         return {"gain": None, "noise": None, "beyond_noise": False,
                 "why": "each point needs at least 2 repeats to measure noise"}
-    mb, mt = sorted(b)[len(b) // 2], sorted(t)[len(t) // 2]
+    mb, mt = statistics.median(b), statistics.median(t)
     noise = max(_spread(b), _spread(t))
     gain = mt / mb - 1 if mb > 0 else None
     beyond = min(t) > max(b) and (gain is None or gain > noise)
