@@ -36,6 +36,16 @@ class LoadSpec:
                 "concurrencies": self.concurrencies, "warmup": self.warmup}
 
 
+def workload_text(load: dict[str, Any]) -> str:
+    """One line for reports: 'random, ISL 512, OSL 256, 128 prompts per point, concurrency [16, 64]'."""
+    w = load["workload"]
+    extra = {"shared-prefix": f", {w.get('prefix_groups')} prefixes of {w.get('prefix_len')}",
+             "trace": f", trace {w.get('trace')}"}.get(w.get("workload"), "")
+    spread = f" ±{w['range_ratio']:.0%}" if w.get("range_ratio") else ""
+    return (f"{w.get('workload')}{extra}, ISL {w.get('input_len')}{spread}, OSL {w.get('output_len')}{spread}, "
+            f"{w.get('num_prompts')} prompts per point, concurrency {load['concurrencies']}")
+
+
 async def _drive(ep, prompts: list[Prompt], conc: int, out: Path, watch: Watch, warmup: int, stop_early: bool):
     from dsv4ctl.bench.client import make_session
     from dsv4ctl.bench.loadgen import LoadPlan, closed_loop, preflight

@@ -17,6 +17,8 @@ import yaml
 from dsv4ctl.bench.records import read_json
 from dsv4ctl.errors import UserError
 from dsv4ctl.tune import tunedir
+from dsv4ctl.tune.measure import workload_text
+from dsv4ctl.tune.report import command_line
 from dsv4ctl.tune.plans import PlanSpec, checked_plan
 
 
@@ -118,7 +120,7 @@ def _vals(vals) -> str:
     return ", ".join("-" if v is None else f"{v:.4g}" for v in vals)
 
 
-def report_md(overlay, base, final: dict[str, Any], name: str, td_path: Path) -> str:
+def report_md(overlay, base, final: dict[str, Any], name: str, td_path: Path, td_request: dict[str, Any]) -> str:
     """The ready-to-file report: what changed, why, the numbers, how to reproduce."""
     ev, v = overlay.evidence, final["verdict"]
     rows = [f"| `{k}` | {overlay.baseline.get(k)} | {val if val is not None else '(derived again)'} |"
@@ -130,7 +132,6 @@ def report_md(overlay, base, final: dict[str, Any], name: str, td_path: Path) ->
                                ("tok/s/user", "per_user"), (f"TTFT p{final['slo']['percentile']:g} ms", "ttft_ms"),
                                (f"TPOT p{final['slo']['percentile']:g} ms", "tpot_ms"), ("goodput req/s", "goodput"))]
     acc = final.get("accuracy")
-    wl = ev.workload["workload"]
     return "\n".join([
         f"# Tuned defaults for {base.hardware} / {base.variant} / {base.quant} / {base.recipe}", "",
         "## What changes", "", "| key | baseline | tuned |", "|---|---|---|", *rows, "",
@@ -144,8 +145,8 @@ def report_md(overlay, base, final: dict[str, Any], name: str, td_path: Path) ->
         "## Numbers (first repeat, best point meeting the SLO)", "", "| metric | baseline | tuned |",
         "|---|---:|---:|", *nums, "",
         "## How to reproduce", "",
-        f"Workload: {wl.get('workload')} ISL {wl.get('input_len')} OSL {wl.get('output_len')}, "
-        f"{wl.get('num_prompts')} prompts per point, concurrency {ev.workload['concurrencies']}.",
+        f"Workload: {workload_text(ev.workload)}. Command (inputs in `{td_path}/tune.json`):", "",
+        f"    {command_line(td_request, str(td_path))}", "",
         f"Evidence: tune directory `{td_path}` (sha256 {ev.digest[:16]}…), machine "
         f"{ev.hardware.get('gpus') or ev.hardware.get('machine', '?')}, {ev.date}.",
         f"Apply: copy `{name}` into `hardware_profiles/tuned/` (or `git apply {Path(name).stem}.patch`); "
@@ -181,7 +182,7 @@ def run(td_path: Path, out_dir: Path | None) -> dict[str, Path]:
                         fix="pass a writable --out-dir") from None
     written = {"overlay": target, "report": pdir / "report.md", "patch": pdir / f"{Path(name).stem}.patch",
                "sglang": pdir / "sglang-flags.diff"}
-    written["report"].write_text(report_md(overlay, base, td.final(), name, td.path), encoding="utf-8")
+    written["report"].write_text(report_md(overlay, base, td.final(), name, td.path, td.request), encoding="utf-8")
     written["patch"].write_text(patch(f"hardware_profiles/tuned/{name}", old, text), encoding="utf-8")
     written["sglang"].write_text(sglang_diff(base, tuned), encoding="utf-8")
     return written

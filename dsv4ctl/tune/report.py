@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dsv4ctl.bench.report.plots import _plt
+from dsv4ctl.tune.measure import workload_text
 
 
 def _fmt(v: Any, spec: str = ".1f") -> str:
@@ -112,11 +113,11 @@ def _side_row(name: str, side: dict[str, Any] | None, unit: str) -> str:
 
 
 def markdown(request: dict[str, Any], results: list[dict[str, Any]], counts: dict[str, int],
-             final: dict[str, Any] | None, unit: str) -> str:
+             final: dict[str, Any] | None, unit: str, path: Path) -> str:
     """report.md of a tune directory."""
     lines = [f"# Tune: {request['plan']['hw']} / {request['plan']['variant']} / {request['plan']['recipe']}",
              "", f"- engine: {request['engine']}; knobs: {', '.join(request['knobs']) or '(none)'}",
-             f"- workload: `{request['load']['workload']}`; concurrency ladder {request['load']['concurrencies']}",
+             f"- workload: {workload_text(request['load'])}", f"- command: `{command_line(request, str(path))}`",
              f"- SLO: {request['slo_text']}; objective: {request['objective']} ({unit})",
              f"- candidates: launched {counts.get('launched', 0)}, resumed {counts.get('resumed', 0)}, "
              f"rejected before launch (error findings) {counts.get('rejected', 0)}, failed {counts.get('failed', 0)}",
@@ -138,3 +139,30 @@ def markdown(request: dict[str, Any], results: list[dict[str, Any]], counts: dic
             lines.append(f"Accuracy gate: drop {a['drop']:+.3f} vs tolerance {a['tolerance']} — "
                          f"{'passed' if a['passed'] else 'FAILED'}.")
     return "\n".join(lines) + "\n"
+
+
+def command_line(request: dict[str, Any], out: str) -> str:
+    """The `dsv4ctl tune` command that reproduces a tune directory's request."""
+    import shlex
+
+    p, w = request["plan"], request["load"]["workload"]
+    argv = ["dsv4ctl", "tune", "--hw", p["hw"], "--variant", p["variant"], "--recipe", p["recipe"]]
+    for key, val in p["toggles"].items():
+        flag = "--" + key.replace("_", "-")
+        argv += [flag if val else f"--no-{flag[2:]}"] if isinstance(val, bool) else [flag, str(val)]
+    argv += [a for s in p["sets"] for a in ("--set", s)]
+    if request["engine"] != "endpoint":
+        argv += ["--engine", request["engine"]]
+    if request["knobs"]:
+        argv += ["--knobs", ",".join(request["knobs"])]
+    argv += ["--workload", w["workload"], "-n", str(w["num_prompts"]), "--input-len", str(w["input_len"]),
+             "--output-len", str(w["output_len"]), "-c", ",".join(map(str, request["load"]["concurrencies"])),
+             "--objective", request["objective"], "--repeats", str(request["repeats"])]
+    limits = request["slo"]["limits_ms"]
+    if limits:
+        argv += ["--slo", ",".join(f"{k}={v:g}ms" for k, v in limits.items()),
+                 "--slo-percentile", f"{request['slo']['percentile']:g}"]
+    if request.get("gate"):
+        g = request["gate"]
+        argv += ["--gsm8k", g["data"], "--gsm8k-n", str(g["n"]), "--gsm8k-shots", str(g["shots"])]
+    return shlex.join([*argv, "--out", out])

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import yaml
 
+from dsv4ctl.errors import UserError
 from dsv4ctl.schema.tunable import Tunable
 from dsv4ctl.tune import measure, space
 from dsv4ctl.tune.objective import Objective, Slo
@@ -68,8 +69,6 @@ def evaluate(tune: Tune, cand: Candidate) -> dict[str, Any] | None:
         tune.counts["resumed"] += 1
         tune.notify(done)
         return done
-    from dsv4ctl.errors import UserError
-
     sets = space.sets_of(cand, tune.knobs)
     info = {"id": cand.id, "label": cand.label, "values": [list(v) for v in cand.values], "sets": sets}
     try:

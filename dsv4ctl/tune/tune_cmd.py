@@ -121,7 +121,7 @@ def finish(tune: search.Tune, results: list[dict[str, Any]], gate, repeats: int)
     final = final_step.compare(tune, search.cand_of(top), repeats, gate) if top else None
     winner_id = top["id"] if top else None
     report.pareto(results, tune.slo.as_dict(), tune.td.path / "pareto.png", winner_id)
-    text = report.markdown(tune.td.request, results, tune.counts, final, tune.objective.unit)
+    text = report.markdown(tune.td.request, results, tune.counts, final, tune.objective.unit, tune.td.path)
     (tune.td.path / "report.md").write_text(text, encoding="utf-8")
     if top:
         plan = checked_plan(tune.spec, sets_of(search.cand_of(top), tune.knobs))
