@@ -11,7 +11,7 @@
 # docs/tune.md quotes). GSM8K: $GSM8K, else shared/datasets/gsm8k or /work/shared/datasets/gsm8k if present.
 # A CPU smoke run of the same script (tiny checkpoint, small load):
 #   HW=cpu VARIANT=tiny QUANT=bf16 MINI=/tmp/tiny LOAD="-n 4 --input-len 16 --output-len 4 -c 4" \
-#   TUNE_BUDGET=2 GSM8K_N=2 GSM8K_TOKENS=8 OUT=/tmp/t bash benchmarks/tune_h200.sh
+#   TUNE_BUDGET=2 GSM8K_N=2 GSM8K_TOKENS=8 SLO=e2e=300s OUT=/tmp/t bash benchmarks/tune_h200.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/dsv4-tune}
@@ -35,7 +35,7 @@ echo "[tune_h200] accuracy gate: ${gate[*]:-(no GSM8K data found: not run)} at $
 python3 -m dsv4ctl tune --hw "${HW:-h200}" --variant "${VARIANT:-mini}" --recipe balanced --quant "${QUANT:-fp4}" \
   --set "model_path=$mini" --engine builtin --knobs max_running_requests,chunked_prefill_size \
   --workload random ${LOAD:--n 128 --input-len 512 --output-len 256 -c 16,64,128} \
-  --slo ttft=2s,tpot=50ms --slo-percentile 90 --objective throughput \
+  --slo "${SLO:-ttft=2s,tpot=50ms}" --slo-percentile 90 --objective throughput \
   --budget "${TUNE_BUDGET:-10}" --time-budget "${TUNE_SECONDS:-180}" --repeats 2 "${gate[@]}" "${resume[@]}" \
   --engine-timeout 240 --no-live --out "$out/tune" 2>&1 | tee "$out/tune.log"
 echo "[tune_h200] tune done at ${SECONDS}s"
