@@ -26,7 +26,7 @@ def tune(
     base_url: Optional[str] = O(None, "--base-url", help="A running endpoint: only the load ladder is tuned."),
     model: Optional[str] = O(None, "--model", help="With --base-url: the model name (default /v1/models)."),
     gpus: int = O(1, "--gpus", help="With --base-url: GPUs behind the endpoint."),
-    knobs: Optional[str] = O(None, "--knobs", help="Tunables to search, e.g. max_running_requests,chunked_prefill_size."),
+    knobs: Optional[str] = O(None, "--knobs", help="Tunables to search (comma-separated; default: all that apply)."),
     workload: str = O("random", "--workload", help="random | shared-prefix | trace"),
     num_prompts: int = O(64, "--num-prompts", "-n", min=1, help="Requests per load point."),
     input_len: int = O(1024, "--input-len", min=1), output_len: int = O(256, "--output-len", min=1),

@@ -39,7 +39,8 @@ def check_static(overlay, where: str) -> None:
         raise UserError(f"evidence shows no improvement beyond noise ({verdict.get('why')})",
                         where=f"{where}: evidence", fix="keep the baseline, or tune again with more repeats/requests")
     if ev.accuracy is not None and not ev.accuracy.get("passed", False):
-        raise UserError(f"the accuracy gate failed (drop {ev.accuracy.get('drop')})", where=f"{where}: evidence.accuracy",
+        raise UserError(f"the accuracy gate failed (drop {ev.accuracy.get('drop')})",
+                        where=f"{where}: evidence.accuracy",
                         fix="discard this overlay: the tuned plan changes answers")
 
 

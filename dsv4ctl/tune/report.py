@@ -133,7 +133,7 @@ def markdown(request: dict[str, Any], results: list[dict[str, Any]], counts: dic
         lines += ["## Baseline vs winner (same run, each repeated)", "",
                   "| side | scores | sets | GSM8K |", "|---|---|---|---|",
                   _side_row("baseline", final["baseline"], unit), _side_row("winner", final["tuned"], unit), "",
-                  f"Verdict: {'better beyond noise' if v['beyond_noise'] else 'NOT better beyond noise'} — {v['why']}."]
+                  f"Verdict: {'better' if v['beyond_noise'] else 'NOT better'} beyond noise — {v['why']}."]
         if final.get("accuracy"):
             a = final["accuracy"]
             lines.append(f"Accuracy gate: drop {a['drop']:+.3f} vs tolerance {a['tolerance']} — "
