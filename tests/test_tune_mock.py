@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import tune_mock  # noqa: E402
+import tune_mock
 
-from dsv4ctl.tune.plans import PlanSpec, checked_plan, errors  # noqa: E402
+from dsv4ctl.tune.plans import PlanSpec, checked_plan, errors
 
 
 def _finished(out: Path) -> set[str]:

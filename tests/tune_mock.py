@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mock_openai import MockConfig, ThreadedMock  # noqa: E402
+from mock_openai import MockConfig, ThreadedMock
 
 OPTIMUM = {"max_running_requests": 32, "chunked_prefill_size": 1024}
 BASE_ITL_S = 0.02  # large against event-loop jitter on a busy CI machine

@@ -6,9 +6,9 @@ inside its candidate directory of the tune, so the server log sits beside its be
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from dsv4ctl.errors import UserError
 
@@ -89,5 +89,5 @@ class EndpointEngine:
         self.server = Server(base_url, model, gpus)
 
     @contextlib.contextmanager
-    def serve(self, plan, workdir: Path) -> Iterator[Server]:  # noqa: ARG002 - same shape as LaunchEngine
+    def serve(self, plan, workdir: Path) -> Iterator[Server]:
         yield self.server

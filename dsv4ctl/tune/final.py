@@ -15,8 +15,8 @@ from typing import Any
 from dsv4ctl.bench.loadgen import BenchFailed
 from dsv4ctl.bench.records import read_json, write_json
 from dsv4ctl.errors import UserError
-from dsv4ctl.tune.engines import CandidateFailed
 from dsv4ctl.tune import measure, space
+from dsv4ctl.tune.engines import CandidateFailed
 from dsv4ctl.tune.objective import judge
 from dsv4ctl.tune.plans import checked_plan
 from dsv4ctl.tune.space import Candidate

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsv4ctl.bench import metrics, records as rec_io
+from dsv4ctl.bench import metrics
+from dsv4ctl.bench import records as rec_io
 from dsv4ctl.bench.workloads import Prompt
 from dsv4ctl.tune.objective import Slo, Watch
 

@@ -18,8 +18,8 @@ from dsv4ctl.bench.records import read_json
 from dsv4ctl.errors import UserError
 from dsv4ctl.tune import tunedir
 from dsv4ctl.tune.measure import workload_text
-from dsv4ctl.tune.report import command_line
 from dsv4ctl.tune.plans import PlanSpec, checked_plan
+from dsv4ctl.tune.report import command_line
 
 
 def overlay_name(plan) -> str:

@@ -56,7 +56,7 @@ class Live:
 
             self.live = RichLive(table([], counts, unit), console=err, refresh_per_second=2, transient=False)
 
-    def __enter__(self) -> "Live":
+    def __enter__(self) -> Live:
         if self.live:
             self.live.__enter__()
         return self

@@ -9,8 +9,9 @@ back, never re-run, so `--resume` continues where a crash or Ctrl-C stopped."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 

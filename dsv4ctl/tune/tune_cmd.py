@@ -114,7 +114,8 @@ def main(a: dict[str, Any]) -> None:
 
 def finish(tune: search.Tune, results: list[dict[str, Any]], gate, repeats: int) -> dict[str, Any] | None:
     """Baseline vs winner, then report.md, pareto.png and winner-plan.yaml in the tune directory."""
-    from dsv4ctl.tune import final as final_step, report
+    from dsv4ctl.tune import final as final_step
+    from dsv4ctl.tune import report
     from dsv4ctl.tune.space import sets_of
 
     top = search.best(results)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from dsv4ctl.bench.records import read_json, write_json
 from dsv4ctl.errors import UserError
@@ -31,7 +32,7 @@ class TuneDir:
         self.path = Path(path)
 
     @classmethod
-    def open(cls, path: Path, request: dict[str, Any], resume: bool) -> "TuneDir":
+    def open(cls, path: Path, request: dict[str, Any], resume: bool) -> TuneDir:
         """A new tune directory, or with --resume the same tune continued (its request must match)."""
         td = cls(path)
         req_file = td.path / REQUEST
