@@ -58,9 +58,7 @@ class MockEngine:
 
 def args(out: Path, **over) -> dict:
     """`dsv4ctl tune`'s options as the command passes them to tune_cmd.main."""
-    a = dict(plan=None, hw="h200", variant="flash", recipe="balanced", quant=None, nodes=None, mtp=None,
-             megamoe=None, hicache=None, reasoning_parser=None, tool_call_parser=None, context_length=None,
-             engine_version=None, set_=None, engine="sglang", base_url=None, model=None, gpus=1,
+    a = dict(plan=None, hw="h200", variant="flash", recipe="balanced", toggles=None, set_=None, engine="sglang", base_url=None, model=None, gpus=1,
              knobs="max_running_requests,chunked_prefill_size", workload="random", num_prompts=8, input_len=16,
              output_len=6, range_ratio=0.0, prefix_groups=1, prefix_len=4, trace=None, seed=0,
              concurrency="4", slo="tpot=80ms", slo_percentile=90.0, objective="throughput", budget=30,

@@ -61,7 +61,7 @@ def show_explanation(exp) -> None:
         table.add_row(str(i), escape(layer), _fmt(value))
     out.print(table)
     out.print(f"[bold]final[/]: {_fmt(exp.final)}  [bold]won[/]: {escape(exp.winner)}")
-    from dsv4ctl.resolve.catalog import tuned_evidence
+    from dsv4ctl.profiles import tuned_evidence
 
     for layer in dict.fromkeys(layer for layer, _ in exp.steps):  # a tuned overlay points at its evidence
         pointer = tuned_evidence(layer)

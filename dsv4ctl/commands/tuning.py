@@ -8,20 +8,17 @@ from typing import Optional
 
 import typer
 
-from dsv4ctl.commands.plan_options import (
-    ContextOpt, EngineVersionOpt, HicacheOpt, HwOpt, MegamoeOpt, MtpOpt, NodesOpt, QuantOpt, ReasoningOpt,
-    RecipeOpt, SetOpt, ToolOpt, VariantOpt,
-)
+from dsv4ctl.commands.plan_options import HwOpt, RecipeOpt, SetOpt, VariantOpt, model_options
+from dsv4ctl.schema.recipe import Toggles
 
 O = typer.Option
 
 
+@model_options
 def tune(
     plan: Optional[Path] = O(None, "--plan", help="A plan file (or the plan options below)."),
-    hw: HwOpt = None, variant: VariantOpt = "flash", recipe: RecipeOpt = "balanced", quant: QuantOpt = None,
-    nodes: NodesOpt = None, mtp: MtpOpt = None, megamoe: MegamoeOpt = None, hicache: HicacheOpt = None,
-    reasoning_parser: ReasoningOpt = None, tool_call_parser: ToolOpt = None, context_length: ContextOpt = None,
-    engine_version: EngineVersionOpt = None, set_: SetOpt = None,
+    hw: HwOpt = None, variant: VariantOpt = "flash", recipe: RecipeOpt = "balanced", toggles: Toggles = None,
+    set_: SetOpt = None,
     engine: Optional[str] = O(None, "--engine", help="builtin | sglang (default: the plan's engine)."),
     base_url: Optional[str] = O(None, "--base-url", help="A running endpoint: only the load ladder is tuned."),
     model: Optional[str] = O(None, "--model", help="With --base-url: the model name (default /v1/models)."),

@@ -45,9 +45,13 @@ class LaunchEngine:
         if plan.nodes > 1:
             raise UserError(f"a {plan.nodes}-node plan cannot be tuned from one host", where="tune",
                             fix="tune a single-node plan")
-        opts = assemble.ServeOptions(engine=self.name, engine_bin=self.engine_bin, host="127.0.0.1",
-                                     port=free_port(), timeout=self.timeout_s, grace=5.0)
-        launch = assemble.build_launch(plan, opts, engine=self.name, dry_run=False)
+        from dsv4ctl.pipeline import check_plan
+
+        # a local port of its own: candidates never collide with each other or with a server already running
+        local = plan.keys.model_copy(update={"host": "127.0.0.1", "port": free_port()})
+        opts = assemble.ServeOptions(engine=self.name, engine_bin=self.engine_bin, timeout=self.timeout_s, grace=5.0)
+        launch = assemble.build_launch(check_plan(plan.model_copy(update={"keys": local})), opts, engine=self.name,
+                                       dry_run=False)
         extra = self.extra_args or (BUILTIN_GPU_ARGS if self.name == "builtin" and plan.hardware != "cpu" else [])
         for spec in launch.specs:
             spec.argv += extra if self.name == "builtin" else []

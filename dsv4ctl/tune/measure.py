@@ -29,8 +29,9 @@ class LoadSpec:
 
     def prompts(self) -> list[Prompt]:
         from dsv4ctl.bench.load_cmd import build_prompts
+        from dsv4ctl.bench.options import LoadOptions
 
-        return build_prompts(self.workload)
+        return build_prompts(LoadOptions(**self.workload))
 
     def as_dict(self) -> dict[str, Any]:
         return {"workload": {k: str(v) if isinstance(v, Path) else v for k, v in self.workload.items()},

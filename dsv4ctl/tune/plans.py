@@ -1,7 +1,7 @@
 """The plan a candidate runs: the tune's base inputs plus the candidate's `--set`s, checked by the rules.
 
-`checked_plan` is the one place that turns inputs into a checked plan (the pipeline contract, issue
-19); everything in tune/ goes through it."""
+`checked_plan` hands them to the pipeline (`make_plan`, issue 19): every candidate is resolved and
+checked exactly as `dsv4ctl plan` would."""
 
 from __future__ import annotations
 
@@ -30,10 +30,12 @@ class PlanSpec:
 
 def checked_plan(spec: PlanSpec, extra_sets: list[str] | None = None):
     """The resolved plan with its findings and sizing (errors are the caller's to act on)."""
-    from dsv4ctl.commands.plan_options import add_findings, build_plan
+    from dsv4ctl.pipeline import PlanRequest, make_plan
+    from dsv4ctl.schema.recipe import Toggles
 
-    sets = [*spec.sets, *(extra_sets or [])]
-    return add_findings(build_plan(spec.hw, spec.variant, spec.recipe, sets=sets, **spec.toggles))
+    request = PlanRequest(hw=spec.hw, variant=spec.variant, recipe=spec.recipe, toggles=Toggles(**spec.toggles),
+                          sets=(*spec.sets, *(extra_sets or ())))
+    return make_plan(request).plan
 
 
 def errors(plan) -> list[str]:

@@ -11,10 +11,6 @@ from dsv4ctl.tune import measure, search, tunables
 from dsv4ctl.tune.objective import parse_objective, parse_slo
 from dsv4ctl.tune.plans import PlanSpec, checked_plan, errors, spec_from_plan_file
 
-TOGGLES = ("quant", "nodes", "mtp", "megamoe", "hicache", "reasoning_parser", "tool_call_parser",
-           "context_length", "engine_version")
-
-
 def plan_spec(a: dict[str, Any]) -> PlanSpec:
     if a["plan"] and a["hw"]:
         raise UserError("both --plan and --hw given", where="tune", fix="pass a plan file or the plan options")
@@ -22,7 +18,7 @@ def plan_spec(a: dict[str, Any]) -> PlanSpec:
         return spec_from_plan_file(a["plan"])
     if not a["hw"]:
         raise UserError("no plan given", where="tune", fix="pass --plan plan.yaml or --hw/--variant/--recipe")
-    toggles = {k: a[k] for k in TOGGLES if a[k] is not None}
+    toggles = a["toggles"].model_dump(exclude_none=True) if a["toggles"] is not None else {}
     return PlanSpec(a["hw"], a["variant"], a["recipe"], toggles, list(a["set_"] or []))
 
 
