@@ -55,10 +55,8 @@ def tuned_overlays() -> list[tuple[str, TunedOverlay]]:
         return []
     out = []
     for p in sorted(folder.glob("*.yaml")):
-        from dsv4ctl.tune.guard import check_static  # only when an overlay exists: plan stays lean
-
         overlay = load_model(TunedOverlay, p)
-        check_static(overlay, str(p))  # an overlay without evidence of a real gain is never applied
+        check_overlay(overlay, str(p))  # an overlay without evidence of a real gain is never applied
         out.append((p.name, overlay))
     return out
 
@@ -75,3 +73,36 @@ def tuned_evidence(label: str) -> str | None:
             return (f"{file}: {ev.objective} {fmt(ev.baseline_scores)} → {fmt(ev.tuned_scores)} {ev.unit}, "
                     f"tune dir {ev.tune_dir} (sha256 {ev.digest[:16]}), {ev.date}")
     return None
+
+
+def check_overlay(overlay, where: str) -> None:
+    """The tuned-overlay guardrails that need no plan (keys, baseline values, evidence, noise, accuracy);
+    the rule check is `dsv4ctl.tune.guard.check_rules`."""
+    from dsv4ctl.errors import UserError
+    from dsv4ctl.schema.recipe import judge
+    from dsv4ctl.schema.tunable import overlay_keys
+
+    allowed = overlay_keys()
+    for key in overlay.keys:
+        if key not in allowed:
+            raise UserError(f"'{key}' is not a tunable key", where=f"{where}: keys.{key}",
+                            fix=f"tuned overlays may set only: {', '.join(sorted(allowed))}")
+        if key not in overlay.baseline:
+            raise UserError(f"no baseline value for '{key}'", where=f"{where}: baseline.{key}",
+                            fix="write overlays with `dsv4ctl propose TUNE_DIR`")
+    if overlay.env:
+        name = next(iter(overlay.env))
+        raise UserError("environment variables are not tunable", where=f"{where}: env.{name}",
+                        fix="remove env: from the overlay (tune keys only)")
+    ev = overlay.evidence
+    if ev is None:
+        raise UserError("the overlay has no evidence", where=f"{where}: evidence",
+                        fix="write overlays with `dsv4ctl propose TUNE_DIR` (it attaches the measurements)")
+    verdict = judge(ev.baseline_scores, ev.tuned_scores)
+    if not verdict["beyond_noise"]:
+        raise UserError(f"evidence shows no improvement beyond noise ({verdict.get('why')})",
+                        where=f"{where}: evidence", fix="keep the baseline, or tune again with more repeats/requests")
+    if ev.accuracy is not None and not ev.accuracy.get("passed", False):
+        raise UserError(f"the accuracy gate failed (drop {ev.accuracy.get('drop')})",
+                        where=f"{where}: evidence.accuracy",
+                        fix="discard this overlay: the tuned plan changes answers")

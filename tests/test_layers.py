@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"pipeline"},  # resolve → render once → rules + sizing: CheckedPlan
     {"space", "predict"},  # the plan-space check; the GPU-free performance model
     {"launch", "bench"},  # serve's supervisor; the load generator (its reports show predictions)
+    {"tune"},  # candidates through the pipeline, served by launch, measured by bench
     {"commands"},  # the Typer commands
     {"cli"},
     {"__main__"},

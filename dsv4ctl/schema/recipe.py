@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -130,6 +131,29 @@ class Evidence(Strict):
     baseline_summary: dict[str, Any] = Field(default_factory=dict)
     tuned_summary: dict[str, Any] = Field(default_factory=dict)
     accuracy: dict[str, Any] | None = None
+
+
+def _spread(vals: list[float]) -> float:
+    mid = statistics.median(vals)
+    return (max(vals) - min(vals)) / mid if mid > 0 else 0.0
+
+
+def judge(baseline: list[float | None], tuned: list[float | None]) -> dict[str, Any]:
+    """Is the tuned point better beyond noise? Each side was measured `repeats` times on its own
+    server. Noise is the larger relative spread, (max − min) / median, of either side's repeats.
+    Better beyond noise: the tuned side's worst repeat beats the baseline's best, and the median gain
+    exceeds the noise. A repeat that missed the SLO scores 0."""
+    b, t = [v or 0.0 for v in baseline], [v or 0.0 for v in tuned]
+    if len(b) < 2 or len(t) < 2:
+        return {"gain": None, "noise": None, "beyond_noise": False,
+                "why": "each point needs at least 2 repeats to measure noise"}
+    mb, mt = statistics.median(b), statistics.median(t)
+    noise = max(_spread(b), _spread(t))
+    gain = mt / mb - 1 if mb > 0 else None
+    beyond = min(t) > max(b) and (gain is None or gain > noise)
+    why = (f"median {mt:.4g} vs {mb:.4g} ({'baseline never met the SLO' if gain is None else f'{gain:+.1%}'}), "
+           f"noise {noise:.1%}; worst tuned {min(t):.4g} vs best baseline {max(b):.4g}")
+    return {"gain": gain, "noise": noise, "beyond_noise": beyond, "why": why}
 
 
 class TunedOverlay(Strict):

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -82,3 +84,20 @@ class Tunable(Strict):
 
 class TunableSet(Strict):
     tunables: list[Tunable]
+
+
+TUNABLES_FILE = Path(__file__).resolve().parents[1] / "tune" / "tunables.yaml"
+
+
+@lru_cache(maxsize=1)
+def all_tunables() -> dict[str, Tunable]:
+    """dsv4ctl/tune/tunables.yaml by key (read here, below everything that checks an overlay)."""
+    from dsv4ctl.schema.io import load_model
+
+    return {t.key: t for t in load_model(TunableSet, TUNABLES_FILE).tunables}
+
+
+def overlay_keys() -> set[str]:
+    """Keys a tuned overlay may carry: the tunables and the keys that follow them."""
+    tun = all_tunables()
+    return set(tun) | {c for t in tun.values() for c in t.couples}

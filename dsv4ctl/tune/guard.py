@@ -11,37 +11,7 @@ from __future__ import annotations
 import json
 
 from dsv4ctl.errors import UserError
-
-
-def check_static(overlay, where: str) -> None:
-    """The checks that need no plan: keys, baseline values, evidence, noise, accuracy."""
-    from dsv4ctl.tune.objective import judge
-    from dsv4ctl.tune.tunables import overlay_keys
-
-    allowed = overlay_keys()
-    for key in overlay.keys:
-        if key not in allowed:
-            raise UserError(f"'{key}' is not a tunable key", where=f"{where}: keys.{key}",
-                            fix=f"tuned overlays may set only: {', '.join(sorted(allowed))}")
-        if key not in overlay.baseline:
-            raise UserError(f"no baseline value for '{key}'", where=f"{where}: baseline.{key}",
-                            fix="write overlays with `dsv4ctl propose TUNE_DIR`")
-    if overlay.env:
-        name = next(iter(overlay.env))
-        raise UserError("environment variables are not tunable", where=f"{where}: env.{name}",
-                        fix="remove env: from the overlay (tune keys only)")
-    ev = overlay.evidence
-    if ev is None:
-        raise UserError("the overlay has no evidence", where=f"{where}: evidence",
-                        fix="write overlays with `dsv4ctl propose TUNE_DIR` (it attaches the measurements)")
-    verdict = judge(ev.baseline_scores, ev.tuned_scores)
-    if not verdict["beyond_noise"]:
-        raise UserError(f"evidence shows no improvement beyond noise ({verdict.get('why')})",
-                        where=f"{where}: evidence", fix="keep the baseline, or tune again with more repeats/requests")
-    if ev.accuracy is not None and not ev.accuracy.get("passed", False):
-        raise UserError(f"the accuracy gate failed (drop {ev.accuracy.get('drop')})",
-                        where=f"{where}: evidence.accuracy",
-                        fix="discard this overlay: the tuned plan changes answers")
+from dsv4ctl.profiles import check_overlay as check_static  # noqa: F401 (run on every load, so it lives there)
 
 
 def cell_of(overlay, where: str) -> dict[str, str | None]:

@@ -14,12 +14,12 @@ Objectives (higher is better), over the load points of a candidate that meet the
 from __future__ import annotations
 
 import re
-import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 from dsv4ctl.bench.metrics import tpot_ms
 from dsv4ctl.errors import UserError
+from dsv4ctl.schema.recipe import judge  # noqa: F401 (the noise verdict lives with the evidence it judges)
 
 METRICS = ("ttft", "tpot", "itl", "e2e")
 _UNITS = {"ms": 1.0, "s": 1000.0, "": 1.0}
@@ -135,25 +135,3 @@ def parse_objective(text: str) -> Objective:
     raise UserError(f"unknown objective {text!r}", where="--objective",
                     fix="use throughput, goodput or per-user@C (e.g. per-user@8)")
 
-
-def _spread(vals: list[float]) -> float:
-    mid = statistics.median(vals)
-    return (max(vals) - min(vals)) / mid if mid > 0 else 0.0
-
-
-def judge(baseline: list[float | None], tuned: list[float | None]) -> dict[str, Any]:
-    """Is the tuned point better beyond noise? Each side was measured `repeats` times on its own
-    server. Noise is the larger relative spread, (max − min) / median, of either side's repeats.
-    Better beyond noise: the tuned side's worst repeat beats the baseline's best, and the median gain
-    exceeds the noise. A repeat that missed the SLO scores 0."""
-    b, t = [v or 0.0 for v in baseline], [v or 0.0 for v in tuned]
-    if len(b) < 2 or len(t) < 2:
-        return {"gain": None, "noise": None, "beyond_noise": False,
-                "why": "each point needs at least 2 repeats to measure noise"}
-    mb, mt = statistics.median(b), statistics.median(t)
-    noise = max(_spread(b), _spread(t))
-    gain = mt / mb - 1 if mb > 0 else None
-    beyond = min(t) > max(b) and (gain is None or gain > noise)
-    why = (f"median {mt:.4g} vs {mb:.4g} ({'baseline never met the SLO' if gain is None else f'{gain:+.1%}'}), "
-           f"noise {noise:.1%}; worst tuned {min(t):.4g} vs best baseline {max(b):.4g}")
-    return {"gain": gain, "noise": noise, "beyond_noise": beyond, "why": why}

@@ -2,26 +2,8 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 from dsv4ctl.errors import UserError, did_you_mean
-from dsv4ctl.schema.tunable import Tunable, TunableSet
-
-TUNABLES_FILE = Path(__file__).with_name("tunables.yaml")
-
-
-@lru_cache(maxsize=1)
-def all_tunables() -> dict[str, Tunable]:
-    from dsv4ctl.schema.io import load_model
-
-    return {t.key: t for t in load_model(TunableSet, TUNABLES_FILE).tunables}
-
-
-def overlay_keys() -> set[str]:
-    """Keys a tuned overlay may carry: the tunables and the keys that follow them."""
-    tun = all_tunables()
-    return set(tun) | {c for t in tun.values() for c in t.couples}
+from dsv4ctl.schema.tunable import Tunable, all_tunables, overlay_keys  # noqa: F401 (overlay_keys re-exported)
 
 
 def ignored_because(t: Tunable, plan, engine: str) -> str | None:
