@@ -131,8 +131,10 @@ class PrefillSide(DisaggSide):
         if room is not None and room.link is link:
             if room.transfer is not None:
                 await asyncio.wait([room.transfer])  # an ongoing write ends before we say "cancelled"
-            room.fail(APIError(503, f"the decode worker gave up on bootstrap room {msg.room}: {msg.reason}",
-                               code="pd_cancelled"))
+        err = APIError(503, f"the decode worker gave up on bootstrap room {msg.room}: {msg.reason}", code="pd_cancelled")
+        self._tombstone(msg.room, err)  # the prefill request may still come: it fails at once
+        if room is not None and room.link is link:
+            room.fail(err)
             if not room.claimed:
                 self.rooms.pop(msg.room, None)
         await link.send(Cancelled(room=msg.room))
@@ -140,8 +142,10 @@ class PrefillSide(DisaggSide):
     def _on_link_lost(self, link: Link) -> None:
         session = getattr(getattr(link, "hello", None), "session", link.peer)
         for room in [r for r in self.rooms.values() if r.link is link and not r.done]:
-            room.fail(APIError(502, f"the decode worker ({session}) closed the bootstrap connection "
-                               f"(did it exit?); bootstrap room {room.room} is dropped", code="decode_gone"))
+            err = APIError(502, f"the decode worker ({session}) closed the bootstrap connection "
+                           f"(did it exit?); bootstrap room {room.room} is dropped", code="decode_gone")
+            room.fail(err)
+            self._tombstone(room.room, err)
             if not room.claimed:
                 self.rooms.pop(room.room, None)
 
