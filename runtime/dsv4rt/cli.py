@@ -91,7 +91,7 @@ def plan_options(path: Path, role: str | None = None) -> dict:
     keys = dict(plan.get("keys") or {})
     roles = {r.get("name"): r for r in plan.get("roles") or []}
     if role in (None, "single") and extra_roles(roles):
-        raise UsageError(f"{path}: roles {extra_roles(roles)}: pass --plan-role to serve one of them")
+        raise UsageError(f"{path}: roles {extra_roles(roles)} (disaggregation): pass --plan-role ROLE to serve one")
     if role not in (None, "single") and role not in roles:
         raise UsageError(f"{path}: the plan has no role {role!r} (roles: {', '.join(sorted(roles))})")
     keys.update((roles.get(role or "single") or {}).get("keys") or {})
