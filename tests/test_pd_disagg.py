@@ -97,6 +97,18 @@ def _complete(base: str, text: str, stream: bool, max_tokens: int = 8) -> str:
     return "".join(c.choices[0].text for c in client.completions.create(stream=True, **kw) if c.choices)
 
 
+def _chat(base: str, text: str, stream: bool) -> str:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0, timeout=300)
+    kw = dict(model=MODEL, messages=[{"role": "user", "content": text}], max_tokens=6, temperature=0,
+              extra_body={"chat_template_kwargs": {"thinking": False}, "ignore_eos": True})
+    if not stream:
+        return client.chat.completions.create(**kw).choices[0].message.content
+    return "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(stream=True, **kw)
+                   if c.choices)
+
+
 def test_serve_runs_prefill_decode_router_each_with_its_log(cluster):
     m = cluster["manifest"]
     assert set(m["roles"]) == {"prefill", "decode", "router"} and m["status"] == "running"
@@ -117,6 +129,8 @@ def test_greedy_output_through_router_equals_a_single_server(cluster, single):
     assert [len(t) for t in pd] == [len(t) for t in ref]
     mismatched = [n for n, a, b in zip(LENGTHS, pd, ref) if a != b]
     assert not mismatched, f"prompt lengths whose PD output differs: {mismatched}"
+    for stream in (False, True):  # chat: the V4 prompt encoding runs on both workers
+        assert _chat(cluster["router"], "why is the sky blue?", stream) == _chat(single.url, "why is the sky blue?", False)
     wait_slots_free(cluster["prefill"], cluster["decode"])
 
 

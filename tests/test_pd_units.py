@@ -172,3 +172,13 @@ def test_serve_builds_prefill_decode_and_router_for_a_builtin_pd_plan(tmp_path, 
     assert rtr.argv[i + 1:i + 3] == ["http://127.0.0.1:30000", "41998"] and "--pd-disaggregation" in rtr.argv
     assert rtr.argv[rtr.argv.index("--decode") + 1] == "http://127.0.0.1:30001"
     assert all(s.argv[s.argv.index("--api-key") + 1] == "k" for s in launch.specs)
+
+
+def test_chat_reads_the_spellings_sglang_router_sends():
+    from dsv4rt.server.chat import sglang_spellings
+
+    body = {"max_completion_tokens": 6, "chat_template_kwargs": {"thinking": False}}
+    assert sglang_spellings(body) == {**body, "max_tokens": 6, "thinking": {"type": "disabled"}}
+    own = {"max_tokens": 3, "max_completion_tokens": 6, "thinking": {"type": "enabled"},
+           "chat_template_kwargs": {"thinking": False}}
+    assert sglang_spellings(own) == own  # the request's own fields win
