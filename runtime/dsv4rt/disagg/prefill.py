@@ -33,6 +33,7 @@ class Room:
         self.done = False
         self.transfer: asyncio.Future | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # loop time by which the registration must be in (set when claimed)
 
     def fail(self, err: APIError) -> None:
         if self.failure is None and not self.done:
