@@ -157,12 +157,14 @@ def test_a_bad_bootstrap_message_is_a_protocol_error():
 
 def test_serve_builds_prefill_decode_and_router_for_a_builtin_pd_plan(tmp_path, monkeypatch, tiny_dir):
     from dsv4ctl.launch import assemble
+    from dsv4ctl.pipeline import check_plan
     from dsv4ctl.resolve import resolve_plan
 
     monkeypatch.setenv("DSV4CTL_PD_BOOTSTRAP_PORT", "41998")
     plan = resolve_plan("cpu", "tiny", "pd-disagg")
-    launch = assemble.build_launch(plan, assemble.ServeOptions(model_path=str(tiny_dir), api_key="k"),
-                                   engine="builtin", dry_run=True)
+    plan = plan.model_copy(update={"keys": plan.keys.model_copy(update={"model_path": str(tiny_dir)})})
+    launch = assemble.build_launch(check_plan(plan), assemble.ServeOptions(api_key="k"), engine="builtin",
+                                   dry_run=True)
     pre, dec, rtr = launch.specs
     assert [s.role for s in launch.specs] == ["prefill", "decode", "router"] and launch.endpoint is rtr
     assert (pre.port, dec.port, rtr.port) == (30000, 30001, 8000)
