@@ -162,7 +162,7 @@ CASES = {
         for_runtime(mk("cpu", "tiny", "bf16", "balanced", gpn=1, **M112)),
         for_runtime(mk("cpu", "tiny", "bf16", "balanced", gpn=1))),
     "BUILTIN-MULTI-PROCESS": (
-        for_runtime(pd_plan("cpu", "tiny", "bf16")),
+        for_runtime(pd_plan("cpu", "tiny", "bf16", role_nodes=2)),  # a PD pair fits; multi-node does not
         for_runtime(mk("cpu", "tiny", "bf16", "balanced", gpn=1))),
 }
 

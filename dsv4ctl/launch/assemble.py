@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from dsv4ctl.console import err
 from dsv4ctl.errors import UserError
-from dsv4ctl.launch import builtin, preflight
+from dsv4ctl.launch import builtin, pd, preflight
 from dsv4ctl.launch.session import RUN_DIR_TOKEN, Launch
 from dsv4ctl.launch.supervisor import ChildSpec
 from dsv4ctl.pipeline import CheckedPlan, PlanRequest
@@ -104,9 +104,15 @@ def builtin_specs(plan: LaunchPlan, opts: ServeOptions, create: bool) -> tuple[l
     model, served = builtin_model(plan, create)
     host = plan.keys.host
     port = plan.keys.port
-    argv = builtin.builtin_argv(model, host=host, port=port, served_model_name=served,
-                                api_key=opts.api_key, plan_path=Path(RUN_DIR_TOKEN, "plan.yaml"))
-    return [ChildSpec("single", argv, dict(plan.env), port, host)], served
+
+    def argv(p: int) -> list[str]:
+        return builtin.builtin_argv(model, host=host, port=p, served_model_name=served,
+                                    api_key=opts.api_key, plan_path=Path(RUN_DIR_TOKEN, "plan.yaml"))
+    if pd.is_pd(plan):  # prefill + decode workers behind sglang-router (its port: the plan's, --port applied)
+        if create:
+            pd.check_bootstrap_port(host)
+        return pd.pd_specs(plan, argv, host=host, router_port=None, api_key=opts.api_key, env=dict(plan.env)), served
+    return [ChildSpec("single", argv(port), dict(plan.env), port, host)], served
 
 
 def expected_model(plan: LaunchPlan) -> str:

@@ -36,15 +36,23 @@ def wait_health(base_url: str, deadline: float, tick: Callable[[], None], poll_s
 
 
 def check_completion(base_url: str, model: str, api_key: str | None, timeout_s: float = 120.0) -> str:
-    """Send one real /v1/completions request; return the text. Raises NotReady on a wrong answer."""
+    """Send one real /v1/completions request; return the text. Raises NotReady on a wrong answer.
+    A 503 is retried until the timeout: sglang-router answers /health before it has registered its
+    workers, and 503s ("no prefill workers available") until then."""
     import httpx
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = {"model": model, "prompt": "The capital of France is", "max_tokens": 8, "temperature": 0}
-    try:
-        resp = httpx.post(f"{base_url}/v1/completions", json=body, headers=headers, timeout=timeout_s)
-    except httpx.HTTPError as exc:
-        raise NotReady(f"test request to {base_url} failed: {exc}") from exc
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            resp = httpx.post(f"{base_url}/v1/completions", json=body, headers=headers,
+                              timeout=max(deadline - time.monotonic(), 1.0))
+        except httpx.HTTPError as exc:
+            raise NotReady(f"test request to {base_url} failed: {exc}") from exc
+        if resp.status_code != 503 or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
     if resp.status_code != 200:
         raise NotReady(f"test request returned HTTP {resp.status_code}: {resp.text[:200]}")
     return _completion_text(resp.json(), model)

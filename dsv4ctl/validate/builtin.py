@@ -25,16 +25,18 @@ def builtin_keys(ctx):
     return Hit(f"not implemented by the included runtime: {listed}", {"keys": ", ".join(sorted(bad))})
 
 
-@rule("BUILTIN-MULTI-PROCESS", "error", "the included runtime serves one process on one node",
-      fix="use a single-server recipe (low-latency, balanced, max-throughput) on one node")
+@rule("BUILTIN-MULTI-PROCESS", "error", "the included runtime serves one node: one server, or a PD pair",
+      fix="use a single-server recipe (low-latency, balanced, max-throughput) or pd-disagg on one node")
 def builtin_roles(ctx):
-    """Prefill/decode disaggregation, routers and multi-node plans need several engine processes;
-    the included runtime is a single server."""
+    """Multi-node plans, and roles other than one server or a prefill/decode pair behind sglang-router,
+    need processes the included runtime does not start."""
     if ctx.plan.engine != "builtin":
         return None
-    from dsv4rt.plan_keys import extra_roles
+    from dsv4rt.plan_keys import PD_ROLES, extra_roles
 
     roles = extra_roles(r.name for r in ctx.plan.roles)
     if not roles and ctx.plan.nodes == 1:
         return None
+    if sorted(roles) == sorted(PD_ROLES) and all(r.nodes <= 1 for r in ctx.plan.roles):
+        return None  # a PD pair and its router, all on this host
     return Hit(f"roles {roles or ['single']} over {ctx.plan.nodes} node(s)", {"roles": roles})

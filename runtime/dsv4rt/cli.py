@@ -46,12 +46,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cuda-graph-bs", "--cuda-graph-bs-decode", dest="cuda_graph_bs", type=int, nargs="+",
                    help="decode batch sizes to capture (default: a ladder up to the slot count)")
     s.add_argument("--speculative-algorithm", help="speculative decoding is not implemented")
+    s.add_argument("--plan-role", help="the plan role this server is (prefill, decode; default single)")
+    add_disagg_flags(s)
     s.add_argument("--log-level", default="info")
     return p
 
 
-def plan_options(path: Path) -> dict:
-    """The serve options a plan file sets; unknown or unimplemented keys raise UsageError naming them."""
+def add_disagg_flags(s: argparse.ArgumentParser) -> None:
+    """SGLang's PD flags (docs/runtime.md, "Prefill/decode disaggregation")."""
+    s.add_argument("--disaggregation-mode", choices=["null", "prefill", "decode"], help="PD role (default null)")
+    s.add_argument("--disaggregation-bootstrap-port", type=int, help="prefill: the bootstrap server's port (8998)")
+    s.add_argument("--disaggregation-transfer-backend", help="only mooncake")
+    s.add_argument("--disaggregation-ib-device", help="RDMA devices for Mooncake (unset: TCP)")
+    s.add_argument("--disaggregation-bootstrap-timeout", type=float,
+                   help="prefill: seconds a request waits for its decode registration, and a registration for its request")
+    s.add_argument("--disaggregation-transfer-timeout", type=float,
+                   help="decode: seconds a registered request waits for its state")
+
+
+def disagg_config(opts: dict):
+    """DisaggConfig for a PD role, else None (the runtime serves as a single server)."""
+    mode = opts.get("disaggregation_mode")
+    if mode in (None, "null"):
+        return None
+    from dsv4rt.disagg.config import DisaggConfig
+
+    kw = {"bootstrap_port": "disaggregation_bootstrap_port", "transfer_backend": "disaggregation_transfer_backend",
+          "ib_device": "disaggregation_ib_device", "bootstrap_timeout_s": "disaggregation_bootstrap_timeout",
+          "transfer_timeout_s": "disaggregation_transfer_timeout"}
+    return DisaggConfig(mode=mode, **{k: opts[o] for k, o in kw.items() if opts.get(o) is not None})
+
+
+def plan_options(path: Path, role: str | None = None) -> dict:
+    """The serve options a plan file sets (its `role`'s keys over the plan's); unknown or unimplemented
+    keys raise UsageError naming them."""
     import yaml
 
     from dsv4rt import yaml_io  # the one bounded reader (size, aliases, nesting)
@@ -62,9 +90,11 @@ def plan_options(path: Path) -> dict:
         raise UsageError(f"{path}: cannot read plan: {' '.join(str(e).split())}") from None
     keys = dict(plan.get("keys") or {})
     roles = {r.get("name"): r for r in plan.get("roles") or []}
-    if extra_roles(roles):
-        raise UsageError(f"{path}: roles {extra_roles(roles)} (disaggregation) are not implemented")
-    keys.update((roles.get("single") or {}).get("keys") or {})
+    if role in (None, "single") and extra_roles(roles):
+        raise UsageError(f"{path}: roles {extra_roles(roles)} (disaggregation): pass --plan-role ROLE to serve one")
+    if role not in (None, "single") and role not in roles:
+        raise UsageError(f"{path}: the plan has no role {role!r} (roles: {', '.join(sorted(roles))})")
+    keys.update((roles.get(role or "single") or {}).get("keys") or {})
     bad = [f"{k}={v!r}" for k, v in unsupported(keys).items()]
     if bad:
         raise UsageError(f"{path}: plan keys not implemented by the included runtime: {', '.join(sorted(bad))}")
@@ -73,8 +103,8 @@ def plan_options(path: Path) -> dict:
 
 def resolve_options(ns: argparse.Namespace) -> dict:
     """Flags over plan keys; refuse implemented-only-at-neutral options with their names."""
-    opts = plan_options(ns.plan) if ns.plan else {}
-    opts.update({k: v for k, v in vars(ns).items() if v is not None and k not in ("plan", "command")})
+    opts = plan_options(ns.plan, ns.plan_role) if ns.plan else {}
+    opts.update({k: v for k, v in vars(ns).items() if v is not None and k not in ("plan", "command", "plan_role")})
     bad = [f"{k}={opts[k]!r}" for k, ok in OPTION_NEUTRAL.items() if opts.get(k) not in ok]
     if bad:
         raise UsageError(f"not implemented by the included runtime: {', '.join(bad)}")
@@ -100,7 +130,13 @@ def serve(opts: dict) -> None:
 
     cfg = engine_config(opts)
     name = opts.get("served_model_name") or Path(cfg.model_path).name
-    app = create_app(build_state(cfg, name, opts.get("api_key")))
+    state = build_state(cfg, name, opts.get("api_key"))
+    pd = disagg_config(opts)
+    if pd is not None:
+        from dsv4rt.disagg.side import build_side
+
+        state.disagg = build_side(pd, state, opts.get("host") or DEFAULT_HOST)
+    app = create_app(state)
     uvicorn.run(app, host=opts.get("host") or DEFAULT_HOST, port=opts.get("port") or DEFAULT_PORT,
                 log_level=opts.get("log_level", "info"))
 
@@ -111,8 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = resolve_options(ns)
         engine_config(opts)  # validate before loading anything
+        disagg_config(opts)
     except (UsageError, ValueError) as e:
         print(f"dsv4rt serve: error: {e}", file=sys.stderr)
         return 2
-    serve(opts)
+    try:
+        serve(opts)
+    except RuntimeError as e:  # e.g. Mooncake cannot start: one line, not a traceback
+        if type(e).__name__ != "TransferError":
+            raise
+        print(f"dsv4rt serve: error: {e}", file=sys.stderr)
+        return 2
     return 0

@@ -13,11 +13,13 @@ PLAN_TO_OPTION = {
     "context_length": "context_length", "spec_algorithm": "speculative_algorithm",
     "cuda_graph_max_bs": "cuda_graph_max_bs", "cuda_graph_bs": "cuda_graph_bs",
     "disable_cuda_graph": "disable_cuda_graph",
+    "disagg_mode": "disaggregation_mode", "transfer_backend": "disaggregation_transfer_backend",
+    "ib_device": "disaggregation_ib_device",
 }
 # keys with no effect here: parsers are always deepseek-recipe's, the tokenizer runs in-process, and the
 # checkpoint's own tensors say whether experts are FP4 (dequantized at load)
 PLAN_IGNORED = {"trust_remote_code", "reasoning_parser", "tool_call_parser", "tokenizer_worker_num",
-                "disable_flashinfer_autotune", "fp4_experts"}
+                "disable_flashinfer_autotune", "fp4_experts", "dist_init_addr"}  # one process: no rendezvous
 # keys we do not implement: accepted only at these neutral values (DESIGN §3 defaults)
 PLAN_NEUTRAL = {
     "dp": (1,), "attn_dp": (False,), "ep": (None, 1), "pp": (1,), "prefill_cp": (False,), "cp_strategy": (None,),
@@ -27,12 +29,13 @@ PLAN_NEUTRAL = {
     "two_batch_overlap": (False,), "spec_steps": (None,), "spec_topk": (None,), "spec_draft_tokens": (None,),
     "swa_full_tokens_ratio": (None,), "kv_cache_dtype": (None, "auto"),
     "attention_backend": (None,), "page_size": (None,), "hicache": ("off",), "enable_prefill_delayer": (False,),
-    "prefill_delayer_max_delay_ms": (None,), "mnnvl": (None, False), "disagg_mode": (None,),
-    "transfer_backend": (None,), "ib_device": (None,), "dist_init_addr": (None,), "mooncake_custom_mem_pool": (False,),
+    "prefill_delayer_max_delay_ms": (None,), "mnnvl": (None, False),
+    "mooncake_custom_mem_pool": (False,),
 }
 
 # serve options accepted for plan/renderer compatibility but implemented only at these values
-OPTION_NEUTRAL = {"tp_size": (None, 1), "speculative_algorithm": (None,)}
+OPTION_NEUTRAL = {"tp_size": (None, 1), "speculative_algorithm": (None,),
+                  "disaggregation_transfer_backend": (None, "mooncake")}
 
 
 def unsupported(keys: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +52,10 @@ def refused(keys: dict[str, Any]) -> dict[str, Any]:
     return unsupported(keys) | mapped
 
 
+PD_ROLES = ("prefill", "decode", "router")  # one runtime process per engine role, sglang-router in front
+
+
 def extra_roles(role_names) -> list[str]:
     """Serving roles besides `single` (prefill/decode disaggregation, routers): each needs an engine
-    process of its own, which the runtime (one server) does not start."""
+    process of its own (`python -m dsv4rt serve --plan-role ROLE`)."""
     return sorted(name for name in role_names if name != "single")

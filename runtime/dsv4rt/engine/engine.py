@@ -67,6 +67,12 @@ class LLMEngine:
             self.runner.forget(seq.seq_id)
         return seq, StepOutput(token, logprob, reason is not None, reason, text=seq.text)
 
+    def resume(self, seq: Sequence, token: int, logprob=None) -> list[tuple[Sequence, StepOutput]]:
+        """A sequence whose prompt state another worker computed (PD decode): take its first token
+        there and decode on from here."""
+        seq.num_computed = len(seq.prompt_ids)
+        return [self._postprocess(seq, token, logprob)]
+
     def _update_text(self, seq: Sequence) -> FinishReason | None:
         """Re-decode the output; a stop string ends the request and is cut from `seq.text`."""
         longest = max((len(s) for s in seq.params.stop), default=0)
@@ -97,6 +103,7 @@ class AsyncEngine:
         self._wake = threading.Event()
         self._inbox: deque[Sequence] = deque()
         self._aborts: deque[int] = deque()
+        self._calls: deque[tuple[Callable, asyncio.Future]] = deque()
         self._streams: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="dsv4rt-engine", daemon=True)
@@ -134,6 +141,15 @@ class AsyncEngine:
             self._streams.pop(seq_id, None)
         self._wake.set()
 
+    async def call(self, fn: Callable[[LLMEngine], list | None]):
+        """Run `fn(engine)` on the engine thread between steps (slot state changes from the event loop);
+        the (seq, StepOutput) pairs it returns go to their streams. Returns what fn returned."""
+        fut = asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._calls.append((fn, fut))
+        self._wake.set()
+        return await fut
+
     def open_stream(self, seq: Sequence) -> AsyncIterator[StepOutput]:
         """Submit now (so a full queue raises QueueFull before any response starts) and return the
         stream of outputs; leaving the stream early (client gone) aborts and frees the slot."""
@@ -158,6 +174,26 @@ class AsyncEngine:
                 seq = self.scheduler.abort(self._aborts.popleft())
                 if seq is not None:
                     self.engine.runner.forget(seq.seq_id)
+            calls = list(self._calls)
+            self._calls.clear()
+        for fn, fut in calls:
+            self._run_call(fn, fut)
+
+    def _run_call(self, fn, fut: asyncio.Future) -> None:
+        try:
+            res, err = fn(self.engine), None
+        except Exception as e:  # noqa: BLE001 - handed to the awaiting coroutine
+            res, err = None, e
+        if isinstance(res, list):
+            self._dispatch(res)
+
+        def settle():
+            if not fut.done():
+                fut.set_exception(err) if err is not None else fut.set_result(res)
+        try:
+            fut.get_loop().call_soon_threadsafe(settle)
+        except RuntimeError:  # the loop already closed (shutdown)
+            pass
 
     def _run(self) -> None:
         while not self._stop:

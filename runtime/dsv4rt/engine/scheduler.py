@@ -36,10 +36,12 @@ class Scheduler:
         self.chunk_size = chunk_size
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
+        self.held: dict[int, Sequence] = {}  # finished, slot kept until release_held (PD transfers)
 
     @property
     def has_work(self) -> bool:
-        return bool(self.waiting or self.running)
+        """Something a step can run: sequences parked for remote state alone are no work."""
+        return any(not s.awaiting_state for s in self.running) or bool(self.waiting and self._can_admit())
 
     def add(self, seq: Sequence) -> None:
         if len(self.waiting) >= self.max_queue:
@@ -50,22 +52,26 @@ class Scheduler:
         batch = ScheduledBatch(decode=[s for s in self.running if not s.in_prefill])
         budget = self.chunk_size
         for seq in self.running:  # unfinished chunked prefills go first (FCFS)
-            if seq.in_prefill and budget > 0:
+            if seq.in_prefill and not seq.awaiting_state and budget > 0:
                 budget -= self._take_chunk(batch, seq, budget)
         while self.waiting and budget > 0 and self._can_admit():
             seq = self.waiting.popleft()
             self._admit(seq)
-            budget -= self._take_chunk(batch, seq, budget)
+            if not seq.awaiting_state:
+                budget -= self._take_chunk(batch, seq, budget)
         return batch
 
     def _can_admit(self) -> bool:
         return len(self.running) < self.max_running and self.slots.num_available > 0
 
     def _admit(self, seq: Sequence) -> None:
-        seq.slot, reused = self.slots.allocate(seq.prompt_ids)
+        # a remote sequence's whole state is written into its slot, so it reuses no cached prefix
+        seq.slot, reused = self.slots.allocate([] if seq.remote is not None else seq.prompt_ids)
         seq.num_computed = seq.num_cached = reused
         seq.status = SeqStatus.RUNNING
         self.running.append(seq)
+        if seq.remote is not None:
+            seq.remote.on_admit(seq)
 
     @staticmethod
     def _take_chunk(batch: ScheduledBatch, seq: Sequence, budget: int) -> int:
@@ -80,9 +86,19 @@ class Scheduler:
         seq.status, seq.finish_reason = SeqStatus.FINISHED, reason
         if seq in self.running:
             self.running.remove(seq)
-            self.slots.release(seq.slot, seq.token_ids[: seq.num_computed])
+            if seq.hold_slot:
+                self.held[seq.seq_id] = seq
+            else:
+                self.slots.release(seq.slot, seq.token_ids[: seq.num_computed])
         elif seq in self.waiting:
             self.waiting.remove(seq)
+
+    def release_held(self, seq_id: int) -> None:
+        """Give back a held slot (no-op when not held): its state has been sent, or cannot be written any more."""
+        seq = self.held.pop(seq_id, None)
+        if seq is not None:
+            seq.hold_slot = False
+            self.slots.release(seq.slot, seq.token_ids[: seq.num_computed])
 
     def abort(self, seq_id: int) -> Sequence | None:
         for seq in [*self.waiting, *self.running]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 _ids = itertools.count()
 
@@ -84,6 +85,16 @@ class Sequence:
     num_cached: int = 0  # prompt tokens reused from a slot's previous sequence (prefix reuse)
     text: str = ""  # decoded output, kept by the engine for stop strings or when keep_text
     keep_text: bool = False
+    # Prefill/decode disaggregation (dsv4rt.disagg): `hold_slot` keeps the slot out of the pool when the
+    # sequence finishes (its state is still being sent or may still be written) until `release_held`;
+    # `remote` (decode side) has `.ready` and `.on_admit(seq)`: the prompt's state comes from a prefill
+    # worker, so the sequence holds a slot but is not scheduled until that state has arrived.
+    hold_slot: bool = False
+    remote: Any = None
+
+    @property
+    def awaiting_state(self) -> bool:
+        return self.remote is not None and not self.remote.ready
 
     @property
     def token_ids(self) -> list[int]:

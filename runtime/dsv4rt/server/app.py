@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from dsv4rt.engine.engine import AsyncEngine
 from dsv4rt.engine.scheduler import QueueFull
 from dsv4rt.engine.sequence import Sequence
+from dsv4rt.server import info
 from dsv4rt.server.chat import ChatFrontend, ChatResponder
 from dsv4rt.server.completions import CompletionResponder, prompt_ids, sampling_params
 from dsv4rt.server.metrics import Metrics
@@ -37,6 +38,8 @@ class ServerState:
     metrics: Metrics
     vocab_size: int
     api_key: str | None = None
+    model_path: str = ""
+    disagg: Any = None  # dsv4rt.disagg side (PD prefill or decode worker), else None
 
 
 def error_response(e: APIError) -> JSONResponse:
@@ -79,7 +82,11 @@ def create_app(state: ServerState) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app):
         state.engine.start()
+        if state.disagg is not None:
+            await state.disagg.start()
         yield
+        if state.disagg is not None:
+            await state.disagg.stop()
         state.engine.shutdown()
 
     app = FastAPI(title="dsv4rt", lifespan=lifespan)
@@ -117,6 +124,16 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
     async def models() -> dict:
         return model_list(state.model_name, state.context_length)
 
+    @app.get("/server_info", dependencies=auth)
+    @app.get("/get_server_info", dependencies=auth, include_in_schema=False)
+    async def server_info() -> dict:
+        return info.server_info(state)
+
+    @app.get("/model_info", dependencies=auth)
+    @app.get("/get_model_info", dependencies=auth, include_in_schema=False)
+    async def model_info() -> dict:
+        return info.model_info(state)
+
     @app.get("/metrics", dependencies=auth)
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
@@ -148,7 +165,7 @@ async def complete(state: ServerState, body: dict) -> Response:
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     token_str = lambda t: state.tokenizer.id_to_token(t) or ""  # noqa: E731
     responder = CompletionResponder(new_id("cmpl"), state.model_name, params, token_str, include_usage)
-    return await run(state, seq, responder, req.stream)
+    return await run(state, seq, responder, req.stream, body)
 
 
 async def chat_complete(state: ServerState, body: dict) -> Response:
@@ -157,27 +174,46 @@ async def chat_complete(state: ServerState, body: dict) -> Response:
     except ValidationError as e:
         raise pydantic_error(e) from None
     seq = Sequence(job.prompt_ids, job.params, eos_token_ids=state.eos_token_ids)
-    return await run(state, seq, ChatResponder(state.chat, job, new_id("chatcmpl")), job.stream)
+    return await run(state, seq, ChatResponder(state.chat, job, new_id("chatcmpl")), job.stream, body)
 
 
-async def run(state: ServerState, seq: Sequence, responder, stream: bool) -> Response:
+async def run(state: ServerState, seq: Sequence, responder, stream: bool, body: dict) -> Response:
+    if state.disagg is not None:  # a PD worker: the request's state moves between two servers
+        return await state.disagg.serve(state, seq, responder, stream, body)
+    return await respond(state, seq, responder, open_outputs(state, seq), stream)
+
+
+def open_outputs(state: ServerState, seq: Sequence):
     try:
-        outputs = state.engine.open_stream(seq)
+        return state.engine.open_stream(seq)
     except QueueFull as e:
         state.metrics.inc("requests_rejected_total")
         raise APIError(503, f"server is busy: {e}; retry later", "server_overloaded", code="queue_full",
                        headers={"Retry-After": str(RETRY_AFTER_S)}) from None
-    events = timed_events(state, seq, responder, outputs)
-    if stream:
+
+
+async def respond(state: ServerState, seq: Sequence, responder, outputs, stream: bool, *,
+                  buffered: bool = False, t0: float | None = None) -> Response:
+    """The HTTP answer; `buffered` streams only once every output is in, so a failure is still an
+    HTTP status (a PD prefill worker's answer waits for its transfer anyway)."""
+    events = timed_events(state, seq, responder, outputs, t0)
+    if stream and not buffered:
         return StreamingResponse(sse(events), media_type="text/event-stream")
-    async for _ in events:
-        pass
+    chunks = [c async for c in events]
+    if stream:
+        return StreamingResponse(sse(_replay(chunks)), media_type="text/event-stream")
     return Response(responder.response(), media_type="application/json")
 
 
-async def timed_events(state: ServerState, seq: Sequence, responder, outputs):
-    """Chunks (JSON strings) per engine output, with TTFT/ITL/e2e metrics; aborts if left early."""
-    t0 = last = time.perf_counter()
+async def _replay(chunks: list[str]):
+    for c in chunks:
+        yield c
+
+
+async def timed_events(state: ServerState, seq: Sequence, responder, outputs, t0: float | None = None):
+    """Chunks (JSON strings) per engine output, with TTFT/ITL/e2e metrics; aborts if left early.
+    `t0`: when the request started, if before the outputs were opened (PD decode)."""
+    t0 = last = t0 if t0 is not None else time.perf_counter()
     finished = False
     try:
         async for out in outputs:

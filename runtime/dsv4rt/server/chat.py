@@ -35,6 +35,20 @@ def conversion_error(e: Exception) -> APIError:
     return APIError(400, str(e))
 
 
+def sglang_spellings(body: dict) -> dict:
+    """Fields the recipe does not read, in the spelling it does: OpenAI's `max_completion_tokens` (what
+    sglang-router sends for `max_tokens`) and SGLang's `chat_template_kwargs.thinking` (which the router
+    keeps, while it drops DeepSeek's `thinking` object)."""
+    body = dict(body)
+    if body.get("max_tokens") is None and body.get("max_completion_tokens") is not None:
+        body["max_tokens"] = body["max_completion_tokens"]
+    thinking = (body.get("chat_template_kwargs") or {}).get("thinking") if isinstance(
+        body.get("chat_template_kwargs"), dict) else None
+    if "thinking" not in body and isinstance(thinking, bool):
+        body["thinking"] = {"type": "enabled" if thinking else "disabled"}
+    return body
+
+
 class ChatFrontend:
     def __init__(self, tokenizer_json: str, served_model_name: str, context_length: int):
         self.tokenizer = dr.Tokenizer.from_file(tokenizer_json)
@@ -45,6 +59,7 @@ class ChatFrontend:
         self.model, self.context_length = served_model_name, context_length
 
     def prepare(self, body: dict) -> ChatJob:
+        body = sglang_spellings(body)
         extras = SamplingExtras.model_validate(body)
         try:
             req = dr.ChatCompletionRequest(body).convert(self.options)

@@ -54,7 +54,17 @@ class Metrics:
         self.ttft = Histogram("time_to_first_token_seconds", "Time to first token.")
         self.itl = Histogram("inter_token_latency_seconds", "Time between streamed tokens.")
         self.e2e = Histogram("e2e_request_latency_seconds", "Request latency, first byte in to last token out.")
+        self.histograms = [self.ttft, self.itl, self.e2e]
         self._window: list[tuple[float, int]] = []  # (time, tokens) of recent steps, for tokens/s
+
+    def add_histogram(self, name: str, help_: str, buckets=_LATENCY_BUCKETS) -> Histogram:
+        """A further histogram, rendered after the built-in ones (e.g. PD transfer bytes/time)."""
+        hist = Histogram(name, help_, buckets)
+        self.histograms.append(hist)
+        return hist
+
+    def add_counter(self, name: str, help_: str) -> None:
+        self.counters.setdefault(name, [0, help_])
 
     def inc(self, name: str, by: int = 1) -> None:
         with self._lock:
@@ -87,6 +97,6 @@ class Metrics:
         with self._lock:
             for name, (value, help_) in self.counters.items():
                 lines += _sample(name, "counter", help_, value)
-            for h in (self.ttft, self.itl, self.e2e):
+            for h in self.histograms:
                 lines += h.render()
         return "\n".join(lines) + "\n"
