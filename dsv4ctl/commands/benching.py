@@ -38,32 +38,41 @@ def accuracy(opts: AccuracyOptions) -> None:
     accuracy_cmd.main(opts)
 
 
+FMT = typer.Option("table", "--format", help="table | json (the summary, for scripts)")
+
+
 @bench.command("report")
-def report(run_dir: Path = typer.Argument(..., help="A bench run directory")) -> None:
+def report(run_dir: Path = typer.Argument(..., help="A bench run directory"), fmt: str = FMT) -> None:
     """Re-derive summary-based reports: table, CSV, Markdown, PNG plots, HTML."""
+    from dsv4ctl.bench import service
     from dsv4ctl.bench.compare import load_summary
     from dsv4ctl.bench.report.build import write_reports
-    from dsv4ctl.bench.report.text import rich_table
-    from dsv4ctl.console import out
+    from dsv4ctl.console import err
 
+    service.check_format(fmt)
     summary = load_summary(run_dir)
     for path in write_reports(run_dir):
-        out.print(f"wrote {path}")
-    out.print(rich_table(summary, title=str(run_dir)))
+        err.print(f"wrote {path}", highlight=False)
+    service.show(summary, str(run_dir), fmt)
 
 
 @bench.command("compare")
-def compare(a: Path = typer.Argument(...), b: Path = typer.Argument(...)) -> None:
-    """Diff two runs' summaries metric by metric."""
-    from rich.table import Table
+def compare(a: Path = typer.Argument(...), b: Path = typer.Argument(...),
+            allow_unlike: bool = typer.Option(False, "--allow-unlike", help="Compare runs of different workloads"),
+            fmt: str = FMT) -> None:
+    """Diff two runs' summaries metric by metric, sweep point by sweep point (paired by concurrency)."""
+    from dsv4ctl.bench import service
+    from dsv4ctl.bench.compare import compare as compare_runs, load_summary
+    from dsv4ctl.console import emit_data, fit_table, out
 
-    from dsv4ctl.bench.compare import diff, load_summary
-    from dsv4ctl.console import out
-
-    table = Table(title=f"{a} → {b}")
-    for col in ("metric", "A", "B", "change"):
-        table.add_column(col, justify="right")
-    for row in diff(load_summary(a), load_summary(b)):
-        change = "-" if row["change_pct"] is None else f"{row['change_pct']:+.1f}%"
-        table.add_row(row["metric"], f"{row['a']:.4g}", f"{row['b']:.4g}", change)
-    out.print(table)
+    service.check_format(fmt)
+    result = compare_runs(load_summary(a), load_summary(b), allow_unlike)
+    if fmt == "json":
+        emit_data(result, "json")
+        return
+    out.print(f"comparing {', '.join(result['points'])}: A = {a}, B = {b}", highlight=False)
+    if result["unlike"]:
+        out.print("[yellow]unlike workloads:[/] " + "; ".join(result["unlike"]), highlight=False)
+    body = [[r["point"], r["metric"], f"{r['a']:.4g}", f"{r['b']:.4g}",
+             "-" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%"] for r in result["rows"]]
+    out.print(fit_table(["point", "metric", "A", "B", "change"], body, justify="right"))
