@@ -241,7 +241,7 @@ def host_checks(h: Host) -> list[Check]:
 
 def match_profile(h: Host) -> str | None:
     """The hardware profile whose GPU this host has (`cpu` with no GPU; None when unknown)."""
-    from dsv4ctl.resolve.catalog import get_profile, profile_names
+    from dsv4ctl.profiles import get_profile, profile_names
 
     if h.gpus is None:
         return None
@@ -255,10 +255,12 @@ def match_profile(h: Host) -> str | None:
 
 
 def checked_plan(hw: str, variant: str, recipe: str, **toggles):
-    """The plan with its findings (today's planner entry points; pipeline.make_plan when it lands)."""
-    from dsv4ctl.commands.plan_options import add_findings, build_plan
+    """The plan with its findings and sizing, from the pipeline."""
+    from dsv4ctl.pipeline import PlanRequest, make_plan
+    from dsv4ctl.schema.recipe import Toggles
 
-    return add_findings(build_plan(hw, variant, recipe, **toggles))
+    checked = make_plan(PlanRequest(hw, variant, recipe, Toggles(**toggles) if toggles else None))
+    return checked.plan.model_copy(update={"findings": checked.findings, "sizing": checked.sizing})
 
 
 def fitting_recipes(profile: str, gpu_count: int) -> list[dict[str, Any]]:

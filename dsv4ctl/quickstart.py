@@ -26,9 +26,9 @@ NOTE = ("The tiny model has random weights: its text is gibberish and its accura
         "Quickstart shows that the whole path works — plan, serve, accuracy, load, report — not a score.")
 PHASES = ("plan", "checkpoint", "serve", "gsm8k", "mmlu", "load", "report", "stop")
 # Sizes that finish in minutes on 2 CPU cores (the tiny model's tokenizer is one token per byte).
-GSM8K_ARGS = ["--shots", "1", "--limit", "6", "--max-tokens", "16", "--concurrency", "3"]
-MMLU_ARGS = ["--shots", "1", "--limit", "6", "--max-tokens", "4", "--concurrency", "3"]
-LOAD_ARGS = ["--sweep", "1,4", "-n", "8", "--input-len", "128", "--output-len", "16", "--warmup", "1"]
+GSM8K = {"shots": 1, "limit": 6, "max_tokens": 16, "concurrency": 3}
+MMLU = {"shots": 1, "limit": 6, "max_tokens": 4, "concurrency": 3}
+LOAD = {"sweep": "1,4", "num_prompts": 8, "input_len": 128, "output_len": 16, "warmup": 1}
 
 
 @dataclass
@@ -93,17 +93,6 @@ def start_server(plan, tiny: Path, port: int):
     return run
 
 
-def bench(*args: str) -> None:
-    """One `dsv4ctl bench …` in this process, exactly as typed on the command line."""
-    from dsv4ctl.cli import app
-
-    code = app(args=["bench", *args], standalone_mode=False)
-    if code == 130:  # Typer turns Ctrl-C into exit code 130 when not standalone: keep it an interrupt
-        raise KeyboardInterrupt
-    if code:
-        raise UserError(f"`dsv4ctl bench {args[0]}` exited with code {code}", fix="see its message above")
-
-
 def summary_of(run: Path) -> dict[str, Any]:
     return json.loads((run / "summary.json").read_text())
 
@@ -136,13 +125,16 @@ def run(out: Path, port: int | None = None) -> dict[str, Any]:
 
 
 def measure(phase: Phases, url: str, tiny: Path, out: Path) -> None:
-    common = ["--base-url", url, "--no-progress"]
+    from dsv4ctl.bench import accuracy_cmd, load_cmd
+    from dsv4ctl.bench.options import AccuracyOptions, LoadOptions
+
+    common = {"base_url": url, "progress": False}
     with phase("gsm8k", "GSM8K accuracy (packaged test split, a few questions)"):
-        bench("accuracy", "gsm8k", *common, *GSM8K_ARGS, "--out", str(out / "gsm8k"))
+        accuracy_cmd.main(AccuracyOptions(task="gsm8k", **GSM8K, **common, out=out / "gsm8k"))
     with phase("mmlu", "MMLU accuracy (packaged test split, a few questions)"):
-        bench("accuracy", "mmlu", *common, *MMLU_ARGS, "--out", str(out / "mmlu"))
+        accuracy_cmd.main(AccuracyOptions(task="mmlu", **MMLU, **common, out=out / "mmlu"))
     with phase("load", "latency/throughput sweep (concurrency 1 and 4, lengths in tokens)"):
-        bench("load", *common, *LOAD_ARGS, "--tokenizer", str(tiny), "--out", str(out / "load"))
+        load_cmd.main(LoadOptions(**LOAD, tokenizer=str(tiny), **common, out=out / "load"))
 
 
 def write_report(out: Path, result: dict[str, Any], times: dict[str, float]) -> Path:

@@ -87,7 +87,7 @@ def test_cli_doctor_here_and_against_a_multi_node_ib_plan(tmp_path):
     assert {c["name"] for c in data["checks"]} >= {"gpus", "memlock", "shm", "packages"}
     plan = tmp_path / "pd.yaml"
     made = CliRunner().invoke(app, ["plan", "--hw", "h200", "--variant", "pro", "--recipe", "pd-disagg",
-                                    "--nodes", "2", "-o", str(plan)])
+                                    "--nodes", "2", "--force", "-o", str(plan)])
     assert made.exit_code == 0, made.output
     res = CliRunner().invoke(app, ["doctor", "--plan", str(plan), "--format", "json"])
     data = json.loads(res.output)

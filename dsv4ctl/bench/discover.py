@@ -19,10 +19,6 @@ def from_source(source: Path) -> dict[str, Any]:
     """{base_url, model, gpus, plan, …} from a run dir (manifest.json; also named as `dsv4ctl stop`
     takes it: a run name or 'latest') or a plan file (YAML/JSON)."""
     source = Path(source)
-    if not source.exists() and source.suffix not in (".yaml", ".yml", ".json"):  # a run's name, a unique part of it, or "latest" (here or registered)
-        from dsv4ctl.launch.rundir import find_run, runs_root
-
-        source = find_run(runs_root(None), str(source)).path
     manifest = source / "manifest.json" if source.is_dir() else None
     if manifest is not None:
         if not manifest.is_file():

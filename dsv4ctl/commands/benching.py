@@ -20,13 +20,22 @@ def register(app: typer.Typer) -> None:
     app.add_typer(bench, name="bench")
 
 
+def run_ref(plan: Path | None) -> Path | None:
+    """--plan as given, or a serve run named as `dsv4ctl stop` takes it (a name, part of one, 'latest')."""
+    if plan is None or plan.exists() or plan.suffix in (".yaml", ".yml", ".json"):
+        return plan
+    from dsv4ctl.launch.rundir import find_run, runs_root
+
+    return find_run(runs_root(None), str(plan)).path
+
+
 @bench.command("load")
 @model_options
 def load(opts: LoadOptions) -> None:
     """Latency/throughput benchmark: TTFT, ITL, TPOT, E2E, tok/s (per GPU), goodput, error rate."""
     from dsv4ctl.bench import load_cmd
 
-    load_cmd.main(opts)
+    load_cmd.main(opts.model_copy(update={"plan": run_ref(opts.plan)}))
 
 
 @bench.command("accuracy")
@@ -35,7 +44,7 @@ def accuracy(opts: AccuracyOptions) -> None:
     """GSM8K / MMLU accuracy with the whole setup (data checksum, shots, endpoint, extractor) stored."""
     from dsv4ctl.bench import accuracy_cmd
 
-    accuracy_cmd.main(opts)
+    accuracy_cmd.main(opts.model_copy(update={"plan": run_ref(opts.plan)}))
 
 
 FMT = typer.Option("table", "--format", help="table | json (the summary, for scripts)")
