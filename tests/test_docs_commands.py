@@ -129,4 +129,5 @@ def test_offline_doc_examples_run(doc, line, tmp_path):
         subprocess.run(["dsv4ctl", "plan", "--hw", "b200", "--variant", "pro", "-o", "plan.yaml"], cwd=tmp_path,
                        env=env, check=True, capture_output=True)
     res = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, f"{doc}: {line}\n{res.stderr[-2000:]}"
+    expected = re.search(r"\(exit (\d)\)", line)
+    assert res.returncode == (int(expected.group(1)) if expected else 0), f"{doc}: {line}\n{res.stderr[-2000:]}"
