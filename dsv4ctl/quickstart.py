@@ -52,10 +52,12 @@ class Phases:
 
 
 def local_plan():
-    """(plan, what was found): the tiny model on this host's profile when a GPU profile takes it,
-    else the CPU profile (the planner's cpu / tiny / balanced plan)."""
+    """(plan request without the serve overrides, what was found): the tiny model on this host's
+    profile when a GPU profile takes it, else the CPU profile (the planner's cpu / tiny / balanced)."""
     from dsv4ctl import doctor
     from dsv4ctl.launch import assemble, fingerprint
+    from dsv4ctl.pipeline import PlanRequest
+    from dsv4ctl.schema.recipe import Toggles
 
     names = fingerprint.gpu_names()
     host = doctor.Host(gpus=[doctor.Gpu(n, 0.0) for n in names], gpu_source="nvidia-smi")
@@ -67,9 +69,10 @@ def local_plan():
             except UserError:
                 continue
             if not any(f.severity == "error" for f in plan.findings):
-                return plan, f"{len(names)} × {names[0]} (profile {profile})"
-    return assemble.embedded_default_plan(), f"{len(names)} GPU(s), no profile takes the tiny model: CPU" \
-        if names else "no GPU: the CPU profile"
+                request = PlanRequest(hw=profile, variant="tiny", recipe="balanced", toggles=Toggles(quant=quant))
+                return request, f"{len(names)} × {names[0]} (profile {profile})"
+    found = f"{len(names)} GPU(s), no profile takes the tiny model: CPU" if names else "no GPU: the CPU profile"
+    return assemble.embedded_default_request(), found
 
 
 def free_port() -> int:
@@ -78,13 +81,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(plan, tiny: Path, port: int):
+def start_server(request, tiny: Path, port: int):
     """Serve the tiny checkpoint on the included runtime, detached; returns its run directory."""
-    from dsv4ctl.launch import assemble, preflight, rundir, session
+    from dataclasses import replace
 
-    opts = assemble.ServeOptions(engine="builtin", model_path=str(tiny), host="127.0.0.1", port=port,
-                                 served_model_name="dsv4-tiny", name="quickstart", timeout=600.0, grace=5.0)
-    launch = assemble.build_launch(plan, opts, engine="builtin", dry_run=False)
+    from dsv4ctl.launch import assemble, preflight, rundir, session
+    from dsv4ctl.pipeline import make_plan
+    from dsv4ctl.schema.recipe import CliOverrides
+
+    cli = CliOverrides(model_path=str(tiny), host="127.0.0.1", port=port, served_model_name="dsv4-tiny")
+    checked = make_plan(replace(request, cli=cli))
+    opts = assemble.ServeOptions(engine="builtin", name="quickstart", timeout=600.0, grace=5.0)
+    launch = assemble.build_launch(checked, opts, engine="builtin", dry_run=False)
     preflight.preflight(launch.specs)
     run = rundir.create(rundir.runs_root(None), launch.name)
     code = session.run_launch(run, launch, detach=True)
@@ -105,12 +113,12 @@ def run(out: Path, port: int | None = None) -> dict[str, Any]:
     phase, result = Phases(), {"kind": "quickstart", "note": NOTE, "out": str(out)}
     err.print(f"[bold]quickstart[/] → {out}\n[yellow]{NOTE}[/]", highlight=False)
     with phase("plan", "planning for this machine"):
-        plan, found = local_plan()
-        result["plan"] = {"hardware": plan.hardware, "variant": plan.variant, "recipe": plan.recipe, "found": found}
+        request, found = local_plan()
+        result["plan"] = {"hardware": request.hw, "variant": request.variant, "recipe": request.recipe, "found": found}
     with phase("checkpoint", "the tiny checkpoint (made once, then reused)"):
         tiny = builtin.ensure_tiny_checkpoint(log=lambda m: err.print(f"[dim]{m}[/]"))
     with phase("serve", "serving it on the included runtime"):
-        server = start_server(plan, tiny, port or free_port())
+        server = start_server(request, tiny, port or free_port())
     try:
         url = server.read_manifest()["base_url"]
         result["server"] = {"run": str(server.path), "base_url": url}
