@@ -29,19 +29,26 @@ COMMAND_MODULES = (
     "dsv4ctl.commands.benching",
     "dsv4ctl.commands.runtime",
     "dsv4ctl.commands.tuning",
+    "dsv4ctl.commands.firststeps",
 )
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    # Eager: runs while the options are parsed, before click asks for a command ("Missing command").
+    if value:
         from dsv4ctl import __version__
 
-        print(__version__)
+        print(f"dsv4ctl {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Print the version and exit.")) -> None:
+    """Plan, validate, serve, benchmark and tune DeepSeek-V4 deployments."""
 
 
 def main(argv: list[str] | None = None) -> None:

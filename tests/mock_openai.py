@@ -83,6 +83,9 @@ class MockServer:
         t_recv = time.perf_counter()
         if path.startswith("/v1/models"):
             return self.reply(tr, 200, {"object": "list", "data": [{"id": self.cfg.model, "object": "model"}]})
+        if path.startswith("/reset"):  # a fresh truth for the next client (benchmarks/load_path.py)
+            self.truth, self.count = Truth(), 0
+            return self.reply(tr, 200, {"status": "ok"})
         if path.startswith("/truth"):
             return self.reply(tr, 200, truth_summary(self.truth))
         if not path.startswith("/v1/"):

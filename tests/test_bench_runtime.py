@@ -15,9 +15,6 @@ from typer.testing import CliRunner  # noqa: E402
 from dsv4ctl.cli import app  # noqa: E402
 from runtime_server import MODEL, start_server  # noqa: E402
 
-GSM8K = "../shared/datasets/gsm8k"
-
-
 @pytest.fixture(scope="module")
 def server(tiny_dir):
     with start_server(tiny_dir, api_key=None, context_length=2048, max_running_requests=8) as srv:
@@ -35,12 +32,8 @@ def summary(run) -> dict:
 
 
 def test_gsm8k_and_mmlu_run_end_to_end(server, tmp_path):
-    from pathlib import Path
-
-    data = Path(__file__).resolve().parents[1] / GSM8K
-    if not (data / "test.jsonl").is_file():
-        pytest.skip("the shared GSM8K copy is not checked out beside this repository")
-    bench("accuracy", "gsm8k", "--base-url", server.url, "--data-path", str(data), "--shots", "1", "--limit", "3",
+    # GSM8K from the copy inside the package (offline, no --data-path); MMLU from a user's CSV tree
+    bench("accuracy", "gsm8k", "--base-url", server.url, "--shots", "1", "--limit", "3",
           "--max-tokens", "8", "--out", str(tmp_path / "gsm8k"))
     write_mmlu(tmp_path / "mmlu")
     bench("accuracy", "mmlu", "--base-url", server.url, "--data-path", str(tmp_path / "mmlu"), "--max-tokens", "4",
@@ -60,3 +53,14 @@ def test_load_sweep_writes_plots(server, tmp_path):
     assert (out / "report.html").is_file() and list((out / "plots").glob("*.png"))
     text = json.dumps(points)
     assert "ttft_ms" in text and "output_throughput" in text
+
+
+def test_input_len_is_tokens_by_the_servers_usage(server, tiny_dir, tmp_path):
+    out = tmp_path / "tokens"
+    bench("load", "--base-url", server.url, "--tokenizer", str(tiny_dir), "--input-len", "256", "--output-len", "32",
+          "-n", "3", "-c", "3", "--warmup", "0", "--out", str(out))
+    recs = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    assert len(recs) == 3 and all(abs(r["prompt_tokens"] - 256) <= 1 for r in recs), recs
+    assert all(r["completion_tokens"] == 32 for r in recs)
+    lengths = summary(out)["setup"]["lengths"]
+    assert lengths["unit"] == "tokens" and lengths["input_len_asked_mean"] == 256 and lengths["context"] == 2048

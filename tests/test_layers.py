@@ -22,8 +22,8 @@ LAYERS: list[set[str]] = [
     {"render", "validate"},  # plan → argv;  plan (+ rendered flags) → findings
     {"pipeline"},  # resolve → render once → rules + sizing: CheckedPlan
     {"space", "predict"},  # the plan-space check; the GPU-free performance model
-    {"launch", "bench"},  # serve's supervisor; the load generator (its reports show predictions)
-    {"tune"},  # candidates through the pipeline, served by launch, measured by bench
+    {"launch", "bench", "doctor"},  # serve's supervisor; the load generator; the host's readiness
+    {"tune", "quickstart"},  # candidates served by launch, measured by bench; plan → serve → bench → report
     {"commands"},  # the Typer commands
     {"cli"},
     {"__main__"},

@@ -16,7 +16,8 @@ from dsv4ctl.errors import UserError
 
 
 def from_source(source: Path) -> dict[str, Any]:
-    """{base_url, model, gpus, plan} from a run dir (manifest.json) or a plan file (YAML/JSON)."""
+    """{base_url, model, gpus, plan, …} from a run dir (manifest.json; also named as `dsv4ctl stop`
+    takes it: a run name or 'latest') or a plan file (YAML/JSON)."""
     source = Path(source)
     manifest = source / "manifest.json" if source.is_dir() else None
     if manifest is not None:
@@ -24,7 +25,9 @@ def from_source(source: Path) -> dict[str, Any]:
             raise UserError("no manifest.json in this run directory", where=str(source),
                             fix="pass the directory `dsv4ctl serve` printed, or a plan file")
         data = json.loads(manifest.read_text())
-        return {k: data.get(k) for k in ("base_url", "model", "gpus")} | {"plan": _deployment(source, data)}
+        plan_keys = _plan_keys(source / "plan.yaml") if (source / "plan.yaml").is_file() else {}
+        facts = _model_facts(plan_keys) | {k: v for k, v in [("model_path", _served_path(source))] if v}
+        return {k: data.get(k) for k in ("base_url", "model", "gpus")} | {"plan": _deployment(source, data)} | facts
     if not source.is_file():
         raise UserError("plan file not found", where=str(source), fix="pass an existing plan YAML")
     return from_plan(source)
@@ -37,10 +40,38 @@ def _deployment(run: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     return {"run": str(run), "file": str(plan) if plan.is_file() else None} | {k: manifest.get(k) for k in keys}
 
 
+def _plan_keys(path: Path) -> dict[str, Any]:
+    from dsv4ctl.schema.io import load_yaml  # the one bounded reader (size, aliases, nesting)
+
+    plan = load_yaml(path) or {}
+    return (plan.get("keys") or {}) if isinstance(plan, dict) else {}
+
+
+def _served_path(run: Path) -> str | None:
+    """The checkpoint the run's server was started with (`--model` / `--model-path` in command.json):
+    the plan may name a placeholder that serve resolved (the tiny checkpoint)."""
+    try:
+        commands = json.loads((run / "command.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    for argv in commands.values() if isinstance(commands, dict) else ():
+        for flag, value in zip(argv, argv[1:]):
+            if flag in ("--model", "--model-path"):
+                return value
+    return None
+
+
+def _model_facts(keys: dict[str, Any]) -> dict[str, Any]:
+    """Where the tokenizer is (the checkpoint) and the context the plan set, for token-exact prompts."""
+    return {"model_path": keys.get("model_path"), "context_length": keys.get("context_length")}
+
+
 def from_plan(path: Path) -> dict[str, Any]:
     from dsv4ctl.schema.io import load_yaml  # the one bounded reader (size, aliases, nesting)
 
     plan = load_yaml(path) or {}
+    if not isinstance(plan, dict):
+        raise UserError("not a plan (expected a mapping)", where=str(path), fix="pass a file from `dsv4ctl plan -o`")
     keys = plan.get("keys") or {}
     host, port = keys.get("host") or "127.0.0.1", keys.get("port") or 30000
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
@@ -49,7 +80,7 @@ def from_plan(path: Path) -> dict[str, Any]:
     nodes = len(nodes) if isinstance(nodes, list) else int(nodes)
     per_node = plan.get("gpus_per_node") or topo.get("gpus_per_node") or keys.get("gpus_per_node")
     return {"base_url": f"http://{host}:{port}", "model": keys.get("served_model_name"),
-            "gpus": nodes * int(per_node) if per_node else None, "plan": str(path)}
+            "gpus": nodes * int(per_node) if per_node else None, "plan": str(path)} | _model_facts(keys)
 
 
 def environment() -> dict[str, Any]:

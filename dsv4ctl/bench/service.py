@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from dsv4ctl.bench import metrics, records as rec_io
 from dsv4ctl.bench.client import Endpoint, install_fast_loop
 from dsv4ctl.errors import UserError
+
+REFRESH_S = 0.5  # progress redraws at most twice a second
 
 
 def parse_slo(text: str | None) -> dict[str, float] | None:
@@ -33,8 +36,9 @@ def parse_ints(text: str | None) -> list[int]:
 
 
 def resolve_endpoint(base_url: str | None, model: str | None, source: Path | None,
-                     gpus: int | None) -> tuple[str, str | None, int | None, Any]:
-    """Flags win; otherwise take base_url/model/gpus from a plan file or a serve run directory."""
+                     gpus: int | None) -> tuple[str, str | None, int | None, Any, dict[str, Any]]:
+    """Flags win; otherwise take base_url/model/gpus from a plan file or a serve run directory.
+    The last element is everything the source told (model_path, context_length, ...)."""
     found: dict[str, Any] = {}
     if source is not None:
         from dsv4ctl.bench.discover import from_source
@@ -43,7 +47,7 @@ def resolve_endpoint(base_url: str | None, model: str | None, source: Path | Non
     url = base_url or found.get("base_url")
     if not url:
         raise UserError("no endpoint given", fix="pass --base-url URL, or --plan/--run from dsv4ctl serve")
-    return url, model or found.get("model"), gpus or found.get("gpus"), found.get("plan")
+    return url, model or found.get("model"), gpus or found.get("gpus"), found.get("plan"), found
 
 
 def fetch_model(base_url: str, api_key: str | None) -> str:
@@ -71,8 +75,18 @@ def prepare_dir(out: Path, resume: bool) -> int:
 
 
 def run_async(coro) -> Any:
+    """Run a benchmark on the fastest loop. Everything imported so far (Typer, Rich, pydantic, …) is
+    moved out of the collector's reach first: a full collection would otherwise walk those objects
+    while streams wait, which a plain library client never pays."""
+    import gc
+
     install_fast_loop()
-    return asyncio.run(coro)
+    gc.collect()
+    gc.freeze()
+    try:
+        return asyncio.run(coro)
+    finally:
+        gc.unfreeze()
 
 
 def live_progress(total_hint: int):
@@ -81,14 +95,22 @@ def live_progress(total_hint: int):
 
     from dsv4ctl.console import err
 
+    # No refresh thread: it takes the GIL ten times a second away from the event loop that stamps
+    # arrivals. The bar is redrawn from the loop itself, at most every REFRESH_S, and at the end.
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("errors {task.fields[errors]}"), TimeElapsedColumn(), console=err)
+                   TextColumn("errors {task.fields[errors]}"), TimeElapsedColumn(), console=err,
+                   auto_refresh=False)
     tasks: dict[Any, int] = {}
+    last = [0.0]
 
     def on_progress(conc, done, errors, total):
         if conc not in tasks:
             tasks[conc] = bar.add_task(f"c={conc}" if conc else "requests", total=total, errors=0)
         bar.update(tasks[conc], completed=done, errors=errors)
+        now = time.monotonic()
+        if now - last[0] >= REFRESH_S or done == total:
+            last[0] = now
+            bar.refresh()
 
     return bar, on_progress
 
@@ -115,3 +137,20 @@ def summarize_sweep(out: Path, concs: list[int | None], **kw) -> dict[str, Any]:
     summary = {**pts[-1], "points": pts} if len(pts) > 1 else pts[0]
     rec_io.write_json(out / rec_io.SUMMARY_FILE, summary)
     return summary
+
+
+def show(summary: dict[str, Any], title: str, fmt: str) -> None:
+    """The result: a table fitted to the terminal, or the whole summary as JSON (for scripts)."""
+    from dsv4ctl.console import emit_data, out
+
+    if fmt == "json":
+        emit_data(summary, "json")
+        return
+    from dsv4ctl.bench.report.text import rich_table
+
+    out.print(rich_table(summary, title=title))
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in ("table", "json"):
+        raise UserError(f"unknown --format {fmt!r}", where="--format", fix="choose table or json")

@@ -1,7 +1,8 @@
 """Workloads: the prompts a load run sends, built offline and deterministically from a seed.
 
-Lengths are targets in words; each vocabulary word is one token in common BPE vocabularies, and the
-real counts always come from the server's `usage`, never from here.
+Lengths are tokens of the served model's tokenizer when one is given (`tokens.token_text`: random
+ids → text → re-encoded and trimmed, as sglang.bench_serving's random dataset); without a tokenizer
+they fall back to words (said so in the run's setup). The server's `usage` is what gets summarised.
 
 Range ratio (`--range-ratio X`, `--range-style`):
 - `centered` (ours, default): lengths uniform in [L·(1−X), L·(1+X)] — the mean stays L, so a run
@@ -58,28 +59,49 @@ def words(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(VOCAB) for _ in range(n))
 
 
+@dataclass
+class TokenSpec:
+    """The tokenizer prompts are measured in, its id pool, and the tokens the server adds (template)."""
+
+    tok: Any
+    pool: list[int]
+    overhead: int = 0
+
+
+def _text(rng: random.Random, n: int, spec: TokenSpec | None, lead: str = "") -> tuple[str, int | None]:
+    """n tokens of random text (n words without a tokenizer); the built token count when known."""
+    if spec is None:
+        return lead + words(rng, max(n - (1 if lead else 0), 0)), None
+    from dsv4ctl.bench.tokens import token_text
+
+    return token_text(spec.tok, spec.pool, rng, max(n, 1))
+
+
 def random_prompts(num: int, input_len: int, output_len: int, ratio: float = 0.0,
-                   style: str = "centered", seed: int = 0) -> list[Prompt]:
-    """Random ISL/OSL; each prompt starts with its own index so no two share a cacheable prefix."""
+                   style: str = "centered", seed: int = 0, spec: TokenSpec | None = None) -> list[Prompt]:
+    """Random ISL/OSL. In words, each prompt starts with its own index so no two share a cacheable
+    prefix; random token ids do not share one anyway."""
     rng = random.Random(seed)
     out = []
     for i in range(num):
         n_in, n_out = sample_len(rng, input_len, ratio, style), sample_len(rng, output_len, ratio, style)
-        text = f"{i} " + words(rng, max(n_in - 1, 0))
-        out.append(Prompt(i, text, n_out, meta={"target_input_len": n_in}))
+        text, built = _text(rng, n_in - (spec.overhead if spec else 0), spec, lead=f"{i} ")
+        meta = {"target_input_len": n_in} | ({} if built is None else {"built_input_len": built + spec.overhead})
+        out.append(Prompt(i, text, n_out, meta=meta))
     return out
 
 
 def shared_prefix_prompts(num: int, groups: int, prefix_len: int, input_len: int, output_len: int,
-                          seed: int = 0) -> list[Prompt]:
-    """`groups` system prefixes of `prefix_len` words, each followed by a unique `input_len` question."""
+                          seed: int = 0, spec: TokenSpec | None = None) -> list[Prompt]:
+    """`groups` system prefixes of `prefix_len` tokens (words), each followed by a unique `input_len` question."""
     rng = random.Random(seed)
-    prefixes = [f"Context {g}: " + words(rng, prefix_len) for g in range(max(groups, 1))]
+    prefixes = [_text(rng, prefix_len, spec, lead=f"Context {g}: ")[0] for g in range(max(groups, 1))]
     out = []
     for i in range(num):
         g = i % len(prefixes)
-        text = f"{prefixes[g]}\nQuestion {i}: " + words(rng, input_len)
-        out.append(Prompt(i, text, output_len, meta={"group": g}))
+        question, _ = _text(rng, input_len - (spec.overhead if spec else 0), spec, lead=f"Question {i}: ")
+        meta = {"group": g, "target_input_len": prefix_len + input_len}
+        out.append(Prompt(i, f"{prefixes[g]}\n{question}", output_len, meta=meta))
     return out
 
 

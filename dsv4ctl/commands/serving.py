@@ -118,7 +118,7 @@ def status(
     from dsv4ctl.launch import control, rundir
 
     _check_choice(fmt, ("table", "json"), "--format")
-    rows = [control.run_state(r) for r in rundir.list_runs(rundir.runs_root(run_dir))]
+    rows = [control.run_state(r) | {"dir": str(r.path)} for r in rundir.known_runs(rundir.runs_root(run_dir))]
     rows = rows if all_runs else [r for r in rows if r["status"] in control.LIVE_STATES]
     if fmt == "json":
         emit_data(rows, "json")
@@ -126,15 +126,14 @@ def status(
     if not rows:
         out.print("no running servers" + ("" if all_runs else " (--all lists finished runs)"))
         return
-    from rich.table import Table
+    from dsv4ctl.console import fit_table
 
-    table = Table("status", "health", "endpoint", "model", "engine", "started")
-    table.add_column("run", overflow="fold")  # the name is what `stop` needs: never truncate it
-    for r in rows:
-        health = "[green]ok[/]" if r["healthy"] else "[dim]-[/]"
-        table.add_row(r["status"], health, r["base_url"] or "", r["model"] or "", r["engine"] or "",
-                      r["started_at"] or "", r["name"])
-    out.print(table)
+    head = ["run", "status", "health", "endpoint", "model", "engine", "started"]
+    body = [[r["name"], r["status"], "ok" if r["healthy"] else "-", (r["base_url"] or "").split("://")[-1],
+             r["model"] or "", r["engine"] or "", (r["started_at"] or "").replace("T", " ").rstrip("Z")]
+            for r in rows]
+    # the run name is what `stop` needs: it folds, never drops; the rest goes by priority
+    out.print(fit_table(head, body, drop_order=["started", "engine", "model"]), highlight=False)
 
 
 def stop(

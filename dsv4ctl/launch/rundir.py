@@ -72,6 +72,9 @@ def create(root: Path, name: str) -> RunDir:
         except FileExistsError:
             continue
         (path / "logs").mkdir()
+        from dsv4ctl.launch import registry
+
+        registry.add(path)  # `status` / `stop` find it from any directory
         return RunDir(path)
     raise UserError(f"could not create a run directory under {root}", fix="clean up old runs")
 
@@ -82,11 +85,25 @@ def list_runs(root: Path) -> list[RunDir]:
     return [RunDir(p) for p in sorted(root.iterdir()) if (p / MANIFEST).is_file()]
 
 
+def known_runs(root: Path) -> list[RunDir]:
+    """Runs under `root` and every run this user registered elsewhere, oldest first (names start
+    with their UTC start time), each directory once."""
+    from dsv4ctl.launch import registry
+
+    seen, runs = set(), []
+    for run in list_runs(root) + [RunDir(p) for p in registry.paths() if (p / MANIFEST).is_file()]:
+        key = run.path.resolve()
+        if key not in seen:
+            seen.add(key)
+            runs.append(run)
+    return sorted(runs, key=lambda r: r.name)
+
+
 def find_run(root: Path, ref: str) -> RunDir:
-    """A run by directory path, full name, unique name fragment, or 'latest'."""
+    """A run by directory path, full name, unique name fragment, or 'latest' (here or registered)."""
     if Path(ref, MANIFEST).is_file():
         return RunDir(Path(ref))
-    runs = list_runs(root)
+    runs = known_runs(root)
     if ref == "latest" and runs:
         return runs[-1]
     matches = [r for r in runs if r.name == ref] or [r for r in runs if ref in r.name]

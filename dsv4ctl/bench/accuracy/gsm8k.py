@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from dsv4ctl.bench.accuracy.extract import gsm8k_extract, gsm8k_gold
-from dsv4ctl.bench.accuracy.items import Item, load_hub, require_file
+from dsv4ctl.bench.accuracy.items import Item, TaskData, first_existing, packaged, read_lines
 from dsv4ctl.errors import UserError
 
 STOP = ["Question:", "</s>", "<|im_end|>"]
-EXTRACTOR = "gsm8k: strict '#### N' else last number (lm-eval flexible); ',', '$', trailing '.' ignored"
+EXTRACTOR = ("gsm8k: strict '#### N' else last number (lm-eval flexible); ',', '$', trailing '.' and "
+             "special-token names ignored")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
-    for n, line in enumerate(require_file(path).read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_lines(path), 1):
         if line.strip():
             try:
                 row = json.loads(line)
@@ -27,15 +28,17 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def load(data_path: Path | None) -> tuple[list[dict], list[dict], list[Path]]:
-    """(test rows, train rows for shots, files read). A directory holds test.jsonl and train.jsonl."""
-    if data_path is None:
-        return load_hub("openai/gsm8k", "main", ("test", "train"))
-    path = Path(data_path)
-    test = path / "test.jsonl" if path.is_dir() else path
-    train = (path if path.is_dir() else path.parent) / "train.jsonl"
-    files = [test] + ([train] if train.is_file() else [])
-    return read_jsonl(test), read_jsonl(train) if train.is_file() else [], files
+def load(data_path: Path | None) -> TaskData:
+    """Test rows and train rows for shots: the copy inside the package, or a user's JSONL (a folder
+    holding test.jsonl[.gz] and train.jsonl[.gz], or one test file with train.jsonl beside it)."""
+    path = Path(data_path) if data_path is not None else packaged("gsm8k", "")
+    folder = path if path.is_dir() else path.parent
+    test = first_existing(path, ("test.jsonl", "test.jsonl.gz")) if path.is_dir() else path
+    if test is None:
+        raise UserError("no test.jsonl in this folder", where=str(path), fix="pass a GSM8K JSONL file or folder")
+    train = first_existing(folder, ("train.jsonl", "train.jsonl.gz"))
+    files = [test] + ([train] if train else [])
+    return TaskData(read_jsonl(test), read_jsonl(train) if train else [], files, "train")
 
 
 def shot_text(row: dict) -> str:

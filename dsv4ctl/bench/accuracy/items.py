@@ -11,6 +11,16 @@ from dsv4ctl.errors import UserError
 
 
 @dataclass
+class TaskData:
+    """What a task's loader found: questions, the pool few-shot exemplars come from, and where from."""
+
+    test: list[dict[str, Any]]
+    shots: list[dict[str, Any]]
+    files: list[Path]
+    shot_split: str  # "train" / "dev", or "test" (other questions of the same subject, never the one asked)
+
+
+@dataclass
 class Item:
     index: int
     prompt: str  # completion prompt (or the last user turn in chat mode)
@@ -39,12 +49,21 @@ def sha256(paths: list[Path]) -> dict[str, str]:
     return out
 
 
-def load_hub(name: str, config: str, splits: tuple[str, ...]):
-    """Rows from the Hugging Face hub (needs the optional `datasets` package and network)."""
-    try:
-        import datasets
-    except ImportError:
-        raise UserError("no --data-path given and the `datasets` package is not installed",
-                        fix="pass --data-path (GSM8K JSONL / MMLU CSV or parquet) or pip install datasets") from None
-    loaded = [list(datasets.load_dataset(name, config, split=s)) for s in splits]
-    return (*loaded, [Path(f"hf://{name}/{config}")])
+def packaged(task: str, name: str) -> Path:
+    """A data file shipped inside the package (dsv4ctl/bench/data/<task>/, with SOURCE.md and LICENSE)."""
+    return Path(__file__).resolve().parents[1] / "data" / task / name
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a text file, gunzipped when its name ends in .gz."""
+    path = require_file(path)
+    if path.suffix == ".gz":
+        import gzip
+
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            return fh.read().splitlines()
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def first_existing(folder: Path, names: tuple[str, ...]) -> Path | None:
+    return next((folder / n for n in names if (folder / n).is_file()), None)

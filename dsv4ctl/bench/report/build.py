@@ -28,8 +28,16 @@ def write_reports(run_dir: Path, plots: bool = True) -> list[Path]:
     return [run_dir / "summary.csv", run_dir / "report.md", run_dir / "report.html", *pngs]
 
 
-def to_html(summary: dict[str, Any], pngs: list[Path], title: str) -> str:
-    """One file, no external assets: the Markdown table as HTML and the PNGs as data URIs."""
+STYLE = "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border:1px solid #ccc}</style>"
+
+
+def page(title: str, body: str) -> str:
+    """A self-contained HTML document (no external assets)."""
+    return f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>{STYLE}{body}"
+
+
+def section(summary: dict[str, Any], pngs: list[Path], title: str, level: int = 1) -> str:
+    """One run: its table as HTML, its PNGs as data URIs, its setup."""
     from dsv4ctl.bench.report.rows import table_rows
 
     head, rows = table_rows(summary)
@@ -38,6 +46,10 @@ def to_html(summary: dict[str, Any], pngs: list[Path], title: str) -> str:
     imgs = "".join(f'<img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
                    for p in pngs)
     setup = html.escape(str(summary.get("setup", {})))
-    return (f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border:1px solid #ccc}</style>"
-            f"<h1>{html.escape(title)}</h1><table><tr>{th}</tr>{trs}</table>{imgs}<h2>Setup</h2><pre>{setup}</pre>")
+    return (f"<h{level}>{html.escape(title)}</h{level}><table><tr>{th}</tr>{trs}</table>{imgs}"
+            f"<h{level + 1}>Setup</h{level + 1}><pre>{setup}</pre>")
+
+
+def to_html(summary: dict[str, Any], pngs: list[Path], title: str) -> str:
+    """One file, no external assets: the Markdown table as HTML and the PNGs as data URIs."""
+    return page(title, section(summary, pngs, title))

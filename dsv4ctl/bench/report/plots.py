@@ -37,11 +37,19 @@ def sweep_plots(summary: dict[str, Any], out: Path) -> list[Path]:
     paths = [_line(out / "latency_vs_throughput.png", thr,
                    [[get(p, "ttft_ms.median") for p in pts], [get(p, "tpot_ms.median") for p in pts]],
                    ["TTFT p50", "TPOT p50"], "output tokens/s", "ms", "Latency vs throughput")]
-    per_gpu = [p.get("output_throughput_per_gpu") or p["output_throughput"] for p in pts]
     per_user = [p.get("output_throughput_per_user") or 0 for p in pts]
-    paths.append(_line(out / "per_gpu_vs_per_user.png", per_user, [per_gpu], ["sweep"],
-                       "tokens/s per user", "tokens/s per GPU", "Throughput per GPU vs per user"))
+    ys, ylabel, title = throughput_axis(pts)
+    paths.append(_line(out / "per_gpu_vs_per_user.png", per_user, [ys], ["sweep"],
+                       "tokens/s per user", ylabel, f"Throughput {title} vs per user"))
     return paths
+
+
+def throughput_axis(pts: list[dict[str, Any]]) -> tuple[list[float], str, str]:
+    """(values, y label, title part): per GPU when every point has a GPU count, else the whole
+    server's rate, labelled as such (a CPU server has 0 GPUs: nothing to divide by)."""
+    if all(p.get("output_throughput_per_gpu") for p in pts):
+        return [p["output_throughput_per_gpu"] for p in pts], "tokens/s per GPU", "per GPU"
+    return [p["output_throughput"] for p in pts], "output tokens/s (whole server, no GPU count)", "of the server"
 
 
 def distributions(records: list[dict[str, Any]], out: Path) -> Path:

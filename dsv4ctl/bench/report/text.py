@@ -10,16 +10,20 @@ from typing import Any
 from dsv4ctl.bench.report.rows import table_rows
 
 
+# Dropped first to last until the table fits the terminal (80 columns when piped); the full set is
+# in summary.json / summary.csv / `--format json`.
+DROP_ORDER = ["out tok/s/GPU", "goodput", "failed", "TPOT p50 ms", "tok/s/user", "E2E p50 ms", "TTFT p99 ms",
+              "stderr", "repeats", "ok"]
+
+
 def rich_table(summary: dict[str, Any], title: str = "bench"):
-    from rich.table import Table
+    """The summary's table, fitted to the terminal: columns empty in every row go first."""
+    from dsv4ctl.console import fit_table
 
     head, rows = table_rows(summary)
-    table = Table(title=title)
-    for h in head:
-        table.add_column(h, justify="right")
-    for r in rows:
-        table.add_row(*r)
-    return table
+    keep = [i for i, _ in enumerate(head) if any(r[i] != "-" for r in rows)] or list(range(len(head)))
+    head, rows = [head[i] for i in keep], [[r[i] for i in keep] for r in rows]
+    return fit_table(head, rows, title=title, drop_order=DROP_ORDER, justify="right")
 
 
 def to_csv(summary: dict[str, Any]) -> str:
