@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,12 +20,15 @@ from pydantic import ValidationError
 from dsv4rt.engine.engine import AsyncEngine
 from dsv4rt.engine.scheduler import QueueFull
 from dsv4rt.engine.sequence import Sequence
+from dsv4rt.server.body import parse_json, read_bounded
 from dsv4rt.server.chat import ChatFrontend, ChatResponder
 from dsv4rt.server.completions import CompletionResponder, prompt_ids, sampling_params
 from dsv4rt.server.metrics import Metrics
 from dsv4rt.server.protocol import APIError, CompletionRequest, model_list, new_id
 
 RETRY_AFTER_S = 1
+DISCONNECT_POLL_S = 0.25  # how often a non-streaming request checks that its client is still there
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,6 +48,12 @@ def error_response(e: APIError) -> JSONResponse:
     return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
 
 
+def internal(e: Exception) -> APIError:
+    """Last resort: a bug still answers in OpenAI's shape (never a plain-text 500) and is logged."""
+    log.error("unhandled %s in a request", type(e).__name__, exc_info=e)
+    return APIError(500, f"internal error ({type(e).__name__})", "server_error", code="internal_error")
+
+
 def pydantic_error(e: ValidationError | RequestValidationError) -> APIError:
     err = e.errors()[0]
     param = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
@@ -50,10 +61,7 @@ def pydantic_error(e: ValidationError | RequestValidationError) -> APIError:
 
 
 async def read_json(request: Request, state: ServerState) -> dict:
-    try:
-        body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise APIError(400, f"request body is not valid JSON: {e}") from None
+    body = parse_json(await read_bounded(request))
     if not isinstance(body, dict):
         raise APIError(400, "request body must be a JSON object")
     if body.get("model") != state.model_name:
@@ -86,6 +94,7 @@ def create_app(state: ServerState) -> FastAPI:
     app.state.server = state
     app.add_exception_handler(APIError, lambda _r, e: error_response(e))
     app.add_exception_handler(RequestValidationError, lambda _r, e: error_response(pydantic_error(e)))
+    app.add_exception_handler(Exception, lambda _r, e: error_response(internal(e)))
     add_routes(app, state)
     return app
 
@@ -123,14 +132,14 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.post("/v1/completions", dependencies=auth)
     async def completions(request: Request) -> Response:
-        return await complete(state, await read_json(request, state))
+        return await complete(state, await read_json(request, state), request)
 
     @app.post("/v1/chat/completions", dependencies=auth)
     async def chat(request: Request) -> Response:
-        return await chat_complete(state, await read_json(request, state))
+        return await chat_complete(state, await read_json(request, state), request)
 
 
-async def complete(state: ServerState, body: dict) -> Response:
+async def complete(state: ServerState, body: dict, request: Request | None = None) -> Response:
     try:
         req = CompletionRequest.model_validate(body)
     except ValidationError as e:
@@ -148,19 +157,19 @@ async def complete(state: ServerState, body: dict) -> Response:
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     token_str = lambda t: state.tokenizer.id_to_token(t) or ""  # noqa: E731
     responder = CompletionResponder(new_id("cmpl"), state.model_name, params, token_str, include_usage)
-    return await run(state, seq, responder, req.stream)
+    return await run(state, seq, responder, req.stream, request)
 
 
-async def chat_complete(state: ServerState, body: dict) -> Response:
+async def chat_complete(state: ServerState, body: dict, request: Request | None = None) -> Response:
     try:
         job = state.chat.prepare(body)
     except ValidationError as e:
         raise pydantic_error(e) from None
     seq = Sequence(job.prompt_ids, job.params, eos_token_ids=state.eos_token_ids)
-    return await run(state, seq, ChatResponder(state.chat, job, new_id("chatcmpl")), job.stream)
+    return await run(state, seq, ChatResponder(state.chat, job, new_id("chatcmpl")), job.stream, request)
 
 
-async def run(state: ServerState, seq: Sequence, responder, stream: bool) -> Response:
+async def run(state: ServerState, seq: Sequence, responder, stream: bool, request: Request | None = None) -> Response:
     try:
         outputs = state.engine.open_stream(seq)
     except QueueFull as e:
@@ -170,9 +179,28 @@ async def run(state: ServerState, seq: Sequence, responder, stream: bool) -> Res
     events = timed_events(state, seq, responder, outputs)
     if stream:
         return StreamingResponse(sse(events), media_type="text/event-stream")
-    async for _ in events:
-        pass
+    if not await drain_unless_gone(events, request):
+        return Response(status_code=499)  # nobody is listening; the slot is already free
     return Response(responder.response(), media_type="application/json")
+
+
+async def drain_unless_gone(events, request: Request | None) -> bool:
+    """Consume a non-streamed request's events; False (request aborted, slot freed) as soon as the
+    client disconnects, checked every DISCONNECT_POLL_S, instead of generating up to max_tokens."""
+    async def drain():
+        async for _ in events:
+            pass
+
+    task = asyncio.ensure_future(drain())
+    while not task.done():
+        await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+        if not task.done() and request is not None and await request.is_disconnected():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await events.aclose()  # runs timed_events' finally: abort + metrics
+            return False
+    task.result()  # re-raise an engine error as its APIError
+    return True
 
 
 async def timed_events(state: ServerState, seq: Sequence, responder, outputs):
@@ -204,5 +232,7 @@ async def sse(events):
         yield "data: [DONE]\n\n"
     except APIError as e:
         yield f"data: {json.dumps(e.body())}\n\n"
+    except Exception as e:  # noqa: BLE001 - headers are sent: the error must travel as an event
+        yield f"data: {json.dumps(internal(e).body())}\n\n"
     finally:
         await events.aclose()  # a disconnect cancels us here; closing runs the abort at once
