@@ -103,9 +103,12 @@ def _launch(checked: CheckedPlan | None, cli: CliOverrides, opts: ServeOptions, 
     if dry_run:
         session.print_dry_run(launch)
         return 0
-    preflight.preflight(launch.specs)
-    run = rundir.create(rundir.runs_root(run_dir), launch.name)
-    return session.run_launch(run, launch, detach)
+    from dsv4ctl.launch.ports import claimed
+
+    with claimed([s.port for s in launch.specs if s.port and s.http]):  # until the children hold them
+        preflight.preflight(launch.specs)
+        run = rundir.create(rundir.runs_root(run_dir), launch.name)
+        return session.run_launch(run, launch, detach)
 
 
 def status(
@@ -147,7 +150,10 @@ def stop(
     from dsv4ctl.launch import control, rundir
 
     target = rundir.find_run(rundir.runs_root(run_dir), run)
-    stopped, killed = control.stop_run(target, grace)
+    stopped, killed, foreign = control.stop_run(target, grace)
+    for role, pgid in foreign.items():
+        out.print(f"[yellow]not signalled:[/] {role}: process group {pgid} is not the one this run started "
+                  "(pid reused or manifest edited)", highlight=False)
     if not stopped:
         out.print(f"{target.name}: nothing running")
         return

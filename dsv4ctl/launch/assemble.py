@@ -102,11 +102,13 @@ def builtin_model(plan: LaunchPlan, create: bool) -> tuple[str, str]:
 def builtin_specs(plan: LaunchPlan, opts: ServeOptions, create: bool) -> tuple[list[ChildSpec], str]:
     builtin.require_runtime()
     model, served = builtin_model(plan, create)
-    host = plan.keys.host
+    given = plan.keys.host if plan.provenance.get("host") == "cli:--host" else None
+    host = builtin.builtin_host(given, plan.keys.host, lambda m: err.print(f"[yellow]note:[/] {m}", highlight=False))
     port = plan.keys.port
     argv = builtin.builtin_argv(model, host=host, port=port, served_model_name=served,
-                                api_key=opts.api_key, plan_path=Path(RUN_DIR_TOKEN, "plan.yaml"))
-    return [ChildSpec("single", argv, dict(plan.env), port, host)], served
+                                plan_path=Path(RUN_DIR_TOKEN, "plan.yaml"))
+    secret = {builtin.API_KEY_ENV: opts.api_key} if opts.api_key else {}
+    return [ChildSpec("single", argv, dict(plan.env), port, host, secret_env=secret)], served
 
 
 def expected_model(plan: LaunchPlan) -> str:

@@ -11,8 +11,21 @@ from dsv4ctl.launch.rundir import RunDir
 LIVE_STATES = ("starting", "running", "stopping")
 
 
+def _groups(manifest: dict) -> tuple[dict[str, int], dict[str, int]]:
+    """(our live groups, groups whose id now belongs to another process) by role. Only a group whose
+    leader still has the pid + start time recorded at launch may be signalled: a stale or crafted
+    manifest must never make `stop` hit an unrelated process."""
+    ids = manifest.get("procs") or {}
+    ours, foreign = {}, {}
+    for role, pgid in (manifest.get("pgids") or {}).items():
+        if not isinstance(pgid, int) or isinstance(pgid, bool) or pgid <= 1 or not procs.group_alive(pgid):
+            continue
+        (ours if procs.group_is_ours(pgid, ids.get(role)) else foreign)[role] = pgid
+    return ours, foreign
+
+
 def live_roles(manifest: dict) -> list[str]:
-    return [role for role, pgid in (manifest.get("pgids") or {}).items() if procs.group_alive(int(pgid))]
+    return list(_groups(manifest)[0])
 
 
 def run_state(run: RunDir) -> dict:
@@ -28,17 +41,17 @@ def run_state(run: RunDir) -> dict:
             "engine": manifest.get("engine"), "started_at": manifest.get("started_at")}
 
 
-def stop_run(run: RunDir, grace_s: float = 10.0) -> tuple[list[str], list[str]]:
-    """Stop every live group of a run. Returns (stopped roles, roles that needed SIGKILL)."""
+def stop_run(run: RunDir, grace_s: float = 10.0) -> tuple[list[str], list[str], dict[str, int]]:
+    """Stop every live group of a run. Returns (stopped roles, roles that needed SIGKILL, groups left
+    alone because their id now belongs to another process)."""
     manifest = run.read_manifest()
     if manifest.get("status") not in LIVE_STATES:
-        return [], []  # already stopped by its controller; its recorded pgids may belong to others now
-    pgids = {role: int(pgid) for role, pgid in (manifest.get("pgids") or {}).items()}
-    live = {role: g for role, g in pgids.items() if procs.group_alive(g)}
+        return [], [], {}  # already stopped by its controller; its recorded pgids may belong to others now
+    live, foreign = _groups(manifest)
     # Router first: it fronts the servers, so stopping it first stops traffic before KV transfer breaks.
     order = sorted(live, key=lambda role: role != "router")
     run.update_manifest(status="stopping")  # tells a still-running controller this exit is wanted
     killed_groups = procs.stop_groups([live[r] for r in order], grace_s)
     killed = [r for r in order if live[r] in killed_groups]
     run.update_manifest(status="stopped", stopped_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    return order, killed
+    return order, killed, foreign
