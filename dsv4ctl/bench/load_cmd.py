@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dsv4ctl.bench import service, workloads
+from dsv4ctl.bench import guards, service, workloads
 from dsv4ctl.bench.options import LoadOptions
 from dsv4ctl.errors import UserError
 
@@ -37,17 +37,21 @@ def ladder(a: LoadOptions) -> list[int | None]:
 def main(a: LoadOptions) -> None:
     from dsv4ctl.bench.loadgen import LoadPlan
 
+    guards.check_args(a, guards.LOAD)
+    slo, concs = service.parse_slo(a.slo), ladder(a)
+    guards.check_ladder(concs)
+    guards.check_percentiles(a.percentiles)
+    out = Path(a.out or default_out("load"))
+    guards.check_resumable(out, a.resume)
     url, model, gpus, plan_ref = service.resolve_endpoint(a.base_url, a.model, a.plan, a.gpus)
     ep = service.endpoint(url, model, a.api, a.api_key, a.ignore_eos, a.extra_body, a.timeout)
-    out = Path(a.out or default_out("load"))
+    guards.ensure_writable(out)
     session = service.prepare_dir(out, a.resume)
-    slo, concs = service.parse_slo(a.slo), ladder(a)
     prompts = build_prompts(a)
     skip = {(r.get("concurrency"), r["index"]) for r in service.rec_io.read_records(out)
             if r.get("ok") and r.get("phase") == "measure"}
     lp = LoadPlan(concs, a.request_rate, a.warmup, a.max_error_rate, a.seed, session, skip)
-    setup = setup_of(a, ep, gpus, plan_ref)
-    out.mkdir(parents=True, exist_ok=True)
+    setup = guards.resume_setup(out, setup_of(a, ep, gpus, plan_ref), a.resume, a.force)
     service.rec_io.write_json(out / service.rec_io.SETUP_FILE, setup)
     try:
         _drive(ep, prompts, lp, out, a.progress, setup)
@@ -75,7 +79,8 @@ def setup_of(a: LoadOptions, ep, gpus, plan_ref) -> dict[str, Any]:
     from dsv4ctl.bench.discover import environment
 
     keys = {"workload", "num_prompts", "input_len", "output_len", "range_ratio", "range_style", "sweep",
-            "concurrency", "request_rate", "warmup", "ignore_eos", "seed", "slo", "trace"}
+            "concurrency", "request_rate", "warmup", "ignore_eos", "seed", "slo", "trace", "prefix_groups",
+            "prefix_len"}
     return {"base_url": ep.base_url, "model": ep.model, "api": ep.api, "gpus": gpus, "plan": plan_ref,
             **a.model_dump(mode="json", include=keys),
             "extra_body": ep.extra_body, "client": environment()}
