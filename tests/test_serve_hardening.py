@@ -220,3 +220,20 @@ def test_runtime_validates_ports_and_reads_keys_safely(tmp_path):
         assert opts()["api_key"] == "sk-env"
     finally:
         del os.environ[builtin.API_KEY_ENV]
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--mem-fraction-static", "2"], "mem_fraction_static"), (["--kv-budget-bytes", "-1"], "kv_budget_bytes"),
+    (["--cuda-graph-bs", "0"], "cuda_graph_bs"), (["--port", "70000"], "0..65535"),
+    ([], "no config.json"),
+])
+def test_runtime_bad_numbers_and_models_are_one_line(tmp_path, args, named):
+    res = runtime_cli("--model", str(tmp_path / "missing"), *args)
+    assert res.returncode == 2 and named in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("args", [["--grace", "-1"], ["--timeout", "inf"], ["--timeout", "nan"], ["--grace", "nan"]])
+def test_serve_seconds_must_be_finite(tmp_path, args):
+    plan = plan_file(tmp_path / "plan.yaml", "h200", "flash", "balanced")
+    res = run_cli(serve_args(plan, tmp_path, "--dry-run", *args), stub_env(tmp_path))
+    assert res.returncode == 2 and "number of seconds" in res.stderr and "Traceback" not in res.stderr, res.stderr

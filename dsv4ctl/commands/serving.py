@@ -70,11 +70,12 @@ def serve(
 ) -> None:
     """Validate a plan, start its engine processes, wait until they answer, and supervise them."""
     from dsv4ctl.launch import assemble
-    from dsv4ctl.launch.health import require_positive_timeout
+    from dsv4ctl.launch.health import require_positive_timeout, require_seconds
     from dsv4ctl.pipeline import PlanRequest, RenderOptions
 
     _check_choice(engine, ENGINES, "--engine")
     require_positive_timeout(timeout)
+    require_seconds(grace, "--grace", allow_zero=True)
     opts = assemble.ServeOptions(engine=engine, engine_bin=engine_bin, api_key=api_key, name=name,
                                  timeout=timeout, grace=grace, node_rank=node_rank,
                                  node0_addr=node0_addr, force=force, strict=strict)
@@ -148,7 +149,9 @@ def stop(
     """Stop a detached run: SIGTERM to every process group, SIGKILL after the grace period."""
     from dsv4ctl.console import out
     from dsv4ctl.launch import control, rundir
+    from dsv4ctl.launch.health import require_seconds
 
+    require_seconds(grace, "--grace", allow_zero=True)
     target = rundir.find_run(rundir.runs_root(run_dir), run)
     stopped, killed, foreign = control.stop_run(target, grace)
     for role, pgid in foreign.items():

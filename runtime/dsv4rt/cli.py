@@ -143,19 +143,27 @@ def engine_config(opts: dict) -> EngineConfig:
                         cuda_graphs=not opts.get("disable_cuda_graph"), **kw)
 
 
-def serve(opts: dict) -> None:
-    import uvicorn
-
+def build_app(opts: dict):
+    """Load the checkpoint and assemble the app; a bad model directory or budget is a UsageError."""
+    from dsv4rt.engine.model_runner import KVBudgetError
     from dsv4rt.server.app import create_app
     from dsv4rt.server.build import build_state
 
     cfg = engine_config(opts)
     name = opts.get("served_model_name") or Path(cfg.model_path).name
+    try:
+        return create_app(build_state(cfg, name, opts.get("api_key")))
+    except (ValueError, FileNotFoundError, KVBudgetError) as e:  # ConfigError, CheckpointError are ValueErrors
+        raise UsageError(str(e)) from None
+
+
+def serve(opts: dict, app) -> None:
+    import uvicorn
+
     host = opts.get("host") or DEFAULT_HOST
     if host in WILDCARD_HOSTS and not opts.get("api_key"):
         log.warning("SECURITY: binding %s (every interface) WITHOUT an API key: anyone who can reach this "
                     "machine can use the model; set $%s or --api-key-file, or bind 127.0.0.1", host, API_KEY_ENV)
-    app = create_app(build_state(cfg, name, opts.get("api_key")))
     uvicorn.run(app, host=host, port=opts["port"], log_level=opts.get("log_level", "info"))
 
 
@@ -165,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = resolve_options(ns)
         engine_config(opts)  # validate before loading anything
+        app = build_app(opts)
     except (UsageError, ValueError) as e:
         print(f"dsv4rt serve: error: {e}", file=sys.stderr)
         return 2
-    serve(opts)
+    serve(opts, app)
     return 0
