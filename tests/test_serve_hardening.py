@@ -237,3 +237,17 @@ def test_serve_seconds_must_be_finite(tmp_path, args):
     plan = plan_file(tmp_path / "plan.yaml", "h200", "flash", "balanced")
     res = run_cli(serve_args(plan, tmp_path, "--dry-run", *args), stub_env(tmp_path))
     assert res.returncode == 2 and "number of seconds" in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("manifest", [
+    "[1, 2]", '"x"', "{not json", '{"status": "running", "pgids": [1], "procs": "x"}',
+    '{"status": "running", "pgids": {"single": "abc"}}', '{"status": "running", "pgids": {"single": 1}}',
+    '{"status": "running", "pgids": {"single": 999999999}, "procs": {"single": {"pid": 999999999, "start_ticks": "x"}}}',
+])
+def test_status_and_stop_survive_garbage_manifests(tmp_path, manifest):
+    run = rundir.create(tmp_path / "runs", "junk")
+    (run.path / "manifest.json").write_text(manifest)
+    env = {**os.environ, "DSV4CTL_RUNS": str(tmp_path / "runs")}
+    for args in (["status", "--all"], ["status", "--format", "json"], ["stop", "latest", "--grace", "0.5"]):
+        res = run_cli(args, env)
+        assert res.returncode in (0, 2) and "Traceback" not in res.stderr, (args, res.stderr)

@@ -15,9 +15,9 @@ def _groups(manifest: dict) -> tuple[dict[str, int], dict[str, int]]:
     """(our live groups, groups whose id now belongs to another process) by role. Only a group whose
     leader still has the pid + start time recorded at launch may be signalled: a stale or crafted
     manifest must never make `stop` hit an unrelated process."""
-    ids = manifest.get("procs") or {}
+    ids, pgids = (m if isinstance(m, dict) else {} for m in (manifest.get("procs"), manifest.get("pgids")))
     ours, foreign = {}, {}
-    for role, pgid in (manifest.get("pgids") or {}).items():
+    for role, pgid in pgids.items():
         if not isinstance(pgid, int) or isinstance(pgid, bool) or pgid <= 1 or not procs.group_alive(pgid):
             continue
         (ours if procs.group_is_ours(pgid, ids.get(role)) else foreign)[role] = pgid

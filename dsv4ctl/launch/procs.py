@@ -150,11 +150,14 @@ def group_is_ours(pgid: int, recorded: dict | None) -> bool:
     """True only when group `pgid` is still the one we started: its leader has the recorded start
     time, or (leader gone, forked workers left) every member started after it in the same boot —
     a reused id would have a new leader or members older than the record."""
-    if not recorded or recorded.get("pid") != pgid or recorded.get("boot_id") != _boot_id():
+    if not isinstance(recorded, dict) or recorded.get("pid") != pgid or recorded.get("boot_id") != _boot_id():
+        return False
+    started = recorded.get("start_ticks")
+    if not isinstance(started, int):
         return False
     leader = start_ticks(pgid)
     if leader is not None:
-        return leader == recorded.get("start_ticks")
+        return leader == started
     members = group_members(pgid)
     ticks = [start_ticks(p) for p in members]
-    return bool(members) and all(t is not None and t >= recorded["start_ticks"] for t in ticks)
+    return bool(members) and all(t is not None and t >= started for t in ticks)

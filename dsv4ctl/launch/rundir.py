@@ -50,10 +50,12 @@ class RunDir:
         tmp.replace(self.path / name)
 
     def read_manifest(self) -> dict:
+        """The manifest, or {} when it is unreadable or not a JSON object (corrupt, hand-edited)."""
         try:
-            return json.loads((self.path / MANIFEST).read_text())
-        except (OSError, json.JSONDecodeError):
+            data = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
             return {}
+        return data if isinstance(data, dict) else {}
 
     def update_manifest(self, **fields: Any) -> dict:
         manifest = self.read_manifest() | fields
