@@ -41,7 +41,8 @@ def test_stop_never_signals_a_group_that_is_not_ours(tmp_path, ident):
         if ident == "wrong-start":
             rec = {**rec, "start_ticks": rec["start_ticks"] - 1}  # the pid was reused by a later process
         run = crafted_run(tmp_path, victim.pid, rec)
-        stopped, killed, foreign = control.stop_run(run, grace_s=0.5)
+        foreign = control.foreign_groups(run.read_manifest())
+        stopped, killed = control.stop_run(run, grace_s=0.5)
         assert stopped == [] and foreign == {"single": victim.pid}
         time.sleep(0.2)
         assert victim.poll() is None, "stop signalled an unrelated process"
@@ -54,8 +55,9 @@ def test_stop_never_signals_a_group_that_is_not_ours(tmp_path, ident):
 def test_stop_signals_the_group_it_started(tmp_path):
     child = sleeper()
     run = crafted_run(tmp_path, child.pid, procs.identity(child.pid))
-    stopped, _, foreign = control.stop_run(run, grace_s=2)
-    assert stopped == ["single"] and foreign == {}
+    assert control.foreign_groups(run.read_manifest()) == {}
+    stopped, _ = control.stop_run(run, grace_s=2)
+    assert stopped == ["single"]
     assert child.wait(timeout=5) is not None
 
 

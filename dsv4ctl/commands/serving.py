@@ -153,10 +153,10 @@ def stop(
 
     require_seconds(grace, "--grace", allow_zero=True)
     target = rundir.find_run(rundir.runs_root(run_dir), run)
-    stopped, killed, foreign = control.stop_run(target, grace)
-    for role, pgid in foreign.items():
+    for role, pgid in control.foreign_groups(target.read_manifest()).items():
         out.print(f"[yellow]not signalled:[/] {role}: process group {pgid} is not the one this run started "
                   "(pid reused or manifest edited)", highlight=False)
+    stopped, killed = control.stop_run(target, grace)
     if not stopped:
         out.print(f"{target.name}: nothing running")
         return

@@ -28,6 +28,11 @@ def live_roles(manifest: dict) -> list[str]:
     return list(_groups(manifest)[0])
 
 
+def foreign_groups(manifest: dict) -> dict[str, int]:
+    """Recorded groups that are alive but not ours any more: `stop` leaves them alone."""
+    return _groups(manifest)[1] if manifest.get("status") in LIVE_STATES else {}
+
+
 def run_state(run: RunDir) -> dict:
     """The manifest's view, corrected by what is actually running now."""
     manifest = run.read_manifest()
@@ -41,17 +46,17 @@ def run_state(run: RunDir) -> dict:
             "engine": manifest.get("engine"), "started_at": manifest.get("started_at")}
 
 
-def stop_run(run: RunDir, grace_s: float = 10.0) -> tuple[list[str], list[str], dict[str, int]]:
-    """Stop every live group of a run. Returns (stopped roles, roles that needed SIGKILL, groups left
-    alone because their id now belongs to another process)."""
+def stop_run(run: RunDir, grace_s: float = 10.0) -> tuple[list[str], list[str]]:
+    """Stop every live group of this run (never a group whose id now belongs to another process,
+    see `foreign_groups`). Returns (stopped roles, roles that needed SIGKILL)."""
     manifest = run.read_manifest()
     if manifest.get("status") not in LIVE_STATES:
-        return [], [], {}  # already stopped by its controller; its recorded pgids may belong to others now
-    live, foreign = _groups(manifest)
+        return [], []  # already stopped by its controller; its recorded pgids may belong to others now
+    live = _groups(manifest)[0]
     # Router first: it fronts the servers, so stopping it first stops traffic before KV transfer breaks.
     order = sorted(live, key=lambda role: role != "router")
     run.update_manifest(status="stopping")  # tells a still-running controller this exit is wanted
     killed_groups = procs.stop_groups([live[r] for r in order], grace_s)
     killed = [r for r in order if live[r] in killed_groups]
     run.update_manifest(status="stopped", stopped_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    return order, killed, foreign
+    return order, killed
