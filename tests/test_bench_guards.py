@@ -41,7 +41,8 @@ def mock():
 @pytest.mark.parametrize("extra", [
     ["-n", "0"], ["-n", "-5"], ["-c", "0"], ["--input-len", "0"], ["--output-len", "-1"], ["--request-rate", "0"],
     ["--warmup", "-1"], ["--timeout", "0"], ["--range-ratio", "1.5"], ["--max-error-rate", "-0.1"],
-    ["--sweep", "1,0,4"], ["--gpus", "0"], ["--prefix-groups", "0"],
+    ["--sweep", "1,0,4"], ["--gpus", "0"], ["--prefix-groups", "0"], ["--extra-body", "[1]"],
+    ["--slo", "ttft=abc"], ["--slo", "ttft=-5"], ["--percentiles", "abc"], ["--percentiles", "150"],
 ])
 def test_load_options_that_would_run_nothing_exit_2(tmp_path, extra):
     one_line_exit_2([*BASE, "--base-url", "http://127.0.0.1:9", "--out", str(tmp_path / "o"), *extra])

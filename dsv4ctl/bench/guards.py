@@ -43,6 +43,15 @@ def check_args(a: Any, rules: tuple[tuple[str, str, Callable[[Any], bool], str],
             raise UserError(f"{flag} must be {what}, got {value}", where=flag, fix=f"pass {flag} {what}")
 
 
+def check_percentiles(text: str) -> None:
+    try:
+        values = [float(p) for p in text.split(",")]
+    except ValueError:
+        values = [float("nan")]
+    if not all(0 < v < 100 for v in values):
+        raise UserError(f"bad --percentiles {text!r}", where="--percentiles", fix="write e.g. --percentiles 50,90,99")
+
+
 def check_ladder(concs: list[int | None]) -> None:
     bad = [c for c in concs if c is not None and c < 1]
     if bad:
