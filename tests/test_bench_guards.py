@@ -98,3 +98,12 @@ def test_bench_refuses_a_corrupt_manifest(tmp_path, text):
     (tmp_path / "run" / "manifest.json").write_text(text, encoding="latin-1")
     r = one_line_exit_2([*BASE, "--plan", str(tmp_path / "run"), "--out", str(tmp_path / "o")])
     assert "manifest" in r.exception.one_line()
+
+
+@pytest.mark.parametrize("cmd", ["report", "compare"])
+@pytest.mark.parametrize("text", ["[1", "[1, 2]", "\xff\xfe"])
+def test_report_and_compare_refuse_a_corrupt_summary(tmp_path, cmd, text):
+    (tmp_path / "summary.json").write_text(text, encoding="latin-1")
+    args = ["bench", cmd, str(tmp_path)] + ([str(tmp_path)] if cmd == "compare" else [])
+    r = one_line_exit_2(args)
+    assert "summary.json is corrupt" in r.exception.one_line()
