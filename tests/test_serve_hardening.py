@@ -253,3 +253,14 @@ def test_status_and_stop_survive_garbage_manifests(tmp_path, manifest):
     for args in (["status", "--all"], ["status", "--format", "json"], ["stop", "latest", "--grace", "0.5"]):
         res = run_cli(args, env)
         assert res.returncode in (0, 2) and "Traceback" not in res.stderr, (args, res.stderr)
+
+
+@pytest.mark.parametrize("root", ["/proc/x", "/dev/null"])
+def test_unwritable_run_dir_is_one_line(tmp_path, root):
+    plan = plan_file(tmp_path / "plan.yaml", "h200", "flash", "balanced")
+    args = [a if a != str(tmp_path / "runs") else root for a in serve_args(plan, tmp_path)]
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    res = run_cli(args, stub_env(rec))
+    assert res.returncode == 2 and "cannot create a run directory" in res.stderr and "Traceback" not in res.stderr
+    assert records(rec) == {}  # nothing started

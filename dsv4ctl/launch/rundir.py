@@ -73,6 +73,9 @@ def create(root: Path, name: str) -> RunDir:
             path.mkdir(parents=True)
         except FileExistsError:
             continue
+        except OSError as exc:  # /proc/..., a file in the way, read-only or full disk
+            raise UserError(f"cannot create a run directory ({exc.strerror or exc})", where=str(root),
+                            fix="pass --run-dir a directory you can write (or set $DSV4CTL_RUNS)") from None
         (path / "logs").mkdir()
         return RunDir(path)
     raise UserError(f"could not create a run directory under {root}", fix="clean up old runs")
