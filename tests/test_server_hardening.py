@@ -72,7 +72,8 @@ def test_reasoning_tokens_never_exceed_completion_tokens(server, stream):
     else:
         usage = r.json()["usage"]
     details = usage.get("completion_tokens_details") or {}
-    assert 0 <= details.get("reasoning_tokens", 0) <= usage["completion_tokens"] == 40
+    assert "reasoning_tokens" in details  # thinking is on by default
+    assert 0 <= details["reasoning_tokens"] <= usage["completion_tokens"] <= 40  # EOS may end it early
 
 
 def poison_seed(seq: Sequence) -> None:

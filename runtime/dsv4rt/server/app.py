@@ -144,7 +144,8 @@ async def complete(state: ServerState, body: dict, request: Request | None = Non
         req = CompletionRequest.model_validate(body)
     except ValidationError as e:
         raise pydantic_error(e) from None
-    ids = prompt_ids(req, lambda s: state.tokenizer.encode(s, add_special_tokens=False).ids)
+    # Tokenizing a long prompt takes long: off the event loop, so other streams keep flowing.
+    ids = await asyncio.to_thread(prompt_ids, req, lambda s: state.tokenizer.encode(s, add_special_tokens=False).ids)
     if not all(0 <= t < state.vocab_size for t in ids):
         raise APIError(400, f"prompt token ids must be in [0, {state.vocab_size})", param="prompt")
     room = state.context_length - len(ids)
@@ -162,7 +163,7 @@ async def complete(state: ServerState, body: dict, request: Request | None = Non
 
 async def chat_complete(state: ServerState, body: dict, request: Request | None = None) -> Response:
     try:
-        job = state.chat.prepare(body)
+        job = await asyncio.to_thread(state.chat.prepare, body)  # encoding, like tokenizing: off the loop
     except ValidationError as e:
         raise pydantic_error(e) from None
     seq = Sequence(job.prompt_ids, job.params, eos_token_ids=state.eos_token_ids)
