@@ -55,3 +55,14 @@ def test_a_plan_with_one_field_replaced(base_plan, field, junk):
        junk=DATA)
 def test_a_plan_with_one_key_replaced(base_plan, key, junk):
     load(yaml.safe_dump({**base_plan, "keys": {**base_plan["keys"], key: junk}}).encode())
+
+
+def test_control_characters_in_a_key_keep_the_error_on_one_line(base_plan):
+    """Found by the fuzz above: a YAML key with a newline (or an escape sequence) was echoed raw."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "plan.yaml"
+        path.write_text(yaml.safe_dump({**base_plan, "keys": {**base_plan["keys"], "a\nb\x1b[31m": 1}}))
+        with pytest.raises(UserError) as exc:
+            load_plan(path)
+    line = exc.value.one_line()
+    assert "\n" not in line and "\x1b" not in line and "a\\nb\\x1b[31m" in line.replace("\\[", "[")
