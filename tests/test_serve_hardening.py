@@ -133,20 +133,13 @@ def test_a_port_in_time_wait_is_free_but_a_listener_is_not():
     assert not ports.port_in_use("127.0.0.1", port)  # only TIME_WAIT left: what a server may bind
 
 
-@pytest.mark.parametrize("port", ["70000", "-1", "65536"])
+@pytest.mark.parametrize("port", ["70000", "-1", "65536", "0"])
 def test_out_of_range_ports_are_one_line_errors(tmp_path, port):
+    """0 is refused too: the plan and the run record the real port, so nothing polls port 0."""
     plan = plan_file(tmp_path / "plan.yaml", "h200", "flash", "balanced")
     res = run_cli(serve_args(plan, tmp_path, "--dry-run", "--port", port), stub_env(tmp_path))
-    assert res.returncode == 2 and "port must be an integer in 0..65535" in res.stderr, res.stderr
-    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) <= 3
-
-
-def test_port_zero_picks_a_free_port_and_reports_it(tmp_path):
-    plan = plan_file(tmp_path / "plan.yaml", "h200", "flash", "balanced")
-    res = run_cli(serve_args(plan, tmp_path, "--dry-run", "--port", "0"), stub_env(tmp_path))
-    assert res.returncode == 0, res.stderr
-    picked = int(res.stderr.split("using free port ")[1].split()[0])
-    assert 0 < picked <= 65535 and f"--port {picked}" in res.stdout and "--port 0" not in res.stdout
+    assert res.returncode == 2 and "--port" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) <= 3
 
 
 def test_a_plan_port_of_zero_or_too_big_is_refused_before_anything_starts():

@@ -16,24 +16,11 @@ from dsv4ctl.errors import UserError
 MAX_PORT = 65535
 
 
-def check_port(port: object, where: str = "--port", allow_zero: bool = True) -> int:
-    """An integer in 0..65535 (0 = pick a free one, where allowed), or one UserError line (exit 2)."""
-    low = 0 if allow_zero else 1
-    if isinstance(port, bool) or not isinstance(port, int) or not low <= port <= MAX_PORT:
-        raise UserError(f"port must be an integer in {low}..{MAX_PORT}, got {port!r}", where=where,
-                        fix="pass a port such as 30000" + (", or 0 to let the system pick a free one" if low == 0
-                                                          else " (--port 0 picks a free one)"))
-    return port
-
-
-def resolve_port(port: int | None, host: str | None, say=print) -> int | None:
-    """--port as given (validated); 0 becomes a free port, reported, so every later step (preflight,
-    readiness, manifest, bench) uses the real number."""
-    if port is None:
-        return None
-    if check_port(port) == 0:
-        port = free_port(host if host and ":" not in host else "127.0.0.1")
-        say(f"--port 0: using free port {port}")
+def check_port(port: object, where: str = "--port") -> int:
+    """An integer in 1..65535, or one UserError line (exit 2): the last check before a child binds."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= MAX_PORT:
+        raise UserError(f"port must be an integer in 1..{MAX_PORT}, got {port!r}", where=where,
+                        fix="pass a port such as 30000")
     return port
 
 
@@ -61,7 +48,7 @@ def ensure_free(host: str, port: int, role: str) -> None:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free right now (tests and `--port 0`)."""
+    """A port the OS says is free right now (tests)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]

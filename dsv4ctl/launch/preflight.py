@@ -77,7 +77,7 @@ def check_model_path(model_path: str, *, local_only: bool) -> None:
 def preflight(specs: list[ChildSpec], warn=None) -> None:
     for spec in specs:
         if spec.port is not None:
-            check_port(spec.port, where=f"serve: port of role {spec.role}", allow_zero=False)
+            check_port(spec.port, where=f"serve: port of role {spec.role}")
         check_program(spec)
     for spec in specs:
         if spec.port is not None and spec.http:
