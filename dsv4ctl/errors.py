@@ -24,7 +24,13 @@ class UserError(Exception):
         # cli prints this through Rich: escape so layer labels like "overrides[hw=b200]" survive.
         from rich.markup import escape
 
-        return escape(f"{head}{self.message}{tail}")
+        return escape(_visible(f"{head}{self.message}{tail}"))
+
+
+def _visible(text: str) -> str:
+    """Control characters (a newline in a YAML key, a tab in a path) as escapes: the error stays one
+    line, and a terminal escape sequence from a hostile file is shown, never run."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def did_you_mean(name: str, choices: list[str]) -> str:

@@ -43,10 +43,13 @@ def test_sweep_summary_plots_report_compare_and_resume(tmp_path):
 
 
 def test_plan_and_run_dir_discovery(tmp_path):
+    from dsv4ctl.resolve import resolve_plan
+    from dsv4ctl.schema import dump_plan
+
     plan = tmp_path / "plan.yaml"
-    plan.write_text("keys:\n  host: 0.0.0.0\n  port: 31000\n  served_model_name: dsv4\n  model_path: /m\n"
-                    "  context_length: 4096\nnodes: 2\ngpus_per_node: 8\n")
-    assert from_source(plan) == {"base_url": "http://127.0.0.1:31000", "model": "dsv4", "gpus": 16, "plan": str(plan),
+    dump_plan(resolve_plan("h200", "flash", "balanced", None,
+                           ["port=31000", "served_model_name=dsv4", "model_path=/m", "context_length=4096"]), plan)
+    assert from_source(plan) == {"base_url": "http://127.0.0.1:31000", "model": "dsv4", "gpus": 8, "plan": str(plan),
                                  "model_path": "/m", "context_length": 4096}
     (tmp_path / "run").mkdir()
     manifest = {"base_url": "http://h:1", "model": "m", "gpus": 4, "engine": "builtin", "hardware": "cpu",

@@ -39,6 +39,8 @@ def test_builtin_tiny_model_serves_a_request_and_stops_cleanly(tmp_path):
         body = {"model": "dsv4-tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
         url = f"{m['base_url']}/v1/chat/completions"
         assert httpx.post(url, json=body, timeout=60).status_code == 401  # --api-key passed through
+        cmdline = open(f"/proc/{m['pids']['single']}/cmdline", "rb").read()
+        assert b"sk-test" not in cmdline  # ... by environment: argv is world-readable in ps
         resp = httpx.post(url, json=body, headers={"Authorization": "Bearer sk-test"}, timeout=60)
         assert resp.status_code == 200 and resp.json()["model"] == "dsv4-tiny"
         proc.send_signal(signal.SIGINT)

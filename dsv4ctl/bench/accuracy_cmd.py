@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dsv4ctl.bench import service
+from dsv4ctl.bench import guards, service
 from dsv4ctl.bench.accuracy import runner
 from dsv4ctl.bench.accuracy.items import TaskData, sha256
 from dsv4ctl.bench.load_cmd import default_out
@@ -48,12 +48,15 @@ def setup_of(a: AccuracyOptions, ep, spec: runner.AccRun, data: TaskData) -> dic
 
 def main(a: AccuracyOptions) -> None:
     service.check_format(a.format)
+    guards.check_args(a, guards.ACCURACY)
+    out = Path(a.out or default_out(a.task))
+    guards.check_resumable(out, a.resume)
     url, model, _gpus, plan_ref, _found = service.resolve_endpoint(a.base_url, a.model, a.plan, None)
     extra = '{"chat_template_kwargs": {"thinking": %s}}' % ("true" if a.thinking else "false") \
         if a.api == "chat" else None
     ep = service.endpoint(url, model, a.api, a.api_key, False, extra, a.timeout, a.temperature)
     spec, data = build(a)
-    out = Path(a.out or default_out(a.task))
+    guards.ensure_writable(out)
     service.prepare_dir(out, a.resume)
     setup = {**setup_of(a, ep, spec, data), "plan": plan_ref}
     try:

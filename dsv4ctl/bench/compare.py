@@ -21,7 +21,14 @@ def load_summary(run: Path) -> dict[str, Any]:
     path = Path(run) / SUMMARY_FILE if Path(run).is_dir() else Path(run)
     if not path.is_file():
         raise UserError("no summary.json", where=str(run), fix="run `dsv4ctl bench report DIR` first")
-    return read_json(path)
+    try:
+        summary = read_json(path)
+    except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        summary = exc
+    if not isinstance(summary, dict):
+        raise UserError("summary.json is corrupt (not a JSON object)", where=str(path),
+                        fix="re-run the benchmark, or restore the file")
+    return summary
 
 
 def value(summary: dict[str, Any], key: str, stat: str | None) -> float | None:

@@ -1,7 +1,8 @@
 """Find the endpoint, model and GPU count from a serve run directory or a plan YAML.
 
-Reads plain files only (runs/<name>/manifest.json; plan keys.host/port/served_model_name and
-nodes × gpus_per_node) so bench does not depend on the planner's modules.
+A run directory's manifest.json is read as plain JSON; a plan file goes through the planner's
+schema loader (dsv4ctl.schema, torch-free), so a malformed or hostile plan is one line, not a
+traceback: the endpoint is the router's port on PD plans, else the single server's.
 """
 
 from __future__ import annotations
@@ -24,13 +25,26 @@ def from_source(source: Path) -> dict[str, Any]:
         if not manifest.is_file():
             raise UserError("no manifest.json in this run directory", where=str(source),
                             fix="pass the directory `dsv4ctl serve` printed, or a plan file")
-        data = json.loads(manifest.read_text())
+        data = _read_manifest(manifest)
         plan_keys = _plan_keys(source / "plan.yaml") if (source / "plan.yaml").is_file() else {}
         facts = _model_facts(plan_keys) | {k: v for k, v in [("model_path", _served_path(source))] if v}
         return {k: data.get(k) for k in ("base_url", "model", "gpus")} | {"plan": _deployment(source, data)} | facts
     if not source.is_file():
         raise UserError("plan file not found", where=str(source), fix="pass an existing plan YAML")
     return from_plan(source)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """manifest.json as `serve` writes it; a corrupt or foreign one is one line, not a traceback."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise UserError(f"unreadable manifest ({type(exc).__name__})", where=str(path),
+                        fix="pass a run directory written by `dsv4ctl serve`, or --base-url") from None
+    if not isinstance(data, dict) or not isinstance(data.get("base_url"), str):
+        raise UserError("manifest has no base_url", where=str(path),
+                        fix="pass a run directory written by `dsv4ctl serve`, or --base-url")
+    return data
 
 
 def _deployment(run: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -67,20 +81,17 @@ def _model_facts(keys: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_plan(path: Path) -> dict[str, Any]:
-    from dsv4ctl.schema.io import load_yaml  # the one bounded reader (size, aliases, nesting)
+    """Endpoint, model and GPU count of a plan file, read and validated by the planner's schema
+    loader (safe, bounded YAML; one-line errors naming the file and field)."""
+    from dsv4ctl.schema import load_plan
 
-    plan = load_yaml(path) or {}
-    if not isinstance(plan, dict):
-        raise UserError("not a plan (expected a mapping)", where=str(path), fix="pass a file from `dsv4ctl plan -o`")
-    keys = plan.get("keys") or {}
-    host, port = keys.get("host") or "127.0.0.1", keys.get("port") or 30000
+    plan = load_plan(path)
+    front = plan.role("router") or plan.role("single") or (plan.roles[0] if plan.roles else None)
+    host = plan.keys.host or "127.0.0.1"
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    topo = plan.get("topology") or {}
-    nodes = plan.get("nodes") or topo.get("nodes") or 1
-    nodes = len(nodes) if isinstance(nodes, list) else int(nodes)
-    per_node = plan.get("gpus_per_node") or topo.get("gpus_per_node") or keys.get("gpus_per_node")
-    return {"base_url": f"http://{host}:{port}", "model": keys.get("served_model_name"),
-            "gpus": nodes * int(per_node) if per_node else None, "plan": str(path)} | _model_facts(keys)
+    port = front.port if front is not None else plan.keys.port
+    return {"base_url": f"http://{host}:{port}", "model": plan.keys.served_model_name,
+            "gpus": plan.nodes * plan.gpus_per_node, "plan": str(path)} | _model_facts(plan.keys.model_dump())
 
 
 def environment() -> dict[str, Any]:

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dsv4ctl.bench import service, workloads
+from dsv4ctl.bench import guards, service, workloads
 from dsv4ctl.bench.options import LoadOptions
 from dsv4ctl.errors import UserError
 
@@ -73,19 +73,23 @@ def main(a: LoadOptions) -> None:
     from dsv4ctl.bench.loadgen import LoadPlan
 
     service.check_format(a.format)
+    guards.check_args(a, guards.LOAD)
+    slo, concs = service.parse_slo(a.slo), ladder(a)
+    guards.check_ladder(concs)
+    guards.check_percentiles(a.percentiles)
+    out = Path(a.out or default_out("load"))
+    guards.check_resumable(out, a.resume)
     url, model, gpus, plan_ref, found = service.resolve_endpoint(a.base_url, a.model, a.plan, a.gpus)
     ep = service.endpoint(url, model, a.api, a.api_key, a.ignore_eos, a.extra_body, a.timeout)
-    out = Path(a.out or default_out("load"))
+    guards.ensure_writable(out)
     session = service.prepare_dir(out, a.resume)
-    slo, concs = service.parse_slo(a.slo), ladder(a)
     spec, lengths = token_spec(a, ep, found)
     prompts = build_prompts(a, spec)
     lengths |= check_context(prompts, ep, found)
     skip = {(r.get("concurrency"), r["index"]) for r in service.rec_io.read_records(out)
             if r.get("ok") and r.get("phase") == "measure"}
     lp = LoadPlan(concs, a.request_rate, a.warmup, a.max_error_rate, a.seed, session, skip)
-    setup = setup_of(a, ep, gpus, plan_ref) | {"lengths": lengths}
-    out.mkdir(parents=True, exist_ok=True)
+    setup = guards.resume_setup(out, setup_of(a, ep, gpus, plan_ref), a.resume, a.force) | {"lengths": lengths}
     service.rec_io.write_json(out / service.rec_io.SETUP_FILE, setup)
     try:
         _drive(ep, prompts, lp, out, a.progress, setup)
@@ -112,8 +116,9 @@ def _drive(ep, prompts, lp, out, progress: bool, setup: dict[str, Any]) -> None:
 def setup_of(a: LoadOptions, ep, gpus, plan_ref) -> dict[str, Any]:
     from dsv4ctl.bench.discover import environment
 
-    keys = ("workload", "num_prompts", "input_len", "output_len", "range_ratio", "range_style", "sweep",
-            "concurrency", "request_rate", "warmup", "ignore_eos", "seed", "slo", "trace")
+    keys = {"workload", "num_prompts", "input_len", "output_len", "range_ratio", "range_style", "sweep",
+            "concurrency", "request_rate", "warmup", "ignore_eos", "seed", "slo", "trace", "prefix_groups",
+            "prefix_len"}
     return {"base_url": ep.base_url, "model": ep.model, "api": ep.api, "gpus": gpus, "plan": plan_ref,
             **a.model_dump(mode="json", include=set(keys)),
             "extra_body": ep.extra_body, "client": environment()}

@@ -57,6 +57,7 @@ class LoadOptions(EndpointOptions):
     percentiles: str = Field("50,90,99", description="Percentiles to report")
     extra_body: str | None = Field(None, description="JSON merged into every request")
     seed: int = Field(0, description="Workload seed")
+    force: bool = Field(False, description="With --resume: continue even if the workload options differ (recorded)")
 
 
 class AccuracyOptions(EndpointOptions):

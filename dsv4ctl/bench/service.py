@@ -22,9 +22,13 @@ def parse_slo(text: str | None) -> dict[str, float] | None:
     out = {}
     for part in text.split(","):
         key, _, val = part.partition("=")
-        if key.strip() not in ("ttft", "tpot", "e2e", "itl") or not val:
-            raise UserError(f"bad --slo part {part!r}", fix="write e.g. --slo ttft=200,tpot=50 (milliseconds)")
-        out[key.strip()] = float(val)
+        try:
+            ms = float(val)
+        except ValueError:
+            ms = float("nan")
+        if key.strip() not in ("ttft", "tpot", "e2e", "itl") or not 0 < ms < float("inf"):
+            raise UserError(f"bad --slo part {part!r}", fix="write e.g. --slo ttft=200,tpot=50 (positive milliseconds)")
+        out[key.strip()] = ms
     return out
 
 
@@ -120,7 +124,9 @@ def endpoint(url: str, model: str | None, api: str, api_key: str | None, ignore_
     try:
         extra_body = json.loads(extra) if extra else {}
     except json.JSONDecodeError:
-        raise UserError("--extra-body is not JSON", fix='write e.g. --extra-body \'{"top_k": 1}\'') from None
+        extra_body = None
+    if not isinstance(extra_body, dict):
+        raise UserError("--extra-body must be a JSON object", fix='write e.g. --extra-body \'{"top_k": 1}\'')
     if api not in ("chat", "completions"):
         raise UserError(f"unknown --api {api!r}", fix="choose chat or completions")
     return Endpoint(url, model or fetch_model(url, api_key), api, api_key, ignore_eos, temperature,

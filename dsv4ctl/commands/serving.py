@@ -70,11 +70,12 @@ def serve(
 ) -> None:
     """Validate a plan, start its engine processes, wait until they answer, and supervise them."""
     from dsv4ctl.launch import assemble
-    from dsv4ctl.launch.health import require_positive_timeout
+    from dsv4ctl.launch.health import require_positive_timeout, require_seconds
     from dsv4ctl.pipeline import PlanRequest, RenderOptions
 
     _check_choice(engine, ENGINES, "--engine")
     require_positive_timeout(timeout)
+    require_seconds(grace, "--grace", allow_zero=True)
     opts = assemble.ServeOptions(engine=engine, engine_bin=engine_bin, api_key=api_key, name=name,
                                  timeout=timeout, grace=grace, node_rank=node_rank,
                                  node0_addr=node0_addr, force=force, strict=strict)
@@ -103,9 +104,12 @@ def _launch(checked: CheckedPlan | None, cli: CliOverrides, opts: ServeOptions, 
     if dry_run:
         session.print_dry_run(launch)
         return 0
-    preflight.preflight(launch.specs)
-    run = rundir.create(rundir.runs_root(run_dir), launch.name)
-    return session.run_launch(run, launch, detach)
+    from dsv4ctl.launch.ports import claimed
+
+    with claimed([s.port for s in launch.specs if s.port and s.http]):  # until the children hold them
+        preflight.preflight(launch.specs)
+        run = rundir.create(rundir.runs_root(run_dir), launch.name)
+        return session.run_launch(run, launch, detach)
 
 
 def status(
@@ -144,8 +148,13 @@ def stop(
     """Stop a detached run: SIGTERM to every process group, SIGKILL after the grace period."""
     from dsv4ctl.console import out
     from dsv4ctl.launch import control, rundir
+    from dsv4ctl.launch.health import require_seconds
 
+    require_seconds(grace, "--grace", allow_zero=True)
     target = rundir.find_run(rundir.runs_root(run_dir), run)
+    for role, pgid in control.foreign_groups(target.read_manifest()).items():
+        out.print(f"[yellow]not signalled:[/] {role}: process group {pgid} is not the one this run started "
+                  "(pid reused or manifest edited)", highlight=False)
     stopped, killed = control.stop_run(target, grace)
     if not stopped:
         out.print(f"{target.name}: nothing running")

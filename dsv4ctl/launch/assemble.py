@@ -4,7 +4,7 @@ layer, dsv4ctl.resolve.cli); the engine commands were rendered once by the pipel
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from dsv4ctl.console import err
 from dsv4ctl.errors import UserError
@@ -102,17 +102,20 @@ def builtin_model(plan: LaunchPlan, create: bool) -> tuple[str, str]:
 def builtin_specs(plan: LaunchPlan, opts: ServeOptions, create: bool) -> tuple[list[ChildSpec], str]:
     builtin.require_runtime()
     model, served = builtin_model(plan, create)
-    host = plan.keys.host
+    given = plan.keys.host if plan.provenance.get("host") == "cli:--host" else None
+    host = builtin.builtin_host(given, plan.keys.host, lambda m: err.print(f"[yellow]note:[/] {m}", highlight=False))
     port = plan.keys.port
+    secret = {builtin.API_KEY_ENV: opts.api_key} if opts.api_key else {}  # never in argv (docs/security.md)
 
     def argv(p: int) -> list[str]:
         return builtin.builtin_argv(model, host=host, port=p, served_model_name=served,
-                                    api_key=opts.api_key, plan_path=Path(RUN_DIR_TOKEN, "plan.yaml"))
+                                    plan_path=Path(RUN_DIR_TOKEN, "plan.yaml"))
     if pd.is_pd(plan):  # prefill + decode workers behind sglang-router (its port: the plan's, --port applied)
         if create:
             pd.check_bootstrap_port(host)
-        return pd.pd_specs(plan, argv, host=host, router_port=None, api_key=opts.api_key, env=dict(plan.env)), served
-    return [ChildSpec("single", argv(port), dict(plan.env), port, host)], served
+        specs = pd.pd_specs(plan, argv, host=host, router_port=None, api_key=opts.api_key, env=dict(plan.env))
+        return [replace(s, secret_env=secret) if s.role != "router" else s for s in specs], served
+    return [ChildSpec("single", argv(port), dict(plan.env), port, host, secret_env=secret)], served
 
 
 def expected_model(plan: LaunchPlan) -> str:

@@ -16,6 +16,9 @@ from pathlib import Path
 from dsv4ctl.errors import UserError
 
 TINY_MODEL_NAME = "dsv4-tiny"
+API_KEY_ENV = "DSV4RT_API_KEY"  # the runtime reads its key here (dsv4rt/cli.py): argv is world-readable in ps
+LOCAL_HOST = "127.0.0.1"
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 def dsv4ctl_home() -> Path:
@@ -61,12 +64,23 @@ def ensure_tiny_checkpoint(log=print) -> Path:
 
 
 def builtin_argv(model: str, *, host: str, port: int, served_model_name: str,
-                 api_key: str | None = None, plan_path: Path | None = None) -> list[str]:
-    """`python -m dsv4rt serve ...` with the options that pass through to the runtime."""
+                 plan_path: Path | None = None) -> list[str]:
+    """`python -m dsv4rt serve ...` with the options that pass through to the runtime. The API key
+    is not among them: it travels in the child's environment (`secret_env`), never in argv."""
     argv = [sys.executable, "-m", "dsv4rt", "serve", "--model", model,
             "--host", host, "--port", str(port), "--served-model-name", served_model_name]
     if plan_path is not None:
         argv += ["--plan", str(plan_path)]
-    if api_key:
-        argv += ["--api-key", api_key]
     return argv
+
+
+def builtin_host(cli_host: str | None, plan_host: str | None, warn) -> str:
+    """The included runtime binds 127.0.0.1 unless --host says otherwise: a plan's 0.0.0.0 is the
+    SGLang default of the planner, not a request to expose a CPU test server to the network."""
+    if cli_host:
+        return cli_host
+    if plan_host and plan_host not in WILDCARD_HOSTS:
+        return plan_host
+    if plan_host:
+        warn(f"the plan binds {plan_host}; the included runtime binds {LOCAL_HOST} unless you pass --host {plan_host}")
+    return LOCAL_HOST

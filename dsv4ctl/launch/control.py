@@ -11,8 +11,26 @@ from dsv4ctl.launch.rundir import RunDir
 LIVE_STATES = ("starting", "running", "stopping")
 
 
+def _groups(manifest: dict) -> tuple[dict[str, int], dict[str, int]]:
+    """(our live groups, groups whose id now belongs to another process) by role. Only a group whose
+    leader still has the pid + start time recorded at launch may be signalled: a stale or crafted
+    manifest must never make `stop` hit an unrelated process."""
+    ids, pgids = (m if isinstance(m, dict) else {} for m in (manifest.get("procs"), manifest.get("pgids")))
+    ours, foreign = {}, {}
+    for role, pgid in pgids.items():
+        if not isinstance(pgid, int) or isinstance(pgid, bool) or pgid <= 1 or not procs.group_alive(pgid):
+            continue
+        (ours if procs.group_is_ours(pgid, ids.get(role)) else foreign)[role] = pgid
+    return ours, foreign
+
+
 def live_roles(manifest: dict) -> list[str]:
-    return [role for role, pgid in (manifest.get("pgids") or {}).items() if procs.group_alive(int(pgid))]
+    return list(_groups(manifest)[0])
+
+
+def foreign_groups(manifest: dict) -> dict[str, int]:
+    """Recorded groups that are alive but not ours any more: `stop` leaves them alone."""
+    return _groups(manifest)[1] if manifest.get("status") in LIVE_STATES else {}
 
 
 def run_state(run: RunDir) -> dict:
@@ -29,12 +47,12 @@ def run_state(run: RunDir) -> dict:
 
 
 def stop_run(run: RunDir, grace_s: float = 10.0) -> tuple[list[str], list[str]]:
-    """Stop every live group of a run. Returns (stopped roles, roles that needed SIGKILL)."""
+    """Stop every live group of this run (never a group whose id now belongs to another process,
+    see `foreign_groups`). Returns (stopped roles, roles that needed SIGKILL)."""
     manifest = run.read_manifest()
     if manifest.get("status") not in LIVE_STATES:
         return [], []  # already stopped by its controller; its recorded pgids may belong to others now
-    pgids = {role: int(pgid) for role, pgid in (manifest.get("pgids") or {}).items()}
-    live = {role: g for role, g in pgids.items() if procs.group_alive(g)}
+    live = _groups(manifest)[0]
     # Router first: it fronts the servers, so stopping it first stops traffic before KV transfer breaks.
     order = sorted(live, key=lambda role: role != "router")
     run.update_manifest(status="stopping")  # tells a still-running controller this exit is wanted

@@ -4,6 +4,7 @@ non-empty answer."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable
 
@@ -79,6 +80,14 @@ def wait_until(deadline: float) -> float:
     return max(left, 1.0)
 
 
+def require_seconds(value: float, flag: str, allow_zero: bool = False) -> None:
+    """A finite number of seconds (> 0, or >= 0 where allowed): NaN or inf would wait forever."""
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not (low_ok and math.isfinite(value)):
+        what = "0 or more" if allow_zero else "positive"
+        raise UserError(f"{flag} must be a finite, {what} number of seconds, got {value}", where=flag,
+                        fix=f"pass seconds, e.g. {flag} 10")
+
+
 def require_positive_timeout(timeout_s: float) -> None:
-    if timeout_s <= 0:
-        raise UserError(f"--timeout must be positive, got {timeout_s}", fix="pass seconds, e.g. --timeout 1800")
+    require_seconds(timeout_s, "--timeout")

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from dsv4ctl.errors import UserError
-from dsv4ctl.launch.ports import ensure_free
+from dsv4ctl.launch.ports import check_port, ensure_free
 from dsv4ctl.launch.supervisor import ChildSpec
 
 ENGINE_BIN_ENV = "DSV4CTL_SGLANG_BIN"
@@ -74,9 +74,29 @@ def check_model_path(model_path: str, *, local_only: bool) -> None:
                     fix=f"pass {kind}")
 
 
-def preflight(specs: list[ChildSpec]) -> None:
+def preflight(specs: list[ChildSpec], warn=None) -> None:
     for spec in specs:
+        if spec.port is not None:
+            check_port(spec.port, where=f"serve: port of role {spec.role}")
         check_program(spec)
     for spec in specs:
         if spec.port is not None and spec.http:
             ensure_free(spec.host or "0.0.0.0", spec.port, spec.role)
+    for spec in specs:
+        if exposed_without_key(spec):
+            (warn or _warn)(f"SECURITY: {spec.role} binds {spec.host or '0.0.0.0'}:{spec.port} (every interface) "
+                            "WITHOUT an API key: anyone who can reach this machine can use it; pass --api-key "
+                            "(or $DSV4CTL_API_KEY) or --host 127.0.0.1")
+
+
+def exposed_without_key(spec: ChildSpec) -> bool:
+    """An HTTP endpoint on all interfaces that anyone may call. SGLang engines behind a PD router
+    count too: they accept requests directly."""
+    keyed = bool(spec.secret_env) or "--api-key" in spec.argv
+    return spec.http and spec.host in ("0.0.0.0", "::", "") and not keyed
+
+
+def _warn(message: str) -> None:
+    from dsv4ctl.console import err
+
+    err.print(f"[bold red]{message}[/]", highlight=False)

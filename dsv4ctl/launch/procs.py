@@ -84,3 +84,80 @@ def _wait_gone(pgids: list[int], timeout_s: float, on_tick: Callable[[], None]) 
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP `port` (any address), from /proc/net/tcp{,6}."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (_PROC / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f[9])
+    return inodes
+
+
+def listener_pids(port: int) -> set[int] | None:
+    """Pids holding a socket that listens on `port`, among the processes we may inspect; None when
+    /proc cannot tell (not Linux, or no listener visible)."""
+    inodes = _listening_inodes(port) if _PROC.is_dir() else set()
+    if not inodes:
+        return None
+    wanted, pids = {f"socket:[{i}]" for i in inodes}, set()
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in wanted for fd in (entry / "fd").iterdir()):
+                pids.add(int(entry.name))
+        except OSError:  # another user's process, or gone: not ours either way
+            continue
+    return pids
+
+
+def pgid_of(pid: int) -> int | None:
+    fields = _stat_fields(_PROC / str(pid))
+    return fields[1] if fields else None
+
+
+def _boot_id() -> str:
+    try:
+        return (_PROC / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot, /proc/PID/stat field 22), or None."""
+    try:
+        text = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return int(text[text.rfind(")") + 2 :].split()[19])
+
+
+def identity(pid: int) -> dict | None:
+    """What tells this process apart from a later one that reuses its pid: (pid, start time, boot)."""
+    ticks = start_ticks(pid)
+    return None if ticks is None else {"pid": pid, "start_ticks": ticks, "boot_id": _boot_id()}
+
+
+def group_is_ours(pgid: int, recorded: dict | None) -> bool:
+    """True only when group `pgid` is still the one we started: its leader has the recorded start
+    time, or (leader gone, forked workers left) every member started after it in the same boot —
+    a reused id would have a new leader or members older than the record."""
+    if not isinstance(recorded, dict) or recorded.get("pid") != pgid or recorded.get("boot_id") != _boot_id():
+        return False
+    started = recorded.get("start_ticks")
+    if not isinstance(started, int):
+        return False
+    leader = start_ticks(pgid)
+    if leader is not None:
+        return leader == started
+    members = group_members(pgid)
+    ticks = [start_ticks(p) for p in members]
+    return bool(members) and all(t is not None and t >= started for t in ticks)

@@ -50,10 +50,12 @@ class RunDir:
         tmp.replace(self.path / name)
 
     def read_manifest(self) -> dict:
+        """The manifest, or {} when it is unreadable or not a JSON object (corrupt, hand-edited)."""
         try:
-            return json.loads((self.path / MANIFEST).read_text())
-        except (OSError, json.JSONDecodeError):
+            data = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
             return {}
+        return data if isinstance(data, dict) else {}
 
     def update_manifest(self, **fields: Any) -> dict:
         manifest = self.read_manifest() | fields
@@ -71,6 +73,9 @@ def create(root: Path, name: str) -> RunDir:
             path.mkdir(parents=True)
         except FileExistsError:
             continue
+        except OSError as exc:  # /proc/..., a file in the way, read-only or full disk
+            raise UserError(f"cannot create a run directory ({exc.strerror or exc})", where=str(root),
+                            fix="pass --run-dir a directory you can write (or set $DSV4CTL_RUNS)") from None
         (path / "logs").mkdir()
         from dsv4ctl.launch import registry
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from dsv4ctl.console import err, out
-from dsv4ctl.launch import fingerprint
+from dsv4ctl.launch import fingerprint, procs
 from dsv4ctl.launch.health import NotReady, check_completion, wait_health, wait_until
 from dsv4ctl.launch.phases import PhaseTracker
 from dsv4ctl.launch.rundir import RunDir, mask_argv
@@ -89,6 +89,20 @@ class _Display:
         self.status.update(f"{phases}  [dim]({time.monotonic() - self.t0:.0f}s)[/]")
 
 
+def check_owner(spec: ChildSpec, sup: Supervisor) -> None:
+    """Readiness must prove that the server answering on the port is this run's child, not a
+    stranger that bound it between our pre-flight check and our child (another `serve`, a server
+    started by hand). Where /proc cannot tell, the log-free checks above are all we have."""
+    if spec.port is None or not spec.http or spec.api_host:
+        return
+    pids = procs.listener_pids(spec.port)
+    if pids is None or any(procs.pgid_of(p) in sup.pids().values() for p in pids):
+        return
+    who = ", ".join(map(str, sorted(pids))) or "another user's process"
+    raise NotReady(f"port {spec.port} is answered by pid {who}, not by this run's {spec.role} "
+                   "(another server bound it first)")
+
+
 def start_and_wait_ready(sup: Supervisor, launch: Launch) -> str:
     """Start all roles and block until the endpoint answers a real request; returns its text."""
     deadline = time.monotonic() + launch.timeout_s
@@ -97,9 +111,10 @@ def start_and_wait_ready(sup: Supervisor, launch: Launch) -> str:
         for wave in _order(launch.specs):
             for spec in wave:
                 sup.start(spec)
-            sup.run.update_manifest(pids=sup.pids(), pgids=sup.pids())  # `stop` works even mid-startup
+            sup.run.update_manifest(pids=sup.pids(), pgids=sup.pids(), procs=sup.identities())  # `stop` works mid-startup
             for spec in wave:
                 wait_health(spec.base_url, deadline, display.tick)
+                check_owner(spec, sup)
         ep = launch.endpoint
         status.update("ready: sending one test request")
         return check_completion(ep.base_url, launch.model, launch.api_key, timeout_s=wait_until(deadline))
@@ -166,7 +181,7 @@ def _report_failure(run: RunDir, what: str, tails: dict[str, str]) -> None:
 
 def _announce_ready(run: RunDir, sup: Supervisor, launch: Launch, text: str, detach: bool) -> None:
     pids = sup.pids()
-    run.update_manifest(status="running", detached=detach, pids=pids, pgids=pids,
+    run.update_manifest(status="running", detached=detach, pids=pids, pgids=pids, procs=sup.identities(),
                         ready_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     out.print(f"[bold green]ready[/] {launch.endpoint.base_url}  model={launch.model}  run={run.path}",
               highlight=False)

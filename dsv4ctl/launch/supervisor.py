@@ -34,6 +34,8 @@ class ChildSpec:
     # Where readiness is judged: this server, or for a worker rank its node 0 (the group answers
     # /health only once every rank has joined).
     api_host: str | None = None
+    # Secrets for the child's environment only: never in argv (ps) nor in env.json/command.json.
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -53,6 +55,7 @@ class ChildDied(Exception):
 class Child:
     spec: ChildSpec
     proc: subprocess.Popen
+    identity: dict | None = None  # taken right after the start, while the pid is surely ours
 
     @property
     def pgid(self) -> int:
@@ -69,10 +72,10 @@ class Supervisor:
         log = self.run.log_path(spec.role)
         with log.open("ab") as fh:  # the child keeps its own copy of the descriptor
             proc = subprocess.Popen(
-                spec.argv, env={**os.environ, **spec.env}, stdin=subprocess.DEVNULL,
+                spec.argv, env={**os.environ, **spec.env, **spec.secret_env}, stdin=subprocess.DEVNULL,
                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        child = Child(spec, proc)
+        child = Child(spec, proc, procs.identity(proc.pid))
         self.children.append(child)
         return child
 
@@ -92,6 +95,10 @@ class Supervisor:
 
     def pids(self) -> dict[str, int]:
         return {c.spec.role: c.proc.pid for c in self.children}
+
+    def identities(self) -> dict[str, dict | None]:
+        """Per role (pid, start time, boot): what `dsv4ctl stop` checks before signalling a group."""
+        return {c.spec.role: c.identity for c in self.children}
 
     def stop(self) -> list[str]:
         """Stop every group (later roles first: the router before the servers it fronts).

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import stat
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -16,6 +18,9 @@ from dsv4rt.engine.config import EngineConfig
 from dsv4rt.plan_keys import OPTION_NEUTRAL, PLAN_TO_OPTION, extra_roles, unsupported
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 30000
+API_KEY_ENV = "DSV4RT_API_KEY"  # how `dsv4ctl serve` hands the key over: never on the command line
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+log = logging.getLogger("dsv4rt")
 
 
 class UsageError(ValueError):
@@ -30,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plan", type=Path, help="plan.yaml from `dsv4ctl plan`; flags override its keys")
     s.add_argument("--host", help=f"bind address (default {DEFAULT_HOST})")
     s.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT})")
-    s.add_argument("--api-key", help="require `Authorization: Bearer KEY` on every endpoint but /health")
+    s.add_argument("--api-key", help=f"require `Authorization: Bearer KEY` on every endpoint but /health "
+                   f"(visible in `ps`: prefer ${API_KEY_ENV} or --api-key-file)")
+    s.add_argument("--api-key-file", type=Path, help="read the API key from a file only its owner can read")
     s.add_argument("--served-model-name", help="model id clients must send (default: the checkpoint dir name)")
     for f in fields(EngineConfig):
         if f.name != "model_path" and f.type in ("int", "int | None", "float | None", "str"):
@@ -77,17 +84,31 @@ def disagg_config(opts: dict):
     return DisaggConfig(mode=mode, **{k: opts[o] for k, o in kw.items() if opts.get(o) is not None})
 
 
-def plan_options(path: Path, role: str | None = None) -> dict:
-    """The serve options a plan file sets (its `role`'s keys over the plan's); unknown or unimplemented
-    keys raise UsageError naming them."""
+def read_plan(path: Path) -> dict:
+    """The plan file as a mapping; anything else (unreadable, too big, not YAML, a list or a scalar,
+    nested past the parser's limit) is one UsageError line."""
     import yaml
 
     from dsv4rt import yaml_io  # the one bounded reader (size, aliases, nesting)
 
     try:
-        plan = yaml_io.load(path) or {}
-    except (OSError, ValueError, yaml.YAMLError) as e:  # ValueError: not UTF-8, or over a bound
-        raise UsageError(f"{path}: cannot read plan: {' '.join(str(e).split())}") from None
+        plan = yaml_io.load(path)
+    except (OSError, ValueError, yaml.YAMLError, RecursionError) as e:  # ValueError: not UTF-8, or over a bound
+        raise UsageError(f"{path}: cannot read plan: {' '.join(str(e).split()) or type(e).__name__}") from None
+    plan = {} if plan is None else plan
+    if not isinstance(plan, dict):
+        raise UsageError(f"{path}: a plan file must be a mapping (`keys:`, `roles:`), not a {type(plan).__name__}")
+    roles = plan.get("roles") or []
+    if not isinstance(plan.get("keys") or {}, dict) or not isinstance(roles, list) \
+            or not all(isinstance(r, dict) and isinstance(r.get("keys") or {}, dict) for r in roles):
+        raise UsageError(f"{path}: `keys` must be a mapping and `roles` a list of mappings (write it with `dsv4ctl plan -o`)")
+    return plan
+
+
+def plan_options(path: Path, role: str | None = None) -> dict:
+    """The serve options a plan file sets (its `role`'s keys over the plan's); unknown or unimplemented
+    keys raise UsageError naming them."""
+    plan = read_plan(path)
     keys = dict(plan.get("keys") or {})
     roles = {r.get("name"): r for r in plan.get("roles") or []}
     if role in (None, "single") and extra_roles(roles):
@@ -101,6 +122,34 @@ def plan_options(path: Path, role: str | None = None) -> dict:
     return {PLAN_TO_OPTION[k]: v for k, v in keys.items() if k in PLAN_TO_OPTION and v not in (None, "")}
 
 
+def api_key(opts: dict) -> str | None:
+    """--api-key, else --api-key-file (refused when others may read it), else $DSV4RT_API_KEY."""
+    if opts.get("api_key"):
+        return opts["api_key"]
+    path = opts.get("api_key_file")
+    if path is None:
+        return os.environ.get(API_KEY_ENV) or None
+    try:
+        mode = path.stat().st_mode
+        key = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--api-key-file {path}: cannot read ({e})") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise UsageError(f"--api-key-file {path}: readable by others (mode {stat.S_IMODE(mode):o}); chmod 600 it")
+    if not key:
+        raise UsageError(f"--api-key-file {path}: the file is empty")
+    return key
+
+
+def check_port(port) -> int:
+    """0 lets the OS pick a free port (uvicorn logs which); anything else outside 1..65535 is refused."""
+    if port is None:
+        return DEFAULT_PORT
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise UsageError(f"port must be an integer in 0..65535 (0 = pick a free one), got {port!r}")
+    return port
+
+
 def resolve_options(ns: argparse.Namespace) -> dict:
     """Flags over plan keys; refuse implemented-only-at-neutral options with their names."""
     opts = plan_options(ns.plan, ns.plan_role) if ns.plan else {}
@@ -110,6 +159,8 @@ def resolve_options(ns: argparse.Namespace) -> dict:
         raise UsageError(f"not implemented by the included runtime: {', '.join(bad)}")
     if not opts.get("model"):
         raise UsageError("--model is required (or keys.model_path in the plan)")
+    opts["port"] = check_port(opts.get("port"))
+    opts["api_key"] = api_key(opts)
     return opts
 
 
@@ -122,23 +173,34 @@ def engine_config(opts: dict) -> EngineConfig:
                         cuda_graphs=not opts.get("disable_cuda_graph"), **kw)
 
 
-def serve(opts: dict) -> None:
-    import uvicorn
-
+def build_app(opts: dict):
+    """Load the checkpoint and assemble the app; a bad model directory or budget is a UsageError."""
+    from dsv4rt.engine.model_runner import KVBudgetError
     from dsv4rt.server.app import create_app
     from dsv4rt.server.build import build_state
 
     cfg = engine_config(opts)
     name = opts.get("served_model_name") or Path(cfg.model_path).name
-    state = build_state(cfg, name, opts.get("api_key"))
+    try:
+        state = build_state(cfg, name, opts.get("api_key"))
+    except (ValueError, FileNotFoundError, KVBudgetError) as e:  # ConfigError, CheckpointError are ValueErrors
+        raise UsageError(str(e)) from None
     pd = disagg_config(opts)
     if pd is not None:
         from dsv4rt.disagg.side import build_side
 
         state.disagg = build_side(pd, state, opts.get("host") or DEFAULT_HOST)
-    app = create_app(state)
-    uvicorn.run(app, host=opts.get("host") or DEFAULT_HOST, port=opts.get("port") or DEFAULT_PORT,
-                log_level=opts.get("log_level", "info"))
+    return create_app(state)
+
+
+def serve(opts: dict, app) -> None:
+    import uvicorn
+
+    host = opts.get("host") or DEFAULT_HOST
+    if host in WILDCARD_HOSTS and not opts.get("api_key"):
+        log.warning("SECURITY: binding %s (every interface) WITHOUT an API key: anyone who can reach this "
+                    "machine can use the model; set $%s or --api-key-file, or bind 127.0.0.1", host, API_KEY_ENV)
+    uvicorn.run(app, host=host, port=opts["port"], log_level=opts.get("log_level", "info"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,14 +210,14 @@ def main(argv: list[str] | None = None) -> int:
         opts = resolve_options(ns)
         engine_config(opts)  # validate before loading anything
         disagg_config(opts)
+        app = build_app(opts)
     except (UsageError, ValueError) as e:
         print(f"dsv4rt serve: error: {e}", file=sys.stderr)
         return 2
-    try:
-        serve(opts)
     except RuntimeError as e:  # e.g. Mooncake cannot start: one line, not a traceback
         if type(e).__name__ != "TransferError":
             raise
         print(f"dsv4rt serve: error: {e}", file=sys.stderr)
         return 2
+    serve(opts, app)
     return 0

@@ -28,3 +28,10 @@ class EngineConfig:
                 raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
         if self.context_length is not None and self.context_length < 2:
             raise ValueError(f"context_length must be >= 2 (got {self.context_length})")
+        if self.mem_fraction_static is not None and not 0 < self.mem_fraction_static <= 1:
+            raise ValueError(f"mem_fraction_static must be in (0, 1] (got {self.mem_fraction_static})")
+        for name in ("kv_budget_bytes", "cuda_graph_max_bs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.cuda_graph_bs is not None and not all(b >= 1 for b in self.cuda_graph_bs):
+            raise ValueError(f"cuda_graph_bs sizes must be >= 1 (got {list(self.cuda_graph_bs)})")

@@ -49,12 +49,27 @@ class LLMEngine:
             self.prompt_tokens_total += n
         for seq in batch.decode:
             seq.num_computed += 1
-        return [self._postprocess(seq, *sampled[seq.seq_id]) for seq in self._in_order(batch, sampled)]
+        return [self._postprocess_or_fail(seq, sampled[seq.seq_id]) for seq in self._in_order(batch, sampled)]
 
     @staticmethod
     def _in_order(batch, sampled) -> list[Sequence]:
         seqs = batch.decode + [s for s, _ in batch.prefill]
         return [s for s in seqs if s.seq_id in sampled]
+
+    def _postprocess_or_fail(self, seq: Sequence, result) -> tuple[Sequence, StepOutput]:
+        """A request whose sampling or state update raised ends alone, with its error."""
+        try:
+            if isinstance(result, Exception):
+                raise result
+            return self._postprocess(seq, *result)
+        except Exception as e:  # noqa: BLE001 - one bad request must not end the others
+            log.exception("request %d failed", seq.seq_id)
+            return self._fail(seq, f"request failed: {e}")
+
+    def _fail(self, seq: Sequence, message: str) -> tuple[Sequence, StepOutput]:
+        self.scheduler.finish(seq, FinishReason.ABORT)
+        self.runner.forget(seq.seq_id)
+        return seq, StepOutput(None, None, True, FinishReason.ABORT, message)
 
     def _postprocess(self, seq: Sequence, token: int, logprob) -> tuple[Sequence, StepOutput]:
         seq.append(token, logprob)
@@ -86,11 +101,7 @@ class LLMEngine:
 
     def fail_all(self, message: str) -> list[tuple[Sequence, StepOutput]]:
         """A step raised: end every request with an error instead of killing the loop."""
-        seqs = [*self.scheduler.running, *self.scheduler.waiting]
-        for seq in seqs:
-            self.scheduler.finish(seq, FinishReason.ABORT)
-            self.runner.forget(seq.seq_id)
-        return [(s, StepOutput(None, None, True, FinishReason.ABORT, message)) for s in seqs]
+        return [self._fail(s, message) for s in [*self.scheduler.running, *self.scheduler.waiting]]
 
 
 class AsyncEngine:

@@ -104,15 +104,30 @@ class ModelRunner:
         return list(zip(seqs, logits))
 
     @torch.inference_mode()
-    def run(self, batch: ScheduledBatch) -> dict[int, tuple[int, object]]:
-        """seq_id -> (token, logprob entry) for every row that produced a next token this step."""
+    def run(self, batch: ScheduledBatch) -> dict[int, tuple[int, object] | Exception]:
+        """seq_id -> (token, logprob entry) for every row that produced a next token this step, or
+        the exception that row's sampling raised: one bad request fails alone, not the batch."""
         rows = self._decode(batch.decode) + self._prefill(batch.prefill)
-        if not rows:
-            return {}
-        seqs = [s for s, _ in rows]
-        gens = [self._generator(s) for s in seqs]
-        res: SampleResult = self.sample_fn(torch.stack([r for _, r in rows]), [s.params for s in seqs], gens)
-        return {s.seq_id: (res.token_ids[i], res.logprobs[i]) for i, s in enumerate(seqs)}
+        out: dict[int, tuple[int, object] | Exception] = {}
+        ready = []
+        for seq, logits in rows:
+            try:
+                ready.append((seq, logits, self._generator(seq)))
+            except Exception as e:  # noqa: BLE001 - e.g. a seed torch cannot take
+                out[seq.seq_id] = e
+        return out | (self._sample(ready) if ready else {})
+
+    def _sample(self, rows: list) -> dict[int, tuple[int, object] | Exception]:
+        """One batched call; if it raises, row by row, so the error stays with its request."""
+        try:
+            res: SampleResult = self.sample_fn(torch.stack([r for _, r, _ in rows]),
+                                               [s.params for s, _, _ in rows], [g for _, _, g in rows])
+            return {s.seq_id: (res.token_ids[i], res.logprobs[i]) for i, (s, _, _) in enumerate(rows)}
+        except Exception as e:  # noqa: BLE001 - isolate, then report per request
+            if len(rows) == 1:
+                return {rows[0][0].seq_id: e}
+            log.warning("batched sampling failed (%s); sampling row by row", e)
+            return {k: v for row in rows for k, v in self._sample([row]).items()}
 
     def _generator(self, seq: Sequence):
         if seq.seq_id not in self._generators:

@@ -40,7 +40,9 @@ class SamplingParams:
             ("top_p", 0.0 < self.top_p <= 1.0, "must be in (0, 1]"),
             ("top_k", self.top_k >= 0, "must be >= 0 (0 = off)"),
             ("top_logprobs", 0 <= self.top_logprobs <= 20, "must be in [0, 20]"),
-            ("stop", len(self.stop) <= 16 and all(self.stop), "at most 16 non-empty strings"),
+            ("seed", self.seed is None or -(2**63) <= self.seed < 2**64, "must fit in 64 bits"),
+            ("stop", len(self.stop) <= 16 and all(0 < len(s) <= 1024 for s in self.stop),
+             "at most 16 non-empty strings of at most 1024 characters"),
         )
         for name, ok, msg in checks:
             if not ok:

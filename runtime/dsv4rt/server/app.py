@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,12 +21,15 @@ from dsv4rt.engine.engine import AsyncEngine
 from dsv4rt.engine.scheduler import QueueFull
 from dsv4rt.engine.sequence import Sequence
 from dsv4rt.server import info
+from dsv4rt.server.body import parse_json, read_bounded
 from dsv4rt.server.chat import ChatFrontend, ChatResponder
 from dsv4rt.server.completions import CompletionResponder, prompt_ids, sampling_params
 from dsv4rt.server.metrics import Metrics
 from dsv4rt.server.protocol import APIError, CompletionRequest, model_list, new_id
 
 RETRY_AFTER_S = 1
+DISCONNECT_POLL_S = 0.25  # how often a non-streaming request checks that its client is still there
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,6 +51,12 @@ def error_response(e: APIError) -> JSONResponse:
     return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
 
 
+def internal(e: Exception) -> APIError:
+    """Last resort: a bug still answers in OpenAI's shape (never a plain-text 500) and is logged."""
+    log.error("unhandled %s in a request", type(e).__name__, exc_info=e)
+    return APIError(500, f"internal error ({type(e).__name__})", "server_error", code="internal_error")
+
+
 def pydantic_error(e: ValidationError | RequestValidationError) -> APIError:
     err = e.errors()[0]
     param = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
@@ -53,10 +64,7 @@ def pydantic_error(e: ValidationError | RequestValidationError) -> APIError:
 
 
 async def read_json(request: Request, state: ServerState) -> dict:
-    try:
-        body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise APIError(400, f"request body is not valid JSON: {e}") from None
+    body = parse_json(await read_bounded(request))
     if not isinstance(body, dict):
         raise APIError(400, "request body must be a JSON object")
     if body.get("model") != state.model_name:
@@ -93,6 +101,7 @@ def create_app(state: ServerState) -> FastAPI:
     app.state.server = state
     app.add_exception_handler(APIError, lambda _r, e: error_response(e))
     app.add_exception_handler(RequestValidationError, lambda _r, e: error_response(pydantic_error(e)))
+    app.add_exception_handler(Exception, lambda _r, e: error_response(internal(e)))
     add_routes(app, state)
     return app
 
@@ -140,19 +149,20 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.post("/v1/completions", dependencies=auth)
     async def completions(request: Request) -> Response:
-        return await complete(state, await read_json(request, state))
+        return await complete(state, await read_json(request, state), request)
 
     @app.post("/v1/chat/completions", dependencies=auth)
     async def chat(request: Request) -> Response:
-        return await chat_complete(state, await read_json(request, state))
+        return await chat_complete(state, await read_json(request, state), request)
 
 
-async def complete(state: ServerState, body: dict) -> Response:
+async def complete(state: ServerState, body: dict, request: Request | None = None) -> Response:
     try:
         req = CompletionRequest.model_validate(body)
     except ValidationError as e:
         raise pydantic_error(e) from None
-    ids = prompt_ids(req, lambda s: state.tokenizer.encode(s, add_special_tokens=False).ids)
+    # Tokenizing a long prompt takes long: off the event loop, so other streams keep flowing.
+    ids = await asyncio.to_thread(prompt_ids, req, lambda s: state.tokenizer.encode(s, add_special_tokens=False).ids)
     if not all(0 <= t < state.vocab_size for t in ids):
         raise APIError(400, f"prompt token ids must be in [0, {state.vocab_size})", param="prompt")
     room = state.context_length - len(ids)
@@ -165,22 +175,23 @@ async def complete(state: ServerState, body: dict) -> Response:
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     token_str = lambda t: state.tokenizer.id_to_token(t) or ""  # noqa: E731
     responder = CompletionResponder(new_id("cmpl"), state.model_name, params, token_str, include_usage)
-    return await run(state, seq, responder, req.stream, body)
+    return await run(state, seq, responder, req.stream, body, request)
 
 
-async def chat_complete(state: ServerState, body: dict) -> Response:
+async def chat_complete(state: ServerState, body: dict, request: Request | None = None) -> Response:
     try:
-        job = state.chat.prepare(body)
+        job = await asyncio.to_thread(state.chat.prepare, body)  # encoding, like tokenizing: off the loop
     except ValidationError as e:
         raise pydantic_error(e) from None
     seq = Sequence(job.prompt_ids, job.params, eos_token_ids=state.eos_token_ids)
-    return await run(state, seq, ChatResponder(state.chat, job, new_id("chatcmpl")), job.stream, body)
+    return await run(state, seq, ChatResponder(state.chat, job, new_id("chatcmpl")), job.stream, body, request)
 
 
-async def run(state: ServerState, seq: Sequence, responder, stream: bool, body: dict) -> Response:
+async def run(state: ServerState, seq: Sequence, responder, stream: bool, body: dict,
+              request: Request | None = None) -> Response:
     if state.disagg is not None:  # a PD worker: the request's state moves between two servers
         return await state.disagg.serve(state, seq, responder, stream, body)
-    return await respond(state, seq, responder, open_outputs(state, seq), stream)
+    return await respond(state, seq, responder, open_outputs(state, seq), stream, request=request)
 
 
 def open_outputs(state: ServerState, seq: Sequence):
@@ -193,21 +204,42 @@ def open_outputs(state: ServerState, seq: Sequence):
 
 
 async def respond(state: ServerState, seq: Sequence, responder, outputs, stream: bool, *,
-                  buffered: bool = False, t0: float | None = None) -> Response:
+                  buffered: bool = False, t0: float | None = None, request: Request | None = None) -> Response:
     """The HTTP answer; `buffered` streams only once every output is in, so a failure is still an
     HTTP status (a PD prefill worker's answer waits for its transfer anyway)."""
     events = timed_events(state, seq, responder, outputs, t0)
     if stream and not buffered:
         return StreamingResponse(sse(events), media_type="text/event-stream")
+    if not stream:
+        if not await drain_unless_gone(events, request):
+            return Response(status_code=499)  # nobody is listening; the slot is already free
+        return Response(responder.response(), media_type="application/json")
     chunks = [c async for c in events]
-    if stream:
-        return StreamingResponse(sse(_replay(chunks)), media_type="text/event-stream")
-    return Response(responder.response(), media_type="application/json")
+    return StreamingResponse(sse(_replay(chunks)), media_type="text/event-stream")
 
 
 async def _replay(chunks: list[str]):
     for c in chunks:
         yield c
+
+
+async def drain_unless_gone(events, request: Request | None) -> bool:
+    """Consume a non-streamed request's events; False (request aborted, slot freed) as soon as the
+    client disconnects, checked every DISCONNECT_POLL_S, instead of generating up to max_tokens."""
+    async def drain():
+        async for _ in events:
+            pass
+
+    task = asyncio.ensure_future(drain())
+    while not task.done():
+        await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+        if not task.done() and request is not None and await request.is_disconnected():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await events.aclose()  # runs timed_events' finally: abort + metrics
+            return False
+    task.result()  # re-raise an engine error as its APIError
+    return True
 
 
 async def timed_events(state: ServerState, seq: Sequence, responder, outputs, t0: float | None = None):
@@ -240,5 +272,7 @@ async def sse(events):
         yield "data: [DONE]\n\n"
     except APIError as e:
         yield f"data: {json.dumps(e.body())}\n\n"
+    except Exception as e:  # noqa: BLE001 - headers are sent: the error must travel as an event
+        yield f"data: {json.dumps(internal(e).body())}\n\n"
     finally:
         await events.aclose()  # a disconnect cancels us here; closing runs the abort at once

@@ -57,6 +57,7 @@ class ChatFrontend:
         self.options = dr.ConversionOptions().with_model_versions_by_name(
             {served_model_name: dr.ModelVersion.DeepseekV4Pro})
         self.model, self.context_length = served_model_name, context_length
+        self.think_end_ids = self.tokenizer.encode(dr.SpecialToken.ThinkingEnd.default_str())
 
     def prepare(self, body: dict) -> ChatJob:
         body = sglang_spellings(body)
@@ -65,7 +66,7 @@ class ChatFrontend:
             req = dr.ChatCompletionRequest(body).convert(self.options)
             prompt = self.encoding.encode(req.conversation)
             max_tokens = req.resolve_max_tokens(len(prompt), self.context_length)
-        except (dr.ConversionError, ValueError) as e:
+        except (dr.ConversionError, ValueError, OverflowError, TypeError) as e:
             raise conversion_error(e) from None
         io = req.inference_options
         try:
@@ -87,6 +88,9 @@ class ChatResponder:
         self.proc = dr.StreamProcessor(gen, job.request.parsing_options, front.tokenizer)
         self.rid, self.model, self.logprobs = rid, front.model, job.params.logprobs
         self.response_obj: dr.ChatCompletionResponse | None = None
+        self.thinks = job.request.parsing_options.thinking_initial_stage is not None
+        self.think_end = front.think_end_ids[0] if len(front.think_end_ids) == 1 else None
+        self.reasoning_tokens = 0
 
     def _start(self, seq: Sequence) -> list:
         usage = dr.PromptUsage(prompt_tokens=len(seq.prompt_ids), prompt_cache_hit_tokens=seq.num_cached)
@@ -104,11 +108,32 @@ class ChatResponder:
         jsons = [c.to_json() for c in chunks]  # NOTE: accumulate consumes a chunk, so serialize first
         for c in chunks:
             self.response_obj.accumulate(c)
+        if out.finished:
+            self.reasoning_tokens = self._count_reasoning(seq.output_ids)
+            jsons = [self._fix_usage(j) for j in jsons]
         return jsons
+
+    def _count_reasoning(self, output_ids: list[int]) -> int:
+        """Sampled tokens before the end of thinking. The recipe re-encodes the reasoning text,
+        which can exceed the tokens actually generated; usage must count what was generated."""
+        if not self.thinks:
+            return 0
+        if self.think_end in output_ids:
+            return output_ids.index(self.think_end)
+        return len(output_ids)
+
+    def _fix_usage(self, text: str) -> str:
+        if '"reasoning_tokens"' not in text:
+            return text
+        obj = json.loads(text)
+        details = (obj.get("usage") or {}).get("completion_tokens_details") or {}
+        if "reasoning_tokens" in details:
+            details["reasoning_tokens"] = self.reasoning_tokens
+        return json.dumps(obj, separators=(",", ":"))
 
     def close(self) -> None:
         if not self.proc.finished:
             self.proc.close()
 
     def response(self) -> str:
-        return self.response_obj.to_json()
+        return self._fix_usage(self.response_obj.to_json())

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# What a request may hold, whatever the field: the chat encoder (serde) and torch take 64-bit
+# integers at most; a JSON nested deeper than any OpenAI request is an attack on the parser.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+SEED_MIN, SEED_MAX = INT_MIN, INT_MAX  # torch.Generator.manual_seed's range
+TOKEN_ID_MAX = 2**31 - 1
+MAX_BODY_BYTES = 32 << 20
+MAX_JSON_DEPTH = 32
 
 
 class APIError(Exception):
@@ -34,22 +42,22 @@ class SamplingExtras(BaseModel):
     """Non-OpenAI sampling fields both endpoints accept (vLLM/SGLang spelling)."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
-    top_k: int = Field(default=0, ge=-1)  # -1 and 0 both mean "off"
+    top_k: int = Field(default=0, ge=-1, le=TOKEN_ID_MAX)  # -1 and 0 both mean "off"
     ignore_eos: bool = False
-    stop_token_ids: list[int] | None = None
+    stop_token_ids: list[Annotated[int, Field(ge=0, le=TOKEN_ID_MAX)]] | None = Field(default=None, max_length=256)
 
 
 class CompletionRequest(SamplingExtras):
     model: str
     prompt: str | list[int] | list[str] | list[list[int]]
-    max_tokens: int | None = Field(default=16, ge=1)
+    max_tokens: int | None = Field(default=16, ge=1, le=INT_MAX)
     temperature: float = Field(default=1.0, ge=0, le=2)
     top_p: float = Field(default=1.0, gt=0, le=1)
-    n: int = Field(default=1, ge=1)
+    n: int = Field(default=1, ge=1, le=128)
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     logprobs: int | None = Field(default=None, ge=0, le=20)
     echo: bool = False
     presence_penalty: float = 0.0
