@@ -173,7 +173,9 @@ def test_serve_builds_prefill_decode_and_router_for_a_builtin_pd_plan(tmp_path, 
     i = rtr.argv.index("--prefill")
     assert rtr.argv[i + 1:i + 3] == ["http://127.0.0.1:30000", "41998"] and "--pd-disaggregation" in rtr.argv
     assert rtr.argv[rtr.argv.index("--decode") + 1] == "http://127.0.0.1:30001"
-    assert all(s.argv[s.argv.index("--api-key") + 1] == "k" for s in launch.specs)
+    # the workers get the key in their environment, never in argv; sglang-router only takes it on argv
+    assert all("--api-key" not in s.argv and s.secret_env == {"DSV4RT_API_KEY": "k"} for s in (pre, dec))
+    assert rtr.argv[rtr.argv.index("--api-key") + 1] == "k"
 
 
 def test_chat_reads_the_spellings_sglang_router_sends():
