@@ -16,6 +16,7 @@ import torch
 from dsv4rt.engine.sampler import SampleResult, make_generator
 from dsv4rt.engine.scheduler import ScheduledBatch
 from dsv4rt.engine.sequence import Sequence
+from dsv4rt.engine.speculative import SpecDecoder
 from dsv4rt.ops import registry
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,18 @@ def size_slots(bytes_per_slot: int, budget: int, max_running: int, context_lengt
 
 class ModelRunner:
     def __init__(self, model, num_slots: int, context_length: int, device: torch.device,
-                 cuda_graphs: bool = True, graph_sizes: tuple[int, tuple[int, ...] | None] | None = None):
+                 cuda_graphs: bool = True, graph_sizes: tuple[int, tuple[int, ...] | None] | None = None,
+                 spec_steps: int | None = None):
         self.model, self.device = model, device
         self.num_slots, self.context_length = num_slots, context_length
-        use_graphs = cuda_graphs and torch.device(device).type == "cuda"
-        model.allocate_cache(num_slots + int(use_graphs), context_length)
+        use_graphs = cuda_graphs and torch.device(device).type == "cuda" and not spec_steps
+        # speculative rounds write up to spec_steps positions past the last one they emit
+        model.allocate_cache(num_slots + int(use_graphs), context_length + (spec_steps + 1 if spec_steps else 0))
         self.sample_fn = registry.get("sampling")
         self._generators: dict[int, torch.Generator | None] = {}
         log.info("KV/state pool: %d slots x %d tokens (%d B each)", num_slots, context_length,
                  model.cache_bytes_per_slot(context_length))
+        self.spec = SpecDecoder(model, spec_steps) if spec_steps else None
         self.graphs = self._capture(num_slots, *(graph_sizes or (num_slots, None))) if use_graphs else None
 
     def _capture(self, num_slots: int, max_batch: int, sizes: tuple[int, ...] | None):
@@ -81,17 +85,28 @@ class ModelRunner:
     def _forward(self, rows: list[list[int]], starts: list[int], slots: list[int]) -> torch.Tensor:
         return self.model.forward(self._tensor(rows), self._tensor(starts), self._tensor(slots))
 
-    def _prefill(self, chunks: list[tuple[Sequence, int]]) -> list[tuple[Sequence, torch.Tensor]]:
-        """Run prompt chunks grouped by length; return logits for rows that finish their prompt."""
+    def _prefill(self, chunks: list[tuple[Sequence, int]]) -> tuple[list[tuple[Sequence, torch.Tensor]], list]:
+        """Run prompt chunks grouped by length; return logits for rows that finish their prompt, and
+        what the MTP needs to follow each group when decoding speculatively (`_draft_prefill`)."""
         groups: dict[int, list[Sequence]] = defaultdict(list)
         for seq, n in chunks:
             groups[n].append(seq)
-        out = []
+        out, follow = [], []
         for n, seqs in groups.items():
-            rows = [s.prompt_ids[s.num_computed : s.num_computed + n] for s in seqs]
-            logits = self._forward(rows, [s.num_computed for s in seqs], [s.slot for s in seqs])
+            args = [self._tensor(a) for a in ([s.prompt_ids[s.num_computed : s.num_computed + n] for s in seqs],
+                                              [s.num_computed for s in seqs], [s.slot for s in seqs])]
+            logits = self.model.forward(*args, return_hidden=self.spec is not None)
+            if self.spec is not None:
+                logits, hidden = logits
+                follow.append((seqs, n, args, hidden))
             out += [(s, logits[i]) for i, s in enumerate(seqs) if s.num_computed + n == len(s.prompt_ids)]
-        return out
+        return out, follow
+
+    def _draft_prefill(self, follow: list, sampled: dict[int, list]) -> None:
+        """The MTP over each prompt chunk; its next token is the prompt's, or the one just sampled."""
+        for seqs, n, (ids, start, slots), hidden in follow:
+            nxt = [sampled[s.seq_id][0][0] if s.seq_id in sampled else s.prompt_ids[s.num_computed + n] for s in seqs]
+            self.spec.prefill(ids, self._tensor(nxt), hidden, start, slots)
 
     def _decode(self, seqs: list[Sequence]) -> list[tuple[Sequence, torch.Tensor]]:
         if not seqs:
@@ -104,15 +119,28 @@ class ModelRunner:
         return list(zip(seqs, logits))
 
     @torch.inference_mode()
-    def run(self, batch: ScheduledBatch) -> dict[int, tuple[int, object]]:
-        """seq_id -> (token, logprob entry) for every row that produced a next token this step."""
-        rows = self._decode(batch.decode) + self._prefill(batch.prefill)
-        if not rows:
-            return {}
-        seqs = [s for s, _ in rows]
-        gens = [self._generator(s) for s in seqs]
-        res: SampleResult = self.sample_fn(torch.stack([r for _, r in rows]), [s.params for s in seqs], gens)
-        return {s.seq_id: (res.token_ids[i], res.logprobs[i]) for i, s in enumerate(seqs)}
+    def run(self, batch: ScheduledBatch) -> dict[int, list[tuple[int, object]]]:
+        """seq_id -> its new (token, logprob entry) pairs, in order, for every row that produced any
+        this step: one token a row, or 1 .. spec_steps + 1 for a speculative decoding row."""
+        out = {}
+        if self.spec is not None and batch.decode:
+            gens = [self._generator(s) for s in batch.decode]
+            out = dict(zip((s.seq_id for s in batch.decode), self.spec.decode(batch.decode, gens, self.device)))
+        prefilled, follow = self._prefill(batch.prefill)
+        rows = ([] if self.spec is not None else self._decode(batch.decode)) + prefilled
+        if rows:
+            seqs = [s for s, _ in rows]
+            gens = [self._generator(s) for s in seqs]
+            res: SampleResult = self.sample_fn(torch.stack([r for _, r in rows]), [s.params for s in seqs], gens)
+            out.update({s.seq_id: [(res.token_ids[i], res.logprobs[i])] for i, s in enumerate(seqs)})
+        if follow:
+            self._draft_prefill(follow, out)
+        return out
+
+    def truncate(self, seq: Sequence, keep: int) -> None:
+        """`seq` ended after `keep` tokens of this step's speculative span: roll its slot back to them."""
+        if self.spec is not None:
+            self.spec.truncate(seq.seq_id, keep)
 
     def _generator(self, seq: Sequence):
         if seq.seq_id not in self._generators:
