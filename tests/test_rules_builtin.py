@@ -15,15 +15,17 @@ def rules_of(plan) -> dict[str, str]:
 def test_tiny_and_mini_plans_are_clean_on_cpu_and_gpu():
     for hw, variant in (("cpu", "tiny"), ("cpu", "mini"), ("h100", "mini"), ("b200", "tiny")):
         plan = resolve_plan(hw, variant, "balanced")
-        assert plan.engine == "builtin" and plan.keys.spec_algorithm is None
+        assert plan.engine == "builtin" and plan.keys.spec_algorithm == "EAGLE" and plan.keys.spec_steps == 1
         assert not [f for f in run_rules(plan) if f.severity == "error"], (hw, variant)
     assert resolve_plan("cpu", "tiny", "balanced").keys.disable_cuda_graph
     assert resolve_plan("h100", "mini", "balanced").keys.cuda_graph_bs  # captured on a GPU
 
 
-def test_mtp_on_the_runtime_is_an_error_naming_the_keys():
-    found = rules_of(resolve_plan("cpu", "tiny", "balanced", Toggles(mtp=True)))
-    assert "spec_algorithm='EAGLE'" in found["BUILTIN-KEY-UNSUPPORTED"]
+def test_mtp_chains_run_on_the_runtime_and_trees_are_refused_by_name():
+    for recipe in ("low-latency", "balanced"):
+        assert "BUILTIN-KEY-UNSUPPORTED" not in rules_of(resolve_plan("cpu", "tiny", recipe, Toggles(mtp=True)))
+    found = rules_of(resolve_plan("cpu", "tiny", "low-latency", None, ["spec_topk=2"]))
+    assert "spec_topk=2" in found["BUILTIN-KEY-UNSUPPORTED"]
 
 
 def test_expert_parallel_on_the_runtime_is_an_error():
@@ -35,7 +37,7 @@ def test_the_rule_agrees_with_what_the_runtime_refuses(tmp_path):
     """The same plan file: the rule fires exactly when `python -m dsv4rt serve --plan` refuses it."""
     from dsv4rt.cli import UsageError, plan_options
 
-    for sets in ([], ["moe_a2a=deepep"], ["page_size=64"]):
+    for sets in ([], ["moe_a2a=deepep"], ["page_size=64"], ["spec_topk=2"], ["spec_algorithm=DSPARK"]):
         plan = resolve_plan("cpu", "tiny", "balanced", None, sets)
         dump_plan(plan, tmp_path / "plan.yaml")
         try:
