@@ -12,7 +12,7 @@ import deepseek_recipe as dr
 
 from dsv4rt.engine.engine import StepOutput
 from dsv4rt.engine.sequence import FinishReason, SamplingError, SamplingParams, Sequence
-from dsv4rt.server.protocol import APIError, SamplingExtras, now
+from dsv4rt.server.protocol import APIError, SamplingExtras, now, spec_usage
 
 _FINISH = {FinishReason.STOP: dr.InferenceFinishReason.Stop, FinishReason.LENGTH: dr.InferenceFinishReason.Length}
 
@@ -87,6 +87,7 @@ class ChatResponder:
         self.proc = dr.StreamProcessor(gen, job.request.parsing_options, front.tokenizer)
         self.rid, self.model, self.logprobs = rid, front.model, job.params.logprobs
         self.response_obj: dr.ChatCompletionResponse | None = None
+        self.spec: dict = {}  # spec_usage once finished
 
     def _start(self, seq: Sequence) -> list:
         usage = dr.PromptUsage(prompt_tokens=len(seq.prompt_ids), prompt_cache_hit_tokens=seq.num_cached)
@@ -101,7 +102,8 @@ class ChatResponder:
         if out.finished:
             chunks += self.proc.push(dr.InferenceChunk.finish(_FINISH[out.finish_reason]))
             chunks += self.proc.finish()
-        jsons = [c.to_json() for c in chunks]  # NOTE: accumulate consumes a chunk, so serialize first
+            self.spec = spec_usage(len(seq.output_ids), seq.spec_verify_ct)
+        jsons = [_with_usage(c.to_json(), self.spec) for c in chunks]  # NOTE: accumulate consumes a chunk: serialize first
         for c in chunks:
             self.response_obj.accumulate(c)
         return jsons
@@ -111,4 +113,14 @@ class ChatResponder:
             self.proc.close()
 
     def response(self) -> str:
-        return self.response_obj.to_json()
+        return _with_usage(self.response_obj.to_json(), self.spec)
+
+
+def _with_usage(body: str, extra: dict) -> str:
+    """The recipe's JSON with `extra` (speculative decoding's numbers) added to its usage, if it has one."""
+    if not extra or '"usage"' not in body:
+        return body
+    obj = json.loads(body)
+    if isinstance(obj.get("usage"), dict):
+        obj["usage"].update(extra)
+    return json.dumps(obj)
