@@ -28,6 +28,15 @@ def test_mtp_chains_run_on_the_runtime_and_trees_are_refused_by_name():
     assert "spec_topk=2" in found["BUILTIN-KEY-UNSUPPORTED"]
 
 
+def test_low_latency_plan_reaches_the_runtime_engine_with_its_mtp(tmp_path):
+    from dsv4rt.cli import engine_config, plan_options
+
+    dump_plan(resolve_plan("cpu", "tiny", "low-latency"), tmp_path / "plan.yaml")
+    cfg = engine_config({"model": "/m", **plan_options(tmp_path / "plan.yaml")})
+    assert (cfg.speculative_algorithm, cfg.spec_steps, cfg.speculative_eagle_topk, cfg.speculative_num_draft_tokens) \
+        == ("EAGLE", 3, 1, 4)
+
+
 def test_expert_parallel_on_the_runtime_is_an_error():
     found = rules_of(resolve_plan("h100", "mini", "balanced", None, ["moe_a2a=deepep"]))
     assert "moe_a2a='deepep'" in found["BUILTIN-KEY-UNSUPPORTED"]
