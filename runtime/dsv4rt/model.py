@@ -439,10 +439,14 @@ class Transformer(HeadMixin, nn.Module):
         with return_hidden also the block's output streams [B,T,hc_mult,dim], which stand in for the
         main model's hidden at the next position when drafting a chain (engine/speculative.py).
         """
+        logits, h = self.mtp_step(input_ids, hidden, start_pos, slots, return_all_logits, depth)
+        return (logits, h) if return_hidden else logits
+
+    def mtp_step(self, input_ids, hidden, start_pos, slots, return_all_logits: bool = False, depth: int = 0):
+        """`mtp_forward` with autograd (distilling the draft head: dsv4rt/train_draft.py) -> (logits, streams)."""
         if not self.mtp:
             raise RuntimeError("this checkpoint has no MTP layer (num_nextn_predict_layers = 0)")
         pos = self._positions(input_ids, start_pos)
         block = self.mtp[depth]
         h, y, _, _ = block(self.embed(input_ids), hidden, input_ids, pos, slots)
-        logits = block._logits(y, self.head, return_all_logits)
-        return (logits, h) if return_hidden else logits
+        return block._logits(y, self.head, return_all_logits), h

@@ -51,12 +51,14 @@ def size_slots(bytes_per_slot: int, budget: int, max_running: int, context_lengt
 
 
 class ModelRunner:
+    GRAPH_DEVICES = ("cuda",)  # where cuda_graphs=True captures (tests replay the graphs' bodies on a CPU)
+
     def __init__(self, model, num_slots: int, context_length: int, device: torch.device,
                  cuda_graphs: bool = True, graph_sizes: tuple[int, tuple[int, ...] | None] | None = None,
                  spec_steps: int | None = None):
         self.model, self.device = model, device
         self.num_slots, self.context_length = num_slots, context_length
-        use_graphs = cuda_graphs and torch.device(device).type == "cuda" and not spec_steps
+        use_graphs = cuda_graphs and torch.device(device).type in self.GRAPH_DEVICES
         # speculative rounds write up to spec_steps positions past the last one they emit
         model.allocate_cache(num_slots + int(use_graphs), context_length + (spec_steps + 1 if spec_steps else 0))
         self.sample_fn = registry.get("sampling")
@@ -64,15 +66,22 @@ class ModelRunner:
         log.info("KV/state pool: %d slots x %d tokens (%d B each)", num_slots, context_length,
                  model.cache_bytes_per_slot(context_length))
         self.spec = SpecDecoder(model, spec_steps) if spec_steps else None
-        self.graphs = self._capture(num_slots, *(graph_sizes or (num_slots, None))) if use_graphs else None
+        graphs = self._capture(num_slots, *(graph_sizes or (num_slots, None))) if use_graphs else None
+        self.graphs = graphs if self.spec is None else None
+        if self.spec is not None:
+            self.spec.graphs = graphs
 
     def _capture(self, num_slots: int, max_batch: int, sizes: tuple[int, ...] | None):
-        """Graphs for decode batches up to max_batch (the plan's sizes when given); larger batches and
-        any capture failure decode eagerly (logged)."""
+        """Graphs for decode batches up to max_batch (the plan's sizes when given): plain decode steps,
+        or speculative rounds; larger batches and any capture failure decode eagerly (logged)."""
         from dsv4rt.engine.cuda_graphs import DEFAULT_SIZES, DecodeGraphs
+        from dsv4rt.engine.spec_graphs import SpecGraphs
 
         try:
-            graphs = DecodeGraphs(self.model, max_batch, pad_slot=num_slots, sizes=sizes or DEFAULT_SIZES)
+            if self.spec is not None:
+                graphs = SpecGraphs(self.spec, max_batch, pad_slot=num_slots, sizes=sizes or DEFAULT_SIZES)
+            else:
+                graphs = DecodeGraphs(self.model, max_batch, pad_slot=num_slots, sizes=sizes or DEFAULT_SIZES)
             graphs.capture()
             return graphs
         except Exception:  # noqa: BLE001 - a capture failure costs speed, never correctness

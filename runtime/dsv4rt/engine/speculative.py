@@ -54,18 +54,25 @@ class SpecStats:
 class SpecDecoder:
     """Draft / verify / rollback / extend over the model's per-slot cache (see the module docstring).
     The cache must be allocated with k+1 positions of headroom past the context length: a verify
-    near the end writes up to k positions that are never emitted."""
+    near the end writes up to k positions that are never emitted. `propose` and `settle` are the
+    device-only halves of a round (no host sync: CUDA graphs capture them, engine/spec_graphs.py);
+    `decode` runs a round with the host's acceptance between them."""
 
     def __init__(self, model, steps: int):
         if not len(model.mtp):
             raise ValueError("speculative decoding needs the checkpoint's MTP layer; this one has none")
         self.model, self.steps, self.span = model, steps, steps + 1
-        self.main_undo, self.mtp_undo = UndoLog(model.layers, self.span), UndoLog(model.mtp, self.span)
         w = model.embed.weight
         self.draft = torch.zeros(model.num_slots, dtype=torch.long, device=w.device)  # next round's d_1
         self.hidden = torch.zeros(model.num_slots, model.args.hc_mult, model.args.dim, dtype=w.dtype, device=w.device)
+        self.undo = self.undo_logs()
         self.stats = SpecStats(steps)
-        self._rows: dict[int, int] = {}  # seq_id -> its row in the last round (for `truncate`)
+        self.graphs = None  # SpecGraphs on CUDA (engine/spec_graphs.py), set by the runner
+        self._last: tuple[tuple[UndoLog, UndoLog], dict[int, int]] | None = None  # for `truncate`
+
+    def undo_logs(self) -> tuple[UndoLog, UndoLog]:
+        """(target's, MTP's) undo logs over the cache as allocated now."""
+        return UndoLog(self.model.layers, self.span), UndoLog(self.model.mtp, self.span)
 
     def prefill(self, ids: torch.Tensor, nxt: torch.Tensor, hidden: torch.Tensor, start: torch.Tensor,
                 slots: torch.Tensor) -> None:
@@ -76,35 +83,51 @@ class SpecDecoder:
         logits, h = self.model.mtp_forward(shifted, hidden, start, slots, return_hidden=True)
         self.draft[slots], self.hidden[slots] = logits.argmax(-1), h[:, -1]
 
-    def _chain(self, last: torch.Tensor, start: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        """[x, d_1 .. d_k] [B, k+1]: d_1 from the last round, d_2.. through the MTP at p .. p+k-2."""
+    def propose(self, last, start, slots, undo) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Draft the chain and verify it -> ([x, d_1 .. d_k] [B,k+1], target logits [B,k+1,V], its
+        streams). d_1 from the last round; d_2.. through the MTP at p .. p+k-2."""
+        main, mtp = undo
+        mtp.save(slots, start)
+        ids = self._chain(last, start, slots)
+        main.save(slots, start)
+        logits, hidden = self.model(ids, start, slots, return_all_logits=True, return_hidden=True)
+        return ids, logits, hidden
+
+    def _chain(self, last, start, slots) -> torch.Tensor:
         tokens, h = [last, self.draft[slots]], self.hidden[slots][:, None]
         for i in range(self.steps - 1):
             logits, h = self.model.mtp_forward(tokens[-1][:, None], h, start + i, slots, return_hidden=True)
             tokens.append(logits.argmax(-1))
         return torch.stack(tokens, 1)
 
-    def _extend(self, spans: list[list[int]], hidden, start, slots, keep: torch.Tensor) -> None:
-        """The MTP over the accepted positions with the target's hidden; rows padded to k+1 tokens."""
-        ids = torch.tensor([s + s[-1:] * (self.span - len(s)) for s in spans], dtype=torch.long, device=slots.device)
-        logits, h = self.model.mtp_forward(ids, hidden, start, slots, return_all_logits=True, return_hidden=True)
-        row = torch.arange(len(spans), device=slots.device)
+    def settle(self, ext, hidden, start, slots, keep, undo) -> None:
+        """Roll back past keep [B] and run the MTP over the kept positions with the target's hidden:
+        ext [B,k+1] the kept tokens after each position, padded; gives the next round's d_1."""
+        main, mtp = undo
+        main.restore(keep)
+        logits, h = self.model.mtp_forward(ext, hidden, start, slots, return_all_logits=True, return_hidden=True)
+        row = torch.arange(ext.shape[0], device=slots.device)
         self.draft[slots], self.hidden[slots] = logits[row, keep - 1].argmax(-1), h[row, keep - 1]
-        self.mtp_undo.restore(keep)
+        mtp.restore(keep)
 
     def decode(self, seqs, gens: list, device) -> list[list[tuple[int, object]]]:
         """One round for decoding `seqs` -> each row's emitted (token, logprob entry) pairs, in order."""
         as_tensor = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
         slots, start = as_tensor([s.slot for s in seqs]), as_tensor([s.num_computed for s in seqs])
-        self.mtp_undo.save(slots, start)
-        ids = self._chain(as_tensor([s.output_ids[-1] for s in seqs]), start, slots)
-        self.main_undo.save(slots, start)
-        logits, hidden = self.model(ids, start, slots, return_all_logits=True, return_hidden=True)
+        last = as_tensor([s.output_ids[-1] for s in seqs])
+        graphs = self.graphs if self.graphs is not None and self.graphs.size_for(len(seqs)) else None
+        if graphs is not None:
+            (ids, logits, hidden), undo = graphs.propose(last, start, slots)
+        else:
+            (ids, logits, hidden), undo = self.propose(last, start, slots, self.undo), self.undo
         spans = accept(logits, ids[:, 1:], [s.params for s in seqs], gens)
         keep = as_tensor([len(s) for s in spans])
-        self.main_undo.restore(keep)
-        self._extend(spans, hidden, start, slots, keep)
-        self._rows = {s.seq_id: i for i, s in enumerate(seqs)}
+        ext = as_tensor([s + s[-1:] * (self.span - len(s)) for s in spans])
+        if graphs is not None:
+            graphs.settle(ext, keep)
+        else:
+            self.settle(ext, hidden, start, slots, keep, undo)
+        self._last = (undo, {s.seq_id: i for i, s in enumerate(seqs)})
         for s, span in zip(seqs, spans):
             s.spec_verify_ct += 1
             self.stats.record(len(span))
@@ -113,10 +136,9 @@ class SpecDecoder:
     def truncate(self, seq_id: int, keep: int) -> None:
         """The request ended after `keep` tokens of its last round's span: undo the positions after them,
         so the slot's state is exactly its kept tokens (prefix reuse continues from there)."""
-        row = self._rows.get(seq_id)
-        if row is None:
+        undo, rows = self._last or ((), {})
+        if seq_id not in rows:
             return
-        rows = torch.tensor([row], device=self.draft.device)
-        keep_t = torch.tensor([keep], device=self.draft.device)
-        self.main_undo.restore(keep_t, rows)
-        self.mtp_undo.restore(keep_t, rows)
+        dev = self.draft.device
+        for log_ in undo:
+            log_.restore(torch.tensor([keep], device=dev), torch.tensor([rows[seq_id]], device=dev))
