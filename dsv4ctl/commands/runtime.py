@@ -94,6 +94,7 @@ def train_draft(
     batch: Annotated[int, typer.Option("--batch", min=1, help="Sequences per training step.")] = 16,
     lr: Annotated[float, typer.Option("--lr", min=0.0)] = 2e-3,
     spec_steps: Annotated[int, typer.Option("--spec-steps", min=1, max=7, help="Draft chain length measured.")] = 3,
+    eval_seqs: Annotated[int, typer.Option("--eval-seqs", min=1, help="Prompts the acceptance is measured on.")] = 8,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     fmt: Annotated[str, typer.Option("--format", "-f", help="rich | json")] = "rich",
@@ -103,18 +104,19 @@ def train_draft(
     if fmt not in ("rich", "json"):
         raise UserError(f"unknown format '{fmt}'", where="--format", fix="use rich or json")
     report = _run_distil(model, out, device, dict(seqs=seqs, new_tokens=new_tokens, steps=steps, batch=batch,
-                                                  lr=lr, spec_steps=spec_steps, seed=seed))
+                                                  lr=lr, spec_steps=spec_steps, eval_seqs=eval_seqs, seed=seed))
     if fmt == "json":
         console.emit_data(report, "json")
         return
     from rich.table import Table
 
     table = Table(title=f"draft head, greedy, {spec_steps} steps")
-    for col in ("", "accept length", "acceptance per position"):
+    for col in ("", "prompts", "accept length", "acceptance per position"):
         table.add_column(col)
     for when in ("before", "after"):
-        r = report[when]
-        table.add_row(when, f"{r['accept_length']:.3f}", ", ".join(f"{x:.2f}" for x in r["acceptance_rates"]))
+        for prompts, r in report[when].items():
+            table.add_row(when, prompts.replace("_", "-"), f"{r['accept_length']:.3f}",
+                          ", ".join(f"{x:.2f}" for x in r["acceptance_rates"]))
     console.out.print(table)
     console.err.print(f"wrote {report['out']}")
 

@@ -110,6 +110,7 @@ def train(model, data: DraftData, steps: int, batch: int, lr: float, seed: int) 
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
+    model.allocate_cache(batch, data.ids.shape[1])  # the model's slot count (the MTP's buffers are renewed per step)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     g = torch.Generator().manual_seed(seed)
@@ -124,8 +125,8 @@ def train(model, data: DraftData, steps: int, batch: int, lr: float, seed: int) 
             opt.step()
             sched.step()
             if step % max(1, steps // 10) == 0 or step == steps - 1:
-                curve.append((step, float(loss), right))
-                log.info("step %d: loss %.4f, right %.3f", step, float(loss), right)
+                curve.append((step, loss.item(), right))
+                log.info("step %d: loss %.4f, right %.3f", step, curve[-1][1], right)
     for p in params:
         p.requires_grad_(False)
     return curve
@@ -183,21 +184,31 @@ def measure(model, prompts: torch.Tensor, spec_steps: int, new_tokens: int) -> d
 
 
 def distil(model_dir: Path, out: Path, cfg: DistilConfig, device: str = "cpu") -> dict:
-    """Generate, train (float32), write, reload from `out` and measure in the serving dtype (bfloat16 on
-    a GPU, float32 on a CPU) -> a report with the acceptance before and after."""
+    """Generate with the target in its serving dtype (bfloat16 on a GPU, float32 on a CPU), train the
+    MTP layer in float32, write it, reload from `out` and measure -> a report: the acceptance before and
+    after, on held-out prompts and on the training prompts (which the head has seen)."""
     from dsv4rt.checkpoint.load import load_model
 
     serving = torch.float32 if device == "cpu" else torch.bfloat16
-    model, args = load_model(model_dir, device=device)
+    target, args = load_model(model_dir, device=device, dtype=serving)
     if not args.n_mtp_layers:
         raise ValueError(f"{model_dir}: the checkpoint has no MTP layer to train")
-    trainable(model.mtp)  # stacked now, outside inference mode
-    evals = random_prompts(cfg.eval_seqs, cfg.prompt_len, args.vocab_size, cfg.seed + 1)
-    before = measure(model if serving == torch.float32 else load_model(model_dir, device, serving)[0],
-                     evals, cfg.spec_steps, cfg.new_tokens)
-    data = generate(model, random_prompts(cfg.seqs, cfg.prompt_len, args.vocab_size, cfg.seed), cfg.new_tokens)
-    curve = train(model, data, cfg.steps, cfg.batch, cfg.lr, cfg.seed)
-    write_draft(model, Path(model_dir), Path(out))
-    del model, data
-    after = measure(load_model(out, device, serving)[0], evals, cfg.spec_steps, cfg.new_tokens)
-    return {"before": before, "after": after, "curve": curve, "out": str(out)}
+    trainable(target.mtp)  # stacked now, outside the engine's inference mode (the CPU trains this model)
+    held_out = random_prompts(cfg.eval_seqs, cfg.prompt_len, args.vocab_size, cfg.seed + 1)
+    prompts = random_prompts(cfg.seqs, cfg.prompt_len, args.vocab_size, cfg.seed)
+    seen = prompts[: cfg.eval_seqs]
+    before = {"held_out": measure(target, held_out, cfg.spec_steps, cfg.new_tokens),
+              "seen": measure(target, seen, cfg.spec_steps, cfg.new_tokens)}
+    data = generate(target, prompts, cfg.new_tokens)
+    student = target
+    if serving != torch.float32:
+        del target
+        student = load_model(model_dir, device=device)[0]
+        data = DraftData(data.ids, data.hidden.float(), data.picks)
+    curve = train(student, data, cfg.steps, cfg.batch, cfg.lr, cfg.seed)
+    write_draft(student, Path(model_dir), Path(out))
+    del student, data
+    served = load_model(out, device, serving)[0]
+    after = {"held_out": measure(served, held_out, cfg.spec_steps, cfg.new_tokens),
+             "seen": measure(served, seen, cfg.spec_steps, cfg.new_tokens)}
+    return {"before": before, "after": after, "curve": curve, "out": str(out), "config": cfg.__dict__}
