@@ -129,6 +129,10 @@ def same_tokens(rows: list[dict], off: dict[int, dict]) -> None:
         r["same_as_off"] = sum(x == y for x, y in pairs) / max(len(pairs), 1)
 
 
+def _num(v: float | None, width: int, digits: int) -> str:
+    return f"{v:>{width}.{digits}f}" if v is not None else f"{'-':>{width}}"
+
+
 def table(res: dict) -> str:
     off = {r["batch"]: r for r in res["rows"] if r["mtp_steps"] == 0}
     lines = [f"prompts: {res['prompts']}; greedy, {res['new_tokens']} new tokens, median of {res['repeats']}",
@@ -140,8 +144,8 @@ def table(res: dict) -> str:
         goal = x / (0.75 * r["accept_length"]) if r["mtp_steps"] else None
         ms, base_ms = r.get("graph_ms"), base.get("graph_ms")
         lines.append(f"{r['batch']:>5} {r['mtp_steps'] or 'off':>4} {r['tok_s']:>9,.1f} {x:>6.2f} "
-                     f"{r['accept_length']:>6.2f} {goal or 0:>6.2f} {r['same_as_off']:>5.2f} "
-                     f"{ms or 0:>8.3f} {(ms / base_ms) if ms and base_ms else 0:>6.2f}  "
+                     f"{r['accept_length']:>6.2f} {_num(goal, 6, 2)} {r['same_as_off']:>5.2f} "
+                     f"{_num(ms, 8, 3)} {_num(ms / base_ms if ms and base_ms else None, 6, 2)}  "
                      + " ".join(f"{v:.2f}" for v in r["acceptance_rates"]))
     lines.append("goal = (tok/s / off) / (0.75 x accept): >= 1 meets the issue's goal; x step = a round's "
                  "graphs (drafts + verify + rollback + extend) / one plain decode step's graph")
