@@ -88,20 +88,21 @@ def _event_ms(fn, repeats: int = 20) -> float:
 def step_costs(eng, batches: list[int], pos: int) -> dict[int, float]:
     """ms of one captured plain decode step, or of one speculative round (propose + settle replays),
     per batch size, on rows 0..bs-1 at position `pos` (the cache holds the last run's tokens)."""
-    runner, out = eng.runner, {}
-    for bs in batches:
-        slots, start = torch.arange(bs, device="cuda"), torch.full((bs,), pos, device="cuda")
-        ids = torch.randint(2, 1000, (bs,), device="cuda")
-        graphs = runner.graphs if runner.spec is None else runner.spec.graphs
-        if graphs is None:  # capture failed (logged): eager steps, not timed here
-            continue
-        if runner.spec is None:
-            out[bs] = _event_ms(lambda: graphs.run(ids[:, None], start, slots))
-            continue
-        keep = torch.ones(bs, dtype=torch.long, device="cuda")
-        ext = ids[:, None].expand(-1, runner.spec.span)
-        out[bs] = _event_ms(lambda: (graphs.propose(ids, start, slots), graphs.settle(ext, keep)))
-    return out
+    out = {bs: _graph_ms(eng.runner, bs, pos) for bs in batches}
+    return {bs: ms for bs, ms in out.items() if ms is not None}
+
+
+def _graph_ms(runner, bs: int, pos: int) -> float | None:
+    slots, start = torch.arange(bs, device="cuda"), torch.full((bs,), pos, device="cuda")
+    ids = torch.randint(2, 1000, (bs,), device="cuda")
+    graphs = runner.graphs if runner.spec is None else runner.spec.graphs
+    if graphs is None:  # capture failed (logged): eager steps, not timed here
+        return None
+    if runner.spec is None:
+        return _event_ms(lambda: graphs.run(ids[:, None], start, slots))
+    keep = torch.ones(bs, dtype=torch.long, device="cuda")  # every row rolls back k positions
+    ext = ids[:, None].expand(-1, runner.spec.span)
+    return _event_ms(lambda: (graphs.propose(ids, start, slots), graphs.settle(ext, keep)))
 
 
 def prepare(a, log) -> dict:

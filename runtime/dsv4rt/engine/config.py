@@ -51,10 +51,12 @@ class EngineConfig:
         algo, steps = self.speculative_algorithm, self.speculative_num_steps
         if algo is None:
             if steps or self.speculative_num_draft_tokens or (self.speculative_eagle_topk or 1) > 1:
-                raise ValueError("speculative_num_steps / _eagle_topk / _num_draft_tokens need speculative_algorithm EAGLE")
+                raise ValueError("speculative_num_steps / _eagle_topk / _num_draft_tokens need "
+                                 "speculative_algorithm EAGLE")
             return
         if algo.upper() not in SPEC_ALGORITHMS:
-            raise ValueError(f"speculative_algorithm {algo!r} is not implemented (only EAGLE / NEXTN with the MTP layer)")
+            raise ValueError(f"speculative_algorithm {algo!r} is not implemented "
+                             "(only EAGLE / NEXTN with the MTP layer)")
         if not 1 <= self.spec_steps <= MAX_SPEC_STEPS:
             raise ValueError(f"speculative_num_steps must be in [1, {MAX_SPEC_STEPS}] (got {steps})")
         if (self.speculative_eagle_topk or 1) != 1:

@@ -104,9 +104,10 @@ class ModelRunner:
         for n, seqs in groups.items():
             args = [self._tensor(a) for a in ([s.prompt_ids[s.num_computed : s.num_computed + n] for s in seqs],
                                               [s.num_computed for s in seqs], [s.slot for s in seqs])]
-            logits = self.model.forward(*args, return_hidden=self.spec is not None)
-            if self.spec is not None:
-                logits, hidden = logits
+            if self.spec is None:
+                logits = self.model.forward(*args)
+            else:
+                logits, hidden = self.model.forward(*args, return_hidden=True)
                 follow.append((seqs, n, args, hidden))
             out += [(s, logits[i]) for i, s in enumerate(seqs) if s.num_computed + n == len(s.prompt_ids)]
         return out, follow

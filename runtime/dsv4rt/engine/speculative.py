@@ -131,7 +131,8 @@ class SpecDecoder:
         for s, span in zip(seqs, spans):
             s.spec_verify_ct += 1
             self.stats.record(len(span))
-        return [list(zip(span, span_logprobs(logits[b], span, s.params))) for b, (s, span) in enumerate(zip(seqs, spans))]
+        return [list(zip(span, span_logprobs(logits[b], span, s.params)))
+                for b, (s, span) in enumerate(zip(seqs, spans))]
 
     def truncate(self, seq_id: int, keep: int) -> None:
         """The request ended after `keep` tokens of its last round's span: undo the positions after them,

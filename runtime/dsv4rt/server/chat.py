@@ -103,7 +103,8 @@ class ChatResponder:
             chunks += self.proc.push(dr.InferenceChunk.finish(_FINISH[out.finish_reason]))
             chunks += self.proc.finish()
             self.spec = spec_usage(len(seq.output_ids), seq.spec_verify_ct)
-        jsons = [_with_usage(c.to_json(), self.spec) for c in chunks]  # NOTE: accumulate consumes a chunk: serialize first
+        # NOTE: accumulate consumes a chunk, so serialize first
+        jsons = [_with_usage(c.to_json(), self.spec) for c in chunks]
         for c in chunks:
             self.response_obj.accumulate(c)
         return jsons
