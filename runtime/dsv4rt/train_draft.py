@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import save_file
 
 from dsv4rt.checkpoint.make import _encode, _shard_of
-from dsv4rt.kernels import registry
+from dsv4rt.ops import registry
 from dsv4rt.model import CachedModule
 
 log = logging.getLogger(__name__)
