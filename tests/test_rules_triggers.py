@@ -157,10 +157,10 @@ CASES = {
     "GRAPH-MEMORY": (
         mk(tp=4, gpn=4, mem_fraction_static=0.995),
         mk(tp=4, gpn=4, mem_fraction_static=0.9)),
-    # the included runtime: one process, no parallelism, no speculative decoding
+    # the included runtime: one process, no parallelism, MTP only as chains (top-k 1)
     "BUILTIN-KEY-UNSUPPORTED": (
-        for_runtime(mk("cpu", "tiny", "bf16", "balanced", gpn=1, **M112)),
-        for_runtime(mk("cpu", "tiny", "bf16", "balanced", gpn=1))),
+        for_runtime(mk("cpu", "tiny", "bf16", "balanced", gpn=1, **{**M112, "spec_topk": 2, "spec_draft_tokens": 3})),
+        for_runtime(mk("cpu", "tiny", "bf16", "balanced", gpn=1, **M112))),
     "BUILTIN-MULTI-PROCESS": (
         for_runtime(pd_plan("cpu", "tiny", "bf16", role_nodes=2)),  # a PD pair fits; multi-node does not
         for_runtime(mk("cpu", "tiny", "bf16", "balanced", gpn=1))),

@@ -49,9 +49,10 @@ def test_flags_override_plan(tmp_path):
 
 
 @pytest.mark.parametrize("keys,roles,named", [
-    ({"tp": 4}, None, "tp_size=4"),
+    ({"tp": 4}, None, "tp=4"),
     ({"moe_a2a": "deepep", "page_size": 64}, None, "moe_a2a='deepep', page_size=64"),
-    ({"spec_algorithm": "EAGLE"}, None, "speculative_algorithm='EAGLE'"),
+    ({"spec_algorithm": "EAGLE", "spec_topk": 2}, None, "spec_topk=2"),
+    ({"spec_algorithm": "DSPARK"}, None, "spec_algorithm='DSPARK'"),
     ({"no_such_key": 1}, None, "no_such_key=1"),
     ({}, [{"name": "prefill"}, {"name": "decode"}], "disaggregation"),
 ])
@@ -71,10 +72,23 @@ def test_plan_cuda_graph_sizes_reach_the_engine(tmp_path):
     assert not engine_config(options("--model", "/m")).torch_compile
 
 
+def test_plan_mtp_keys_reach_the_engine(tmp_path):
+    plan = write_plan(tmp_path, {"spec_algorithm": "EAGLE", "spec_steps": 3, "spec_topk": 1, "spec_draft_tokens": 4})
+    cfg = engine_config(options("--model", "/m", "--plan", str(plan)))
+    assert (cfg.speculative_algorithm, cfg.spec_steps, cfg.speculative_num_draft_tokens) == ("EAGLE", 3, 4)
+    assert engine_config(options("--model", "/m", "--plan", str(plan), "--speculative-num-steps", "1",
+                                 "--speculative-num-draft-tokens", "2")).spec_steps == 1
+    with pytest.raises(ValueError, match="speculative_num_draft_tokens must be speculative_num_steps \\+ 1 = 4"):
+        engine_config(options("--model", "/m", "--plan", str(write_plan(tmp_path, {
+            "spec_algorithm": "EAGLE", "spec_steps": 3, "spec_draft_tokens": 8}))))
+    assert engine_config(options("--model", "/m")).spec_steps is None
+
+
 def test_cli_fails_fast_naming_the_flags():
     res = subprocess.run([sys.executable, "-m", "dsv4rt", "serve", "--model", "/nonexistent", "--tp-size", "2",
-                          "--speculative-algorithm", "EAGLE"], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2 and "tp_size=2" in res.stderr and "speculative_algorithm='EAGLE'" in res.stderr
+                          "--speculative-algorithm", "EAGLE", "--speculative-eagle-topk", "4"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "tp_size=2" in res.stderr and "speculative_eagle_topk=4" in res.stderr
     assert "Traceback" not in res.stderr
     res = subprocess.run([sys.executable, "-m", "dsv4rt", "serve"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "--model is required" in res.stderr

@@ -14,7 +14,7 @@ import typer
 from dsv4ctl import console
 from dsv4ctl.errors import UserError
 
-runtime_app = typer.Typer(help="The included V4 runtime: random checkpoints, greedy generation.",
+runtime_app = typer.Typer(help="The included V4 runtime: random checkpoints, greedy generation, draft heads.",
                           no_args_is_help=True)
 
 
@@ -81,6 +81,59 @@ def _run_generate(model_dir: Path, ids: list[int], max_new_tokens: int, device: 
     if bad:
         raise UserError(f"token ids {bad} outside the vocabulary [0, {args.vocab_size})", where="--prompt-ids")
     return greedy_generate(model, ids, max_new_tokens, eos_id=args.eos_token_id)
+
+
+@runtime_app.command("train-draft")
+def train_draft(
+    model: Annotated[Path, typer.Option("--model", help="Checkpoint directory with an MTP layer.")],
+    out: Annotated[Path, typer.Option("--out", help="Where the checkpoint with the distilled MTP layer goes "
+                                                    "(may be --model: only its MTP shard is rewritten).")],
+    seqs: Annotated[int, typer.Option("--seqs", min=1, help="Sequences the target generates.")] = 64,
+    new_tokens: Annotated[int, typer.Option("--new-tokens", min=2, help="Tokens generated per sequence.")] = 96,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps.")] = 300,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Sequences per training step.")] = 16,
+    lr: Annotated[float, typer.Option("--lr", min=0.0)] = 2e-3,
+    spec_steps: Annotated[int, typer.Option("--spec-steps", min=1, max=7, help="Draft chain length measured.")] = 3,
+    eval_seqs: Annotated[int, typer.Option("--eval-seqs", min=1, help="Prompts the acceptance is measured on.")] = 8,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="rich | json")] = "rich",
+) -> None:
+    """Distil the MTP draft head from the target's own greedy outputs (EAGLE-style); report the
+    acceptance measured through the engine before and after, from the files written."""
+    if fmt not in ("rich", "json"):
+        raise UserError(f"unknown format '{fmt}'", where="--format", fix="use rich or json")
+    report = _run_distil(model, out, device, dict(seqs=seqs, new_tokens=new_tokens, steps=steps, batch=batch,
+                                                  lr=lr, spec_steps=spec_steps, eval_seqs=eval_seqs, seed=seed))
+    if fmt == "json":
+        console.emit_data(report, "json")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"draft head, greedy, {spec_steps} steps")
+    for col in ("", "prompts", "accept length", "acceptance per position"):
+        table.add_column(col)
+    for when in ("before", "after"):
+        for prompts, r in report[when].items():
+            table.add_row(when, prompts.replace("_", "-"), f"{r['accept_length']:.3f}",
+                          ", ".join(f"{x:.2f}" for x in r["acceptance_rates"]))
+    console.out.print(table)
+    console.err.print(f"wrote {report['out']}")
+
+
+def _run_distil(model_dir: Path, out: Path, device: str, kw: dict) -> dict:
+    import torch
+
+    from dsv4rt.checkpoint.load import CheckpointError
+    from dsv4rt.config import ConfigError
+    from dsv4rt.train_draft import DistilConfig, distil
+
+    if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
+        raise UserError(f"device '{device}' is not available here", where="--device", fix="use --device cpu")
+    try:
+        return distil(model_dir, out, DistilConfig(**kw), device)
+    except (CheckpointError, ConfigError, ValueError, OSError) as e:
+        raise UserError(str(e), where=str(model_dir), fix="pass a checkpoint with an MTP layer") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -9,11 +9,11 @@ from dsv4ctl.validate.registry import Hit, rule
 
 
 @rule("BUILTIN-KEY-UNSUPPORTED", "error", "the included runtime cannot honour these plan keys",
-      fix="unset {keys} (e.g. --no-mtp, --set tp=1), or serve the plan with --engine sglang")
+      fix="unset {keys} (e.g. --set tp=1, --set spec_topk=1), or serve the plan with --engine sglang")
 def builtin_keys(ctx):
     """The included runtime is one process on one device: no tensor/expert/context parallelism, no
-    DeepEP/MegaMoE all-to-all, no speculative decoding. It refuses such keys by name at start-up;
-    catching them here saves the checkpoint load."""
+    DeepEP/MegaMoE all-to-all, and MTP only as EAGLE chains (top-k 1, no draft trees). It refuses such
+    keys by name at start-up; catching them here saves the checkpoint load."""
     if ctx.plan.engine != "builtin":
         return None
     from dsv4rt.plan_keys import refused

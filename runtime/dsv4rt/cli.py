@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from dsv4rt.engine.config import EngineConfig
-from dsv4rt.plan_keys import OPTION_NEUTRAL, PLAN_TO_OPTION, extra_roles, unsupported
+from dsv4rt.plan_keys import OPTION_NEUTRAL, PLAN_TO_OPTION, extra_roles, refused
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 30000
 API_KEY_ENV = "DSV4RT_API_KEY"  # how `dsv4ctl serve` hands the key over: never on the command line
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SGLang's spelling of --cuda-graph-max-bs")
     s.add_argument("--cuda-graph-bs", "--cuda-graph-bs-decode", dest="cuda_graph_bs", type=int, nargs="+",
                    help="decode batch sizes to capture (default: a ladder up to the slot count)")
-    s.add_argument("--speculative-algorithm", help="speculative decoding is not implemented")
+    s.add_argument("--speculative-algorithm", help="EAGLE (or NEXTN): speculative decoding with the MTP layer")
     s.add_argument("--plan-role", help="the plan role this server is (prefill, decode; default single)")
     add_disagg_flags(s)
     s.add_argument("--log-level", default="info")
@@ -116,7 +116,7 @@ def plan_options(path: Path, role: str | None = None) -> dict:
     if role not in (None, "single") and role not in roles:
         raise UsageError(f"{path}: the plan has no role {role!r} (roles: {', '.join(sorted(roles))})")
     keys.update((roles.get(role or "single") or {}).get("keys") or {})
-    bad = [f"{k}={v!r}" for k, v in unsupported(keys).items()]
+    bad = [f"{k}={v!r}" for k, v in refused(keys).items()]
     if bad:
         raise UsageError(f"{path}: plan keys not implemented by the included runtime: {', '.join(sorted(bad))}")
     return {PLAN_TO_OPTION[k]: v for k, v in keys.items() if k in PLAN_TO_OPTION and v not in (None, "")}

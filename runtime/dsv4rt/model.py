@@ -428,17 +428,25 @@ class Transformer(HeadMixin, nn.Module):
 
     @torch.no_grad()
     def mtp_forward(self, input_ids: torch.Tensor, hidden: torch.Tensor, start_pos: torch.Tensor,
-                    slots: torch.Tensor, return_all_logits: bool = False, depth: int = 0) -> torch.Tensor:
+                    slots: torch.Tensor, return_all_logits: bool = False, depth: int = 0,
+                    return_hidden: bool = False):
         """MTP draft head.
 
         input_ids [B,T]: the tokens at positions start_pos+1 .. start_pos+T (shifted by one);
         hidden [B,T,hc_mult,dim]: the main model's final streams at positions start_pos .. +T-1
         (`forward(..., return_hidden=True)`); start_pos [B], slots [B] as in `forward` (the MTP layer
-        keeps its own window cache per slot). Returns logits for the token after each input token.
+        keeps its own window cache per slot). Returns logits for the token after each input token;
+        with return_hidden also the block's output streams [B,T,hc_mult,dim], which stand in for the
+        main model's hidden at the next position when drafting a chain (engine/speculative.py).
         """
+        logits, h = self.mtp_step(input_ids, hidden, start_pos, slots, return_all_logits, depth)
+        return (logits, h) if return_hidden else logits
+
+    def mtp_step(self, input_ids, hidden, start_pos, slots, return_all_logits: bool = False, depth: int = 0):
+        """`mtp_forward` with autograd (distilling the draft head: dsv4rt/train_draft.py) -> (logits, streams)."""
         if not self.mtp:
             raise RuntimeError("this checkpoint has no MTP layer (num_nextn_predict_layers = 0)")
         pos = self._positions(input_ids, start_pos)
         block = self.mtp[depth]
-        _, y, _, _ = block(self.embed(input_ids), hidden, input_ids, pos, slots)
-        return block._logits(y, self.head, return_all_logits)
+        h, y, _, _ = block(self.embed(input_ids), hidden, input_ids, pos, slots)
+        return block._logits(y, self.head, return_all_logits), h

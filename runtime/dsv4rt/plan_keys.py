@@ -11,6 +11,8 @@ PLAN_TO_OPTION = {
     "tp": "tp_size", "max_running_requests": "max_running_requests",
     "chunked_prefill_size": "chunked_prefill_size", "mem_fraction_static": "mem_fraction_static",
     "context_length": "context_length", "spec_algorithm": "speculative_algorithm",
+    "spec_steps": "speculative_num_steps", "spec_topk": "speculative_eagle_topk",
+    "spec_draft_tokens": "speculative_num_draft_tokens",
     "cuda_graph_max_bs": "cuda_graph_max_bs", "cuda_graph_bs": "cuda_graph_bs",
     "disable_cuda_graph": "disable_cuda_graph",
     "disagg_mode": "disaggregation_mode", "transfer_backend": "disaggregation_transfer_backend",
@@ -26,7 +28,7 @@ PLAN_NEUTRAL = {
     "cp_size": (None, 1), "moe_a2a": ("none",), "moe_runner": (None,), "mxfp4_moe_precision": (None,),
     "megamoe": ("off",), "deepep_num_sms": (None,), "deepep_dispatch_tokens_per_rank": (None,),
     "megamoe_tokens_per_rank": (None,), "shared_experts_fusion": ("auto",), "shared_expert_tp1": (False,),
-    "two_batch_overlap": (False,), "spec_steps": (None,), "spec_topk": (None,), "spec_draft_tokens": (None,),
+    "two_batch_overlap": (False,),
     "swa_full_tokens_ratio": (None,), "kv_cache_dtype": (None, "auto"),
     "attention_backend": (None,), "page_size": (None,), "hicache": ("off",), "enable_prefill_delayer": (False,),
     "prefill_delayer_max_delay_ms": (None,), "mnnvl": (None, False),
@@ -34,8 +36,9 @@ PLAN_NEUTRAL = {
 }
 
 # serve options accepted for plan/renderer compatibility but implemented only at these values
-OPTION_NEUTRAL = {"tp_size": (None, 1), "speculative_algorithm": (None,),
-                  "disaggregation_transfer_backend": (None, "mooncake")}
+# (speculative decoding: EAGLE chains with the MTP layer, no top-k > 1 trees)
+OPTION_NEUTRAL = {"tp_size": (None, 1), "speculative_algorithm": (None, "EAGLE", "NEXTN"),
+                  "speculative_eagle_topk": (None, 1), "disaggregation_transfer_backend": (None, "mooncake")}
 
 
 def unsupported(keys: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +50,7 @@ def unsupported(keys: dict[str, Any]) -> dict[str, Any]:
 
 def refused(keys: dict[str, Any]) -> dict[str, Any]:
     """Everything `serve --plan` would refuse in these keys: `unsupported` plus mapped keys whose
-    serve option is implemented only at its neutral value (tp, speculative decoding)."""
+    serve option is implemented only at some values (tp 1, EAGLE with top-k 1)."""
     mapped = {k: v for k, v in keys.items() if v not in OPTION_NEUTRAL.get(PLAN_TO_OPTION.get(k, ""), (v,))}
     return unsupported(keys) | mapped
 

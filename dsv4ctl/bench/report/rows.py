@@ -32,10 +32,15 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+SPEC_COLUMN = ("accept_length", "accept len")  # speculative decoding's tokens per verify step, when reported
+
+
 def table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     cols, pts = (ACC_COLUMNS if summary.get("kind") == "accuracy" else COLUMNS), points(summary)
     if cols is COLUMNS:
         from dsv4ctl.bench.report.predicted import with_predictions
 
         pts, cols = with_predictions(summary, pts, cols)
+        if any(get(p, SPEC_COLUMN[0]) is not None for p in pts):
+            cols = cols + [SPEC_COLUMN]
     return [h for _, h in cols], [[fmt(get(p, k)) for k, _ in cols] for p in pts]

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+SPEC_ALGORITHMS = ("EAGLE", "NEXTN")
+MAX_SPEC_STEPS = 7  # a verify span (steps + 1) must fit the smallest cache ring: CSA's 2 x 4 tokens
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     model_path: str
@@ -21,6 +25,11 @@ class EngineConfig:
     cuda_graph_max_bs: int | None = None  # largest decode batch replayed from a graph; None: the slot count
     cuda_graph_bs: tuple[int, ...] | None = None  # the plan's capture sizes; None: the runtime's ladder
     torch_compile: bool = False  # CUDA only: torch.compile the decode step's attention/mHC chains (dsv4rt/compiled.py)
+    # speculative decoding with the MTP layer (SGLang's flag names): EAGLE chain drafts, top-k 1 only
+    speculative_algorithm: str | None = None  # EAGLE (NEXTN: its alias); None: one token per step
+    speculative_num_steps: int | None = None  # drafts per verify step; None: 1 when an algorithm is set
+    speculative_eagle_topk: int | None = None  # only 1 (chains); > 1 would be tree drafting
+    speculative_num_draft_tokens: int | None = None  # tokens a verify step checks; must be steps + 1
 
     def __post_init__(self) -> None:
         for name in ("max_running_requests", "max_queue", "chunked_prefill_size"):
@@ -35,3 +44,33 @@ class EngineConfig:
                 raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
         if self.cuda_graph_bs is not None and not all(b >= 1 for b in self.cuda_graph_bs):
             raise ValueError(f"cuda_graph_bs sizes must be >= 1 (got {list(self.cuda_graph_bs)})")
+        self._check_speculative()
+
+    @property
+    def spec_steps(self) -> int | None:
+        """Drafts per verify step, or None when speculative decoding is off."""
+        if self.speculative_algorithm is None:
+            return None
+        return self.speculative_num_steps or 1
+
+    def _check_speculative(self) -> None:
+        """Refuse by name what the runtime's speculative decoding cannot do."""
+        algo, steps = self.speculative_algorithm, self.speculative_num_steps
+        if algo is None:
+            if steps or self.speculative_num_draft_tokens or (self.speculative_eagle_topk or 1) > 1:
+                raise ValueError("speculative_num_steps / _eagle_topk / _num_draft_tokens need "
+                                 "speculative_algorithm EAGLE")
+            return
+        if algo.upper() not in SPEC_ALGORITHMS:
+            raise ValueError(f"speculative_algorithm {algo!r} is not implemented "
+                             "(only EAGLE / NEXTN with the MTP layer)")
+        if not 1 <= self.spec_steps <= MAX_SPEC_STEPS:
+            raise ValueError(f"speculative_num_steps must be in [1, {MAX_SPEC_STEPS}] (got {steps})")
+        if (self.speculative_eagle_topk or 1) != 1:
+            raise ValueError(f"speculative_eagle_topk={self.speculative_eagle_topk} (tree drafting) is not "
+                             "implemented; the runtime drafts chains (top-k 1)")
+        drafts = self.speculative_num_draft_tokens
+        if drafts is not None and drafts != self.spec_steps + 1:
+            raise ValueError(f"speculative_num_draft_tokens must be speculative_num_steps + 1 = {self.spec_steps + 1} "
+                             f"for chain drafting (got {drafts})")
+

@@ -47,29 +47,45 @@ class LLMEngine:
         for seq, n in batch.prefill:
             seq.num_computed += n
             self.prompt_tokens_total += n
-        for seq in batch.decode:
-            seq.num_computed += 1
-        return [self._postprocess_or_fail(seq, sampled[seq.seq_id]) for seq in self._in_order(batch, sampled)]
+        decoding = {s.seq_id for s in batch.decode}
+        outs = []
+        for seq in self._in_order(batch, sampled):
+            outs += self._emit_or_fail(seq, sampled[seq.seq_id], seq.seq_id in decoding)
+        return outs
 
     @staticmethod
     def _in_order(batch, sampled) -> list[Sequence]:
         seqs = batch.decode + [s for s, _ in batch.prefill]
         return [s for s in seqs if s.seq_id in sampled]
 
-    def _postprocess_or_fail(self, seq: Sequence, result) -> tuple[Sequence, StepOutput]:
+    def _emit_or_fail(self, seq: Sequence, result, decoding: bool) -> list[tuple[Sequence, StepOutput]]:
         """A request whose sampling or state update raised ends alone, with its error."""
         try:
             if isinstance(result, Exception):
                 raise result
-            return self._postprocess(seq, *result)
+            return self._emit(seq, result, decoding)
         except Exception as e:  # noqa: BLE001 - one bad request must not end the others
             log.exception("request %d failed", seq.seq_id)
-            return self._fail(seq, f"request failed: {e}")
+            return [self._fail(seq, f"request failed: {e}")]
 
     def _fail(self, seq: Sequence, message: str) -> tuple[Sequence, StepOutput]:
         self.scheduler.finish(seq, FinishReason.ABORT)
         self.runner.forget(seq.seq_id)
         return seq, StepOutput(None, None, True, FinishReason.ABORT, message)
+
+    def _emit(self, seq: Sequence, tokens: list, decoding: bool) -> list[tuple[Sequence, StepOutput]]:
+        """This step's tokens of `seq` in order (several after a speculative verify). A decoding row's
+        fed tokens become computed one by one; a request that ends inside the span drops the rest and
+        rolls the slot back to what it kept (`runner.truncate`)."""
+        outs = []
+        for i, (token, logprob) in enumerate(tokens):
+            seq.num_computed += int(decoding)
+            outs.append(self._postprocess(seq, token, logprob))
+            if outs[-1][1].finished:
+                if i + 1 < len(tokens):
+                    self.runner.truncate(seq, i + 1)
+                break
+        return outs
 
     def _postprocess(self, seq: Sequence, token: int, logprob) -> tuple[Sequence, StepOutput]:
         seq.append(token, logprob)
@@ -256,7 +272,8 @@ def build_engine(cfg, model, max_seq_len: int, decode=None) -> LLMEngine:
         from dsv4rt.compiled import compile_decode
 
         compile_decode(model)
-    runner = ModelRunner(model, num_slots, ctx, device, cfg.cuda_graphs, (graph_max, cfg.cuda_graph_bs))
+    runner = ModelRunner(model, num_slots, ctx, device, cfg.cuda_graphs, (graph_max, cfg.cuda_graph_bs),
+                         cfg.spec_steps)
     slots = SlotManager(num_slots, cfg.enable_prefix_reuse)
     sched = Scheduler(slots, cfg.max_running_requests, cfg.max_queue, cfg.chunked_prefill_size)
     return LLMEngine(runner, sched, decode)

@@ -50,6 +50,7 @@ def build_state(cfg: EngineConfig, served_model_name: str, api_key: str | None =
     state = ServerState(engine=None, chat=ChatFrontend(str(tok_path), served_model_name, ctx), tokenizer=tokenizer,
                         model_name=served_model_name, context_length=ctx, eos_token_ids=eos,
                         metrics=None, vocab_size=args.vocab_size, api_key=api_key, model_path=str(model_dir))
-    state.metrics = Metrics(lambda: gauges(state))
+    spec = engine.runner.spec
+    state.metrics = Metrics(lambda: gauges(state), spec.stats if spec is not None else None)
     state.engine = AsyncEngine(engine, on_step=state.metrics.on_step)
     return state

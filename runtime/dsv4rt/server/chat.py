@@ -12,7 +12,7 @@ import deepseek_recipe as dr
 
 from dsv4rt.engine.engine import StepOutput
 from dsv4rt.engine.sequence import FinishReason, SamplingError, SamplingParams, Sequence
-from dsv4rt.server.protocol import APIError, SamplingExtras, now
+from dsv4rt.server.protocol import APIError, SamplingExtras, now, spec_usage
 
 _FINISH = {FinishReason.STOP: dr.InferenceFinishReason.Stop, FinishReason.LENGTH: dr.InferenceFinishReason.Length}
 
@@ -91,6 +91,7 @@ class ChatResponder:
         self.thinks = job.request.parsing_options.thinking_initial_stage is not None
         self.think_end = front.think_end_ids[0] if len(front.think_end_ids) == 1 else None
         self.reasoning_tokens = 0
+        self.spec: dict = {}  # spec_usage once finished
 
     def _start(self, seq: Sequence) -> list:
         usage = dr.PromptUsage(prompt_tokens=len(seq.prompt_ids), prompt_cache_hit_tokens=seq.num_cached)
@@ -105,7 +106,9 @@ class ChatResponder:
         if out.finished:
             chunks += self.proc.push(dr.InferenceChunk.finish(_FINISH[out.finish_reason]))
             chunks += self.proc.finish()
-        jsons = [c.to_json() for c in chunks]  # NOTE: accumulate consumes a chunk, so serialize first
+            self.spec = spec_usage(len(seq.output_ids), seq.spec_verify_ct)
+        # NOTE: accumulate consumes a chunk, so serialize first
+        jsons = [_with_usage(c.to_json(), self.spec) for c in chunks]
         for c in chunks:
             self.response_obj.accumulate(c)
         if out.finished:
@@ -136,4 +139,14 @@ class ChatResponder:
             self.proc.close()
 
     def response(self) -> str:
-        return self._fix_usage(self.response_obj.to_json())
+        return _with_usage(self._fix_usage(self.response_obj.to_json()), self.spec)
+
+
+def _with_usage(body: str, extra: dict) -> str:
+    """The recipe's JSON with `extra` (speculative decoding's numbers) added to its usage, if it has one."""
+    if not extra or '"usage"' not in body:
+        return body
+    obj = json.loads(body)
+    if isinstance(obj.get("usage"), dict):
+        obj["usage"].update(extra)
+    return json.dumps(obj)

@@ -74,7 +74,7 @@ class CompletionResponder:
         return [json.dumps(c) for c in chunks]
 
     def _usage(self) -> dict:
-        return usage(len(self.seq.prompt_ids), len(self.seq.output_ids), self.seq.num_cached)
+        return usage(len(self.seq.prompt_ids), len(self.seq.output_ids), self.seq.num_cached, self.seq.spec_verify_ct)
 
     def response(self) -> str:
         lp = self.lp if self.params.logprobs else None

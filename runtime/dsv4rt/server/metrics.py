@@ -40,9 +40,23 @@ class Histogram:
         return lines + [f"{n}_sum {self.sum}", f"{n}_count {self.count}"]
 
 
+def spec_lines(stats) -> list[str]:
+    """Speculative decoding's acceptance (engine.speculative.SpecStats; None: off): verify steps, the
+    mean accept length (tokens per verify step) and the acceptance rate of each draft position."""
+    if stats is None:
+        return []
+    lines = _sample("spec_verify_steps_total", "counter", "Speculative verify steps (one per row).", stats.verify_steps)
+    lines += _sample("spec_accept_length", "gauge", "Mean tokens per verify step (accepted drafts + 1).",
+                     stats.accept_length)
+    n = f"{PREFIX}_spec_acceptance_rate"
+    lines += [f"# HELP {n} Share of verify steps that accepted the draft at this position.", f"# TYPE {n} gauge"]
+    return lines + [f'{n}{{position="{i}"}} {r}' for i, r in enumerate(stats.acceptance_rates(), 1)]
+
+
 class Metrics:
-    def __init__(self, gauges: Callable[[], dict[str, tuple[float, str]]]):
+    def __init__(self, gauges: Callable[[], dict[str, tuple[float, str]]], spec_stats=None):
         self._gauges = gauges  # name -> (value, help), evaluated at scrape time
+        self.spec_stats = spec_stats  # engine.speculative.SpecStats when decoding speculatively
         self._lock = threading.Lock()
         self.counters: dict[str, list] = {
             "prompt_tokens_total": [0, "Prompt tokens prefilled."],
@@ -99,4 +113,5 @@ class Metrics:
                 lines += _sample(name, "counter", help_, value)
             for h in self.histograms:
                 lines += h.render()
+            lines += spec_lines(self.spec_stats)
         return "\n".join(lines) + "\n"

@@ -73,13 +73,22 @@ def now() -> int:
     return int(time.time())
 
 
-def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, verify_ct: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": cached_tokens},
+        **spec_usage(completion_tokens, verify_ct),
     }
+
+
+def spec_usage(completion_tokens: int, verify_ct: int) -> dict[str, Any]:
+    """Speculative decoding's numbers as SGLang reports them: verify steps, and the accept length as
+    completion tokens per verify step. Empty without speculative decoding."""
+    if not verify_ct:
+        return {}
+    return {"spec_verify_ct": verify_ct, "spec_accept_length": round(completion_tokens / verify_ct, 4)}
 
 
 def completion_object(rid: str, model: str, choices: list[dict], usage_: dict | None) -> dict[str, Any]:
