@@ -136,12 +136,12 @@ class ModelRunner:
         that row's sampling raised: one bad request fails alone, not the batch."""
         out: dict[int, list[tuple[int, object]] | Exception] = {}
         if self.spec is not None and batch.decode:
-            ready, gens = self._generators(batch.decode, out)
+            ready, gens = self._row_generators(batch.decode, out)
             if ready:
                 out.update(zip((s.seq_id for s in ready), self.spec.decode(ready, gens, self.device)))
         prefilled, follow = self._prefill(batch.prefill)
         rows = ([] if self.spec is not None else self._decode(batch.decode)) + prefilled
-        seqs, gens = self._generators([s for s, _ in rows], out)
+        seqs, gens = self._row_generators([s for s, _ in rows], out)
         logits = {s.seq_id: r for s, r in rows}
         if seqs:
             out.update(self._sample([(s, logits[s.seq_id], g) for s, g in zip(seqs, gens)]))
@@ -149,7 +149,7 @@ class ModelRunner:
             self._draft_prefill(follow, out)
         return out
 
-    def _generators(self, seqs: list[Sequence], errors: dict) -> tuple[list[Sequence], list]:
+    def _row_generators(self, seqs: list[Sequence], errors: dict) -> tuple[list[Sequence], list]:
         """Each row's sampling generator; a row whose generator cannot be made (e.g. a seed torch
         cannot take) goes to `errors` instead."""
         ok, gens = [], []
