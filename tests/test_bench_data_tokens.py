@@ -99,7 +99,11 @@ def test_token_text_is_exact(tok_dir):
 def test_load_refuses_before_sending_when_the_context_is_too_small(tmp_path, tok_dir):
     srv = ThreadedMock()
     plan = tmp_path / "plan.yaml"
-    plan.write_text(f"keys:\n  port: {srv.port}\n  context_length: 512\n  model_path: {tok_dir}\n")
+    from dsv4ctl.resolve import resolve_plan
+    from dsv4ctl.schema import dump_plan
+
+    sets = [f"port={srv.port}", "context_length=512", f"model_path={tok_dir}"]
+    dump_plan(resolve_plan("cpu", "tiny", "balanced", None, sets), plan)
     try:
         res = cli("bench", "load", "--plan", str(plan), "--input-len", "500", "--output-len", "32", "-n", "2",
                   "--out", str(tmp_path / "run"), "--no-progress")

@@ -9,7 +9,7 @@ import os
 from typer.testing import CliRunner
 
 from dsv4ctl.cli import app
-from dsv4ctl.launch import registry, rundir
+from dsv4ctl.launch import procs, registry, rundir
 
 LONG = "flash-balanced-sglang-a-rather-long-run-name-that-used-to-wrap"
 
@@ -17,7 +17,8 @@ LONG = "flash-balanced-sglang-a-rather-long-run-name-that-used-to-wrap"
 def started_elsewhere(tmp_path, status="running"):
     run = rundir.create(tmp_path / "elsewhere" / "runs", LONG)
     run.write_json("manifest.json", {
-        "name": run.name, "status": status, "pgids": {"single": os.getpgid(0)}, "engine": "sglang",
+        "name": run.name, "status": status, "pgids": {"single": os.getpgid(0)},
+        "procs": {"single": procs.identity(os.getpgid(0))}, "engine": "sglang",  # ours, as serve records it
         "base_url": "http://127.0.0.1:1", "model": "deepseek-ai/DeepSeek-V4-Flash",
         "started_at": "2026-12-02T10:00:00Z"})
     return run

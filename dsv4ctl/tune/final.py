@@ -43,8 +43,8 @@ def accuracy(ep, gate: Gate, out: Path) -> dict[str, Any]:
     from dsv4ctl.bench.accuracy import gsm8k, runner
     from dsv4ctl.bench.service import run_async
 
-    test, train, _ = gsm8k.load(gate.data)
-    items = gsm8k.build_items(test[: gate.n], train, gate.shots, chat=ep.api == "chat")
+    data = gsm8k.load(gate.data)
+    items = gsm8k.build_items(data.test[: gate.n], data.shots, gate.shots, chat=ep.api == "chat")
     spec = runner.AccRun("gsm8k", items, gate.max_tokens, concurrency=min(16, gate.n),
                          stop=gsm8k.STOP if ep.api == "completions" else None)
     greedy = type(ep)(**{**ep.__dict__, "ignore_eos": False, "temperature": 0.0})
