@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 from typer.testing import CliRunner
 
@@ -14,18 +15,28 @@ from dsv4ctl.launch import procs, registry, rundir
 LONG = "flash-balanced-sglang-a-rather-long-run-name-that-used-to-wrap"
 
 
-def started_elsewhere(tmp_path, status="running"):
+def started_elsewhere(tmp_path, status="running", pgid=None):
+    pgid = pgid or os.getpgid(0)
     run = rundir.create(tmp_path / "elsewhere" / "runs", LONG)
     run.write_json("manifest.json", {
-        "name": run.name, "status": status, "pgids": {"single": os.getpgid(0)},
-        "procs": {"single": procs.identity(os.getpgid(0))}, "engine": "sglang",  # ours, as serve records it
+        "name": run.name, "status": status, "pgids": {"single": pgid},
+        "procs": {"single": procs.identity(pgid)}, "engine": "sglang",  # ours, as serve records it
         "base_url": "http://127.0.0.1:1", "model": "deepseek-ai/DeepSeek-V4-Flash",
         "started_at": "2026-12-02T10:00:00Z"})
     return run
 
 
 def test_status_from_another_directory_fits_80_columns(tmp_path, monkeypatch):
-    run = started_elsewhere(tmp_path)
+    # a group we own and that outlives the test's checks (the test runner's own group leader may be gone)
+    child = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        _check_status(tmp_path, monkeypatch, started_elsewhere(tmp_path, pgid=child.pid))
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _check_status(tmp_path, monkeypatch, run):
     (tmp_path / "here").mkdir()
     monkeypatch.chdir(tmp_path / "here")
     data = json.loads(CliRunner().invoke(app, ["status", "--format", "json"]).output)
