@@ -1,8 +1,9 @@
 """Distil the MTP draft head from the target's own greedy outputs (`dsv4ctl runtime train-draft`).
 
 EAGLE's recipe: the target generates; the draft head learns, at each position t, to predict the
-target's next pick after x_{t+1} (cross-entropy against the target's argmax at t+1) from the target's
-final streams h_t and the token x_{t+1}, and to reproduce the streams h_{t+1} themselves (smooth L1), so
+token the target decodes after x_{t+1} (cross-entropy against x_{t+2} of its greedy continuation, or
+its argmax at t+1 inside the prompt) from the target's final streams h_t and the token x_{t+1}, and to
+reproduce the streams h_{t+1} themselves (smooth L1), so
 that a chain can feed its own output streams to the next step (engine/speculative.py). Only `mtp.*`
 is trained; the shared embedding and head stay the target's. The trained layer is quantized back into
 the checkpoint's format (FP8 / FP4 like `make-checkpoint`), and the acceptance is measured on fresh
@@ -33,7 +34,16 @@ FEATURE_WEIGHT = 0.1  # EAGLE's weight of the feature regression against the tok
 class DraftData:
     ids: torch.Tensor  # [N, L] prompt + the target's greedy continuation
     hidden: torch.Tensor  # [N, L, n, d] the target's final streams
-    picks: torch.Tensor  # [N, L] the target's argmax at each position
+    picks: torch.Tensor  # [N, L] the target's argmax at each position (the full-sequence pass)
+    prompt_len: int = 2
+
+    def targets(self) -> torch.Tensor:
+        """[N, L-1]: at position t the token after next: x_{t+2} where the target decoded it, the pick at
+        t+1 inside the prompt. In bfloat16 the full-sequence pass's pick can differ from what decoding
+        emitted at a near-tie; the head must learn the decoded continuation, which serving reproduces."""
+        out = self.picks[:, 1:].clone()
+        out[:, self.prompt_len - 2 : -1] = self.ids[:, self.prompt_len :]
+        return out
 
 
 @contextmanager
@@ -67,19 +77,18 @@ def generate(model, prompts: torch.Tensor, new_tokens: int) -> DraftData:
             logits = model(ids[:, -1:], torch.full((n,), p + i, device=dev), slots)
     logits, hidden = model(ids, torch.zeros(n, dtype=torch.long, device=dev), slots,
                            return_all_logits=True, return_hidden=True)
-    return DraftData(ids, hidden, logits.argmax(-1))
+    return DraftData(ids, hidden, logits.argmax(-1), p)
 
 
 def draft_loss(model, data: DraftData, rows: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Loss of the MTP layer on sequences `rows` -> (loss, share of positions it predicts right)."""
-    ids, hidden, picks = data.ids[rows], data.hidden[rows], data.picks[rows]
+    ids, hidden, target = data.ids[rows], data.hidden[rows], data.targets()[rows]
     n, length = ids.shape
     for mod in model.mtp.modules():  # fresh cache buffers: the last step's graph must not leak in
         if isinstance(mod, CachedModule):
             mod.allocate(n, length, ids.device, model.embed.weight.dtype)
     slots = torch.arange(n, device=ids.device)
     logits, streams = model.mtp_step(ids[:, 1:], hidden[:, :-1], torch.zeros_like(slots), slots, True)
-    target = picks[:, 1:]
     token = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), target.flatten())
     scale = hidden[:, 1:].float().abs().mean()
     feature = torch.nn.functional.smooth_l1_loss(streams.float() / scale, hidden[:, 1:].float() / scale)
@@ -163,8 +172,10 @@ class DistilConfig:
     seed: int = 0
 
 
-def measure(model, prompts: torch.Tensor, spec_steps: int, new_tokens: int) -> dict:
-    """Greedy decoding of `prompts` through the engine with speculative decoding -> its acceptance."""
+def measure(model, prompts: torch.Tensor, spec_steps: int, new_tokens: int, expect: torch.Tensor | None = None) -> dict:
+    """Greedy decoding of `prompts` through the engine with speculative decoding -> its acceptance;
+    with `expect` [n, new_tokens] (the continuations trained on) also `same_prefix`: the mean share of
+    each output before its first token that differs from them (past it the head has seen nothing)."""
     from dsv4rt.engine.config import EngineConfig
     from dsv4rt.engine.engine import build_engine
     from dsv4rt.engine.sequence import SamplingParams, Sequence
@@ -174,13 +185,22 @@ def measure(model, prompts: torch.Tensor, spec_steps: int, new_tokens: int) -> d
                        chunked_prefill_size=n * length, speculative_algorithm="EAGLE",
                        speculative_num_steps=spec_steps)
     eng = build_engine(cfg, model, length + new_tokens + 1)
-    for p in prompts.tolist():
-        eng.add(Sequence(p, SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)))
+    seqs = [Sequence(p, SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)) for p in prompts.tolist()]
+    for s in seqs:
+        eng.add(s)
     while eng.scheduler.has_work:
         eng.step()
     stats = eng.runner.spec.stats
-    return {"accept_length": round(stats.accept_length, 4),
-            "acceptance_rates": [round(r, 4) for r in stats.acceptance_rates()]}
+    out = {"accept_length": round(stats.accept_length, 4),
+           "acceptance_rates": [round(r, 4) for r in stats.acceptance_rates()]}
+    if expect is not None:
+        out["same_prefix"] = round(sum(_same_prefix(s.output_ids, e) for s, e in zip(seqs, expect.tolist()))
+                                   / len(seqs) / new_tokens, 4)
+    return out
+
+
+def _same_prefix(got: list[int], want: list[int]) -> int:
+    return next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
 
 
 def distil(model_dir: Path, out: Path, cfg: DistilConfig, device: str = "cpu") -> dict:
@@ -204,11 +224,23 @@ def distil(model_dir: Path, out: Path, cfg: DistilConfig, device: str = "cpu") -
     if serving != torch.float32:
         del target
         student = load_model(model_dir, device=device)[0]
-        data = DraftData(data.ids, data.hidden.float(), data.picks)
-    curve = train(student, data, cfg.steps, cfg.batch, cfg.lr, cfg.seed)
+        data = DraftData(data.ids, data.hidden.float(), data.picks, data.prompt_len)
+    # AdamW moves a weight by about lr a step; the linears are drawn with std fan_in^-0.5, so lr (set for
+    # tiny's dim 256) is scaled to the model's: at mini's 2048 the unscaled step rewrote the layer
+    curve = train(student, data, cfg.steps, cfg.batch, cfg.lr * (256 / args.dim) ** 0.5, cfg.seed)
+    fit = _fit(student, data, cfg.eval_seqs)
     write_draft(student, Path(model_dir), Path(out))
+    expect = data.ids[: cfg.eval_seqs, cfg.prompt_len :].cpu()
     del student, data
     served = load_model(out, device, serving)[0]
     after = {"held_out": measure(served, held_out, cfg.spec_steps, cfg.new_tokens),
-             "seen": measure(served, seen, cfg.spec_steps, cfg.new_tokens)}
-    return {"before": before, "after": after, "curve": curve, "out": str(out), "config": cfg.__dict__}
+             "seen": measure(served, seen, cfg.spec_steps, cfg.new_tokens, expect)}
+    return {"before": before, "after": after, "curve": curve, "fit_float32": fit, "out": str(out),
+            "config": cfg.__dict__}
+
+
+def _fit(model, data: DraftData, n: int) -> float:
+    """Share of the first n training sequences' positions the trained float32 head predicts right
+    (before the checkpoint's FP8/FP4 encoding and the serving dtype)."""
+    with reference_kernels(), torch.no_grad():
+        return draft_loss(model, data, torch.arange(n, device=data.ids.device))[1]
