@@ -76,7 +76,47 @@ def decode_rows(a, model, steps: int, prompts: list[list[int]], log) -> list[dic
     round_ms = step_costs(eng, a.batches, a.prompt_len) if a.device == "cuda" else {}
     for row in rows:
         row["graph_ms"] = round_ms.get(row["batch"])
+        if steps and a.device == "cuda":
+            row["parts_ms"] = round_parts(eng.runner, row["batch"], a.prompt_len, log)
     return rows
+
+
+def _graph(fn) -> torch.cuda.CUDAGraph:
+    """fn captured alone (after one warm-up run on a side stream)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    return g
+
+
+@torch.inference_mode()
+def round_parts(runner, bs: int, pos: int, log) -> dict[str, float]:
+    """ms of each part of a round, each captured alone, on rows 0..bs-1 at `pos`: the MTP's draft chain,
+    the verify (B·(k+1) decode rows), saving and restoring the rings (undo), the MTP's extend, and a
+    plain decode step of B·(k+1) rows for comparison with the verify. A part that fails is left out."""
+    spec, model, k1 = runner.spec, runner.model, runner.spec.span
+    slots, start = torch.arange(bs, device="cuda"), torch.full((bs,), pos, device="cuda")
+    ids, keep = (2 + torch.arange(bs * k1, device="cuda")).view(bs, k1), torch.ones(bs, dtype=torch.long, device="cuda")
+    hidden, undo = spec.hidden[slots][:, None].expand(-1, k1, -1, -1).contiguous(), spec.undo_logs()
+    parts = {"drafts": lambda: spec._chain(ids[:, 0], start, slots),
+             "verify": lambda: model(ids, start, slots, return_all_logits=True, return_hidden=True, verify=True),
+             "undo": lambda: [(u.save(slots, start), u.restore(keep)) for u in undo],
+             "extend": lambda: model.mtp_forward(ids, hidden, start, slots, return_all_logits=True,
+                                                 return_hidden=True, verify=True),
+             "step_rows": lambda: model(ids.reshape(-1, 1), start.repeat_interleave(k1), slots.repeat_interleave(k1))}
+    out = {}
+    for name, fn in parts.items():
+        try:
+            out[name] = round(_event_ms(_graph(fn).replay), 4)
+        except Exception as e:  # noqa: BLE001 - a diagnostic: report it, keep the table
+            log(f"part {name} at batch {bs}: {type(e).__name__}: {e}")
+    log(f"round parts at batch {bs} (ms): {json.dumps(out)}")
+    return out
 
 
 def _event_ms(fn, repeats: int = 20) -> float:

@@ -145,3 +145,9 @@ def test_decode_attention_bf16_on_gpu_and_under_compile(B):
     with_rope = (*args, 0, freqs, 1e-6)  # the query's norm and RoPE, the output's inverse RoPE
     ref = ops.decode_attention.reference(*with_rope).float()
     assert float((ta.decode_attention(*with_rope).float() - ref).abs().max() / ref.abs().max()) < 2e-2
+    K = 4  # a speculative verify: K rows a sequence, with the window rows the span overwrote
+    verify = (rnd(B * K, H, D).bfloat16(), win, slots.repeat_interleave(K),
+              (pos[:, None] + torch.arange(K, device="cuda")).flatten(), ent, None, sink, D ** -0.5, 4, freqs, 1e-6,
+              rnd(B, K, D).bfloat16())
+    ref = ops.decode_attention.reference(*verify).float()
+    assert float((ta.decode_attention(*verify).float() - ref).abs().max() / ref.abs().max()) < 2e-2

@@ -271,11 +271,18 @@ class Attention(CachedModule):
 
     def _span_cache(self, kv, rest, pos, slots) -> torch.Tensor:
         """A verify's T tokens into the cache as T decode tokens, in order (each block that ends in the
-        span pools what it must); -> the window rows they overwrote [B, T, hd] (`_decode`'s old)."""
+        span pools what it must; a window-only layer's T tokens go in one call, as B·T rows, since they
+        only write distinct ring rows); -> the window rows they overwrote [B, T, hd] (`_decode`'s old)."""
         old = self.win_kv[slots[:, None], pos % self.window]
         comps = [(self.compressor, rest[0:2])] if self.compressor is not None else []
         if self.indexer is not None:
             comps.append((self.indexer.compressor, rest[3:5]))
+        if not comps:
+            B, T = pos.shape
+            ops.decode_cache(kv.flatten(0, 1)[:, None], self.kv_norm.weight, self.win_kv,
+                             self.rope.table(kv.device, self.head_dim), pos.reshape(-1, 1),
+                             slots[:, None].expand(B, T).flatten(), self.kv_norm.eps, [])
+            return old
         for t in range(pos.shape[1]):
             one = slice(t, t + 1)
             ops.decode_cache(kv[:, one], self.kv_norm.weight, self.win_kv, self.rope.table(kv.device, self.head_dim),

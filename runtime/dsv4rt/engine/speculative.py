@@ -61,10 +61,10 @@ class SpecDecoder:
     device-only halves of a round (no host sync: CUDA graphs capture them, engine/spec_graphs.py);
     `decode` runs a round with the host's acceptance between them."""
 
-    def __init__(self, model, steps: int):
+    def __init__(self, model, steps: int, dump_slot: int):
         if not len(model.mtp):
             raise ValueError("speculative decoding needs the checkpoint's MTP layer; this one has none")
-        self.model, self.steps, self.span = model, steps, steps + 1
+        self.model, self.steps, self.span, self.dump_slot = model, steps, steps + 1, dump_slot
         w = model.embed.weight
         self.draft = torch.zeros(model.num_slots, dtype=torch.long, device=w.device)  # next round's d_1
         self.hidden = torch.zeros(model.num_slots, model.args.hc_mult, model.args.dim, dtype=w.dtype, device=w.device)
@@ -75,7 +75,7 @@ class SpecDecoder:
 
     def undo_logs(self) -> tuple[UndoLog, UndoLog]:
         """(target's, MTP's) undo logs over the cache as allocated now."""
-        return UndoLog(self.model.layers, self.span), UndoLog(self.model.mtp, self.span)
+        return UndoLog(self.model.layers, self.span, self.dump_slot), UndoLog(self.model.mtp, self.span, self.dump_slot)
 
     def prefill(self, ids: torch.Tensor, nxt: torch.Tensor, hidden: torch.Tensor, start: torch.Tensor,
                 slots: torch.Tensor) -> None:
