@@ -27,19 +27,9 @@ from pathlib import Path
 import torch
 
 from dsv4rt.checkpoint.load import load_model
-from dsv4rt.engine.config import EngineConfig
-from dsv4rt.engine.engine import build_engine
 from dsv4rt.engine.sequence import SamplingParams, Sequence
 from dsv4rt.engine.speculative import SpecStats
-from dsv4rt.train_draft import DistilConfig, distil, random_prompts
-
-
-def make_engine(a, model, steps: int):
-    spec = {"speculative_algorithm": "EAGLE", "speculative_num_steps": steps} if steps else {}
-    cfg = EngineConfig(model_path=str(a.draft), device=a.device, dtype=a.dtype, max_running_requests=max(a.batches),
-                       chunked_prefill_size=max(a.batches) * a.prompt_len, cuda_graph_bs=tuple(a.batches),
-                       cuda_graph_max_bs=max(a.batches), cuda_graphs=a.device == "cuda", **spec)
-    return build_engine(cfg, model, a.prompt_len + a.new_tokens + 8)
+from dsv4rt.train_draft import WARM_UP_TOKENS, DistilConfig, distil, random_prompts, serving_engine
 
 
 def timed_run(eng, prompts: list[list[int]], new_tokens: int) -> tuple[float, int, list[list[int]]]:
@@ -57,11 +47,11 @@ def timed_run(eng, prompts: list[list[int]], new_tokens: int) -> tuple[float, in
 
 
 def decode_rows(a, model, steps: int, prompts: list[list[int]], log) -> list[dict]:
-    eng = make_engine(a, model, steps)
+    eng = serving_engine(model, steps, tuple(a.batches), a.prompt_len, a.new_tokens)
     rows = []
     for bs in a.batches:
         batch = (prompts * bs)[:bs]
-        timed_run(eng, batch, 8)  # warm-up: prefill kernels at this shape
+        timed_run(eng, batch, WARM_UP_TOKENS)  # warm-up: prefill kernels at this shape (train_draft.served_outputs)
         times, outs, stats = [], None, SpecStats(steps)
         for _ in range(a.repeats):
             if eng.runner.spec is not None:
@@ -214,7 +204,8 @@ def parse(argv=None):
     a.dtype = "bfloat16" if a.device == "cuda" else "float32"
     kw = dict(part.split("=") for part in a.distil.split(",") if part)
     types = {f: type(v) for f, v in DistilConfig().__dict__.items()}
-    a.distil = DistilConfig(**{"new_tokens": a.new_tokens, "prompt_len": a.prompt_len,
+    served = {"served_steps": tuple(s for s in a.mtp_steps if s), "served_batches": tuple(a.batches)}
+    a.distil = DistilConfig(**{"new_tokens": a.new_tokens, "prompt_len": a.prompt_len, **served,
                                **{k: types[k](v) for k, v in kw.items()}})
     return a
 

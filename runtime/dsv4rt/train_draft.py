@@ -75,9 +75,82 @@ def generate(model, prompts: torch.Tensor, new_tokens: int) -> DraftData:
         ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], 1)
         if i + 1 < new_tokens:
             logits = model(ids[:, -1:], torch.full((n,), p + i, device=dev), slots)
-    logits, hidden = model(ids, torch.zeros(n, dtype=torch.long, device=dev), slots,
-                           return_all_logits=True, return_hidden=True)
-    return DraftData(ids, hidden, logits.argmax(-1), p)
+    return _streams(model, ids, p)
+
+
+@torch.no_grad()
+def _streams(model, ids: torch.Tensor, prompt_len: int) -> DraftData:
+    """One pass over whole sequences ids [N, L]: the target's final streams and picks at every position."""
+    n, length = ids.shape
+    model.allocate_cache(n, length)
+    zeros = torch.zeros(n, dtype=torch.long, device=ids.device)
+    logits, hidden = model(ids, zeros, torch.arange(n, device=ids.device), return_all_logits=True, return_hidden=True)
+    return DraftData(ids, hidden, logits.argmax(-1), prompt_len)
+
+
+SERVED_HEADROOM = 8  # a served engine's context: prompt + new tokens + this (benchmarks/gpu_mtp.py's too)
+
+
+def serving_engine(model, steps: int, batches: tuple[int, ...], prompt_len: int, new_tokens: int):
+    """The engine benchmarks/gpu_mtp.py times: CUDA graphs at exactly `batches` (on a GPU), every prompt
+    of a batch prefilled in one step, MTP off (steps 0) or speculative with `steps` drafts."""
+    from dsv4rt.engine.config import EngineConfig
+    from dsv4rt.engine.engine import build_engine
+
+    dev = model.embed.weight.device.type
+    spec = {"speculative_algorithm": "EAGLE", "speculative_num_steps": steps} if steps else {}
+    cfg = EngineConfig(model_path="-", device=dev, max_running_requests=max(batches),
+                       chunked_prefill_size=max(batches) * prompt_len, cuda_graph_bs=tuple(batches),
+                       cuda_graph_max_bs=max(batches), cuda_graphs=dev == "cuda", **spec)
+    return build_engine(cfg, model, prompt_len + new_tokens + SERVED_HEADROOM)
+
+
+WARM_UP_TOKENS = 8  # a served batch is first decoded this far (the benchmark's warm-up), then in full
+
+
+def greedy_outputs(eng, prompts: list[list[int]], new_tokens: int) -> list[list[int]]:
+    """Greedy continuations of `prompts`, served together by `eng` (ignoring EOS)."""
+    from dsv4rt.engine.sequence import SamplingParams, Sequence
+
+    seqs = [Sequence(p, SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)) for p in prompts]
+    for s in seqs:
+        eng.add(s)
+    while eng.scheduler.has_work:
+        eng.step()
+    return [s.output_ids for s in seqs]
+
+
+def served_outputs(eng, prompts: list[list[int]], new_tokens: int) -> list[list[int]]:
+    """`greedy_outputs` after the benchmark's warm-up run of the same batch: the full run then reuses
+    the prompts' cached prefix as every timed run does (its first token is decoded from the last prompt
+    token alone, which in bfloat16 may differ from the whole prompt's prefill). The acceptance counters
+    count the full run only."""
+    from dsv4rt.engine.speculative import SpecStats
+
+    greedy_outputs(eng, prompts, WARM_UP_TOKENS)
+    if eng.runner.spec is not None:
+        eng.runner.spec.stats = SpecStats(eng.runner.spec.steps)
+    return greedy_outputs(eng, prompts, new_tokens)
+
+
+def generate_served(model, prompts: torch.Tensor, cfg: "DistilConfig") -> tuple[DraftData, dict]:
+    """The continuations each served configuration decodes (`served_steps` × `served_batches`: the
+    first b prompts as one batch of b), then their streams -> (data, {(steps, b): continuations}).
+    In bfloat16 a random checkpoint's next token is a near-tie often enough that a batch's kernels
+    (a GEMV for one row, a GEMM for several) pick another one within a few tokens; the speculative
+    engine's picks barely depend on its drafts (each verify row is computed alone), so what a
+    configuration decodes is what it decodes again when timed."""
+    if max(cfg.served_batches) > len(prompts):
+        raise ValueError(f"a served batch of {max(cfg.served_batches)} needs as many prompts (seqs is {len(prompts)})")
+    outs = {}
+    for steps in cfg.served_steps:
+        eng = serving_engine(model, steps, cfg.served_batches, cfg.prompt_len, cfg.new_tokens)
+        for b in cfg.served_batches:
+            outs[steps, b] = served_outputs(eng, prompts[:b].tolist(), cfg.new_tokens)
+        del eng
+    rows = {tuple(p) + tuple(o) for (_, b), got in outs.items() for p, o in zip(prompts[:b].tolist(), got)}
+    ids = torch.tensor(sorted(r for r in rows if len(r) == cfg.prompt_len + cfg.new_tokens))
+    return _streams(model, ids.to(model.embed.weight.device), cfg.prompt_len), outs
 
 
 def draft_loss(model, data: DraftData, rows: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -170,32 +243,22 @@ class DistilConfig:
     spec_steps: int = 3  # the chain length the acceptance is measured at
     eval_seqs: int = 8
     seed: int = 0
+    # train on what these served configurations decode (`generate_served`); empty: `generate`'s eager batch
+    served_steps: tuple[int, ...] = ()
+    served_batches: tuple[int, ...] = ()
 
 
-def measure(model, prompts: torch.Tensor, spec_steps: int, new_tokens: int, expect: torch.Tensor | None = None) -> dict:
-    """Greedy decoding of `prompts` through the engine with speculative decoding -> its acceptance;
-    with `expect` [n, new_tokens] (the continuations trained on) also `same_prefix`: the mean share of
-    each output before its first token that differs from them (past it the head has seen nothing)."""
-    from dsv4rt.engine.config import EngineConfig
-    from dsv4rt.engine.engine import build_engine
-    from dsv4rt.engine.sequence import SamplingParams, Sequence
-
-    n, length = prompts.shape
-    cfg = EngineConfig(model_path="-", device=model.embed.weight.device.type, max_running_requests=n,
-                       chunked_prefill_size=n * length, speculative_algorithm="EAGLE",
-                       speculative_num_steps=spec_steps)
-    eng = build_engine(cfg, model, length + new_tokens + 1)
-    seqs = [Sequence(p, SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)) for p in prompts.tolist()]
-    for s in seqs:
-        eng.add(s)
-    while eng.scheduler.has_work:
-        eng.step()
+def measure(model, prompts: torch.Tensor, cfg: DistilConfig, expect: list[list[int]] | None = None) -> dict:
+    """Greedy decoding of `prompts` as one batch through the served engine with cfg.spec_steps drafts
+    -> its acceptance; with `expect` (the continuations trained on) also `same_prefix`: the mean share
+    of each output before its first token that differs from them (past it the head has seen nothing)."""
+    eng = serving_engine(model, cfg.spec_steps, cfg.served_batches or (len(prompts),), cfg.prompt_len, cfg.new_tokens)
+    got = served_outputs(eng, prompts.tolist(), cfg.new_tokens)
     stats = eng.runner.spec.stats
     out = {"accept_length": round(stats.accept_length, 4),
            "acceptance_rates": [round(r, 4) for r in stats.acceptance_rates()]}
     if expect is not None:
-        out["same_prefix"] = round(sum(_same_prefix(s.output_ids, e) for s, e in zip(seqs, expect.tolist()))
-                                   / len(seqs) / new_tokens, 4)
+        out["same_prefix"] = round(sum(_same_prefix(g, e) for g, e in zip(got, expect)) / len(got) / cfg.new_tokens, 4)
     return out
 
 
@@ -217,9 +280,13 @@ def distil(model_dir: Path, out: Path, cfg: DistilConfig, device: str = "cpu") -
     held_out = random_prompts(cfg.eval_seqs, cfg.prompt_len, args.vocab_size, cfg.seed + 1)
     prompts = random_prompts(cfg.seqs, cfg.prompt_len, args.vocab_size, cfg.seed)
     seen = prompts[: cfg.eval_seqs]
-    before = {"held_out": measure(target, held_out, cfg.spec_steps, cfg.new_tokens),
-              "seen": measure(target, seen, cfg.spec_steps, cfg.new_tokens)}
-    data = generate(target, prompts, cfg.new_tokens)
+    before = {"held_out": measure(target, held_out, cfg), "seen": measure(target, seen, cfg)}
+    if cfg.served_batches:
+        data, outs = generate_served(target, prompts, cfg)
+        expect = outs.get((cfg.spec_steps, cfg.eval_seqs))
+    else:
+        data = generate(target, prompts, cfg.new_tokens)
+        expect = data.ids[: cfg.eval_seqs, cfg.prompt_len :].tolist()
     student = target
     if serving != torch.float32:
         del target
@@ -230,11 +297,9 @@ def distil(model_dir: Path, out: Path, cfg: DistilConfig, device: str = "cpu") -
     curve = train(student, data, cfg.steps, cfg.batch, cfg.lr * (256 / args.dim) ** 0.5, cfg.seed)
     fit = _fit(student, data, cfg.eval_seqs)
     write_draft(student, Path(model_dir), Path(out))
-    expect = data.ids[: cfg.eval_seqs, cfg.prompt_len :].cpu()
     del student, data
     served = load_model(out, device, serving)[0]
-    after = {"held_out": measure(served, held_out, cfg.spec_steps, cfg.new_tokens),
-             "seen": measure(served, seen, cfg.spec_steps, cfg.new_tokens, expect)}
+    after = {"held_out": measure(served, held_out, cfg), "seen": measure(served, seen, cfg, expect)}
     return {"before": before, "after": after, "curve": curve, "fit_float32": fit, "out": str(out),
             "config": cfg.__dict__}
 
