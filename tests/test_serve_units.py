@@ -81,3 +81,13 @@ def test_engine_choice():
     assert assemble.choose_engine("auto", None, have_gpus=True) == "sglang"
     assert assemble.choose_engine("auto", plan, have_gpus=True) == "builtin"
     assert assemble.choose_engine("sglang", plan, have_gpus=False) == "sglang"
+
+
+def test_sglang_pd_roles_on_one_node_start_on_their_own_gpus():
+    """issue 20: `serve` of a single-node PD plan gives prefill and decode disjoint CUDA_VISIBLE_DEVICES."""
+    from dsv4ctl.pipeline import check_plan
+    from dsv4ctl.resolve import resolve_plan
+
+    specs = assemble.sglang_specs(check_plan(resolve_plan("b200", "flash", "pd-disagg")), assemble.ServeOptions())
+    env = {s.role: s.env.get("CUDA_VISIBLE_DEVICES") for s in specs}
+    assert env == {"prefill": "0,1", "decode": "2,3", "router": None}
