@@ -91,3 +91,14 @@ def test_sglang_pd_roles_on_one_node_start_on_their_own_gpus():
     specs = assemble.sglang_specs(check_plan(resolve_plan("b200", "flash", "pd-disagg")), assemble.ServeOptions())
     env = {s.role: s.env.get("CUDA_VISIBLE_DEVICES") for s in specs}
     assert env == {"prefill": "0,1", "decode": "2,3", "router": None}
+
+
+def test_sglang_pd_roles_placed_on_separate_nodes_are_not_started_on_one_host():
+    """gb200 flash PD: TP4 prefill and TP4 decode fill a 4-GPU tray each; one host must not start both."""
+    from dsv4ctl.pipeline import check_plan
+    from dsv4ctl.resolve import resolve_plan
+
+    plan = resolve_plan("gb200", "flash", "pd-disagg")
+    assert plan.nodes == 2
+    with pytest.raises(UserError, match="places decode and prefill on 2 different nodes"):
+        assemble.sglang_specs(check_plan(plan), assemble.ServeOptions())
