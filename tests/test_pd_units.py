@@ -178,12 +178,13 @@ def test_serve_builds_prefill_decode_and_router_for_a_builtin_pd_plan(tmp_path, 
     assert rtr.argv[rtr.argv.index("--api-key") + 1] == "k"
 
 
-def test_builtin_pd_workers_on_one_gpu_node_get_their_own_gpu():
+def test_builtin_pd_workers_on_one_gpu_node_get_their_own_gpu(monkeypatch):
     """issue 20: on a GPU host both runtime workers of a 1-node PD plan would share GPU 0."""
     from dsv4ctl.launch import pd
     from dsv4ctl.resolve import resolve_plan
     from dsv4ctl.schema.recipe import Toggles
 
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     plan = resolve_plan("b200", "mini", "pd-disagg", Toggles(quant="fp4"))
     assert plan.engine == "builtin" and plan.nodes == 1
     specs = pd.pd_specs(plan, lambda port: ["w", str(port)], host="127.0.0.1", router_port=None, api_key=None,

@@ -69,7 +69,7 @@ def sglang_specs(checked: CheckedPlan, opts: ServeOptions) -> list[ChildSpec]:
         raise UserError(f"the plan has no node rank {opts.node_rank}", fix=f"pass --node-rank below {plan.nodes}")
     check_one_node(plan, cmds)
     specs = [ChildSpec(role=c.role, argv=preflight.substitute_bins(list(c.argv), engine_bin, router_bin),
-                       env=c.process_env(), port=_flag_int(c.argv, "--port", c.port), host=_flag(c.argv, "--host", "127.0.0.1"),
+                       env=preflight.host_gpus(c.process_env()), port=_flag_int(c.argv, "--port", c.port), host=_flag(c.argv, "--host", "127.0.0.1"),
                        http=c.node_rank == 0, api_host=opts.node0_addr if c.node_rank else None)
              for c in cmds if opts.node_rank == 0 or c.role != "router"]
     if opts.api_key:

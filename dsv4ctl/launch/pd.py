@@ -14,6 +14,7 @@ from typing import Any
 
 from dsv4ctl.errors import UserError
 from dsv4ctl.launch.ports import ensure_free, free_port
+from dsv4ctl.launch.preflight import host_gpus
 from dsv4ctl.launch.supervisor import ChildSpec
 from dsv4ctl.render.sglang import GPU_ENV
 from dsv4ctl.sizing.placement import slot_of
@@ -67,7 +68,7 @@ def pd_specs(plan: Any, worker_argv, *, host: str, router_port: int | None, api_
 def role_env(plan: Any, role: str, env: dict[str, str]) -> dict[str, str]:
     """A worker's env: `env`, plus its own GPUs when the plan puts both roles on one node's GPUs."""
     slot = slot_of(plan, role)
-    return {**env, GPU_ENV: slot.devices} if slot is not None and slot.shared else dict(env)
+    return host_gpus({**env, GPU_ENV: slot.devices}) if slot is not None and slot.shared else dict(env)
 
 
 def check_bootstrap_port(host: str) -> None:
