@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Each module defines `register(app)`; they import heavy libraries (torch, aiohttp) lazily inside
+# Each module defines `register(app)`; they import heavy libraries (torch, matplotlib) lazily inside
 # the commands, so `dsv4ctl plan` stays fast and torch-free.
 COMMAND_MODULES = (
     "dsv4ctl.commands.planning",

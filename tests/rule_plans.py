@@ -42,14 +42,15 @@ def for_runtime(plan: LaunchPlan) -> LaunchPlan:
 
 
 def pd_plan(hw: str = "h200", variant: str = "flash", quant: str = "fp8", env: dict | None = None,
-            role_nodes: int = 1, **keys) -> LaunchPlan:
+            role_nodes: int = 1, plan_nodes: int | None = None, **keys) -> LaunchPlan:
+    """prefill + decode + router; each role on its own nodes unless `plan_nodes` says fewer (shared)."""
     roles = [Role(name="prefill", nodes=role_nodes, keys={"disagg_mode": "prefill"}),
              Role(name="decode", nodes=role_nodes, port=30001, keys={"disagg_mode": "decode"}),
              Role(name="router", nodes=0, port=8000)]
     gpn = GPN.get(hw, 8)
     keys.setdefault("tp", role_nodes * gpn)
     keys.setdefault("transfer_backend", "mooncake")
-    return mk(hw, variant, quant, "pd-disagg", nodes=2 * role_nodes, env=env, roles=roles, **keys)
+    return mk(hw, variant, quant, "pd-disagg", nodes=plan_nodes or 2 * role_nodes, env=env, roles=roles, **keys)
 
 
 FI = dict(moe_runner="flashinfer_mxfp4")

@@ -178,6 +178,24 @@ def test_serve_builds_prefill_decode_and_router_for_a_builtin_pd_plan(tmp_path, 
     assert rtr.argv[rtr.argv.index("--api-key") + 1] == "k"
 
 
+def test_builtin_pd_workers_on_one_gpu_node_get_their_own_gpu(monkeypatch):
+    """issue 20: on a GPU host both runtime workers of a 1-node PD plan would share GPU 0."""
+    from dsv4ctl.launch import pd
+    from dsv4ctl.resolve import resolve_plan
+    from dsv4ctl.schema.recipe import Toggles
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    plan = resolve_plan("b200", "mini", "pd-disagg", Toggles(quant="fp4"))
+    assert plan.engine == "builtin" and plan.nodes == 1
+    specs = pd.pd_specs(plan, lambda port: ["w", str(port)], host="127.0.0.1", router_port=None, api_key=None,
+                        env={"A": "1"})
+    assert [s.env for s in specs] == [{"A": "1", "CUDA_VISIBLE_DEVICES": "0"},
+                                      {"A": "1", "CUDA_VISIBLE_DEVICES": "1"}, {}]
+    cpu = resolve_plan("cpu", "tiny", "pd-disagg")  # one role per (1-"GPU") node: nothing to pin
+    specs = pd.pd_specs(cpu, lambda port: ["w", str(port)], host="127.0.0.1", router_port=None, api_key=None, env={})
+    assert all("CUDA_VISIBLE_DEVICES" not in s.env for s in specs)
+
+
 def test_chat_reads_the_spellings_sglang_router_sends():
     from dsv4rt.server.chat import sglang_spellings
 

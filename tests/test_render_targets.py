@@ -101,7 +101,7 @@ def test_slurm_one_srun_per_node_with_the_plan_argv_and_env(plan):
     used = set()
     for line, cmd in zip(lines, sorted(cmds, key=lambda c: (c.role == "router",))):
         node, env, argv = parse_srun(line)
-        assert env == cmd.env
+        assert env == cmd.process_env()
         if cmd.role != "router":
             assert argv == [a.replace(NODE0, _leader(plan, cmd.role)) for a in cmd.argv]
             used.add(node)
@@ -152,3 +152,62 @@ def test_render_command(tmp_path, target):
     assert "sglang" in text and "--node-rank" in text
     if target == "k8s":
         assert [o["kind"] for o in yaml.safe_load_all(text)] == ["LeaderWorkerSet", "Service"]
+
+
+# issue 20: a single-node PD plan puts prefill and decode side by side, each on its own GPUs.
+SHARED = [("h200", "flash", [0, 1, 2, 3], [4, 5, 6, 7]), ("b200", "flash", [0, 1], [2, 3])]
+
+
+def _devices(value: str) -> list[int]:
+    return [int(g) for g in value.split(",")]
+
+
+@pytest.mark.parametrize("hw,variant,pre,dec", SHARED)
+def test_single_node_pd_roles_get_disjoint_gpus_in_commands(hw, variant, pre, dec):
+    from dsv4ctl.render.data import to_env, to_shell
+    from dsv4ctl.render.targets import commands_text
+
+    plan = resolve_plan(hw, variant, "pd-disagg")
+    assert plan.nodes == 1
+    cmds = {c.role: c for c in commands(plan)}
+    assert (cmds["prefill"].gpus, cmds["decode"].gpus, cmds["router"].gpus) == (pre, dec, [])
+    for text in (to_shell(list(cmds.values())), to_env(list(cmds.values())), commands_text(list(cmds.values()))):
+        blocks = [b for b in re.split(r"^# ", text, flags=re.M) if b.strip()]
+        words = [shlex.split(b.split("\n", 1)[1].replace("\\\n", " ")) for b in blocks]
+        seen = [dict(w.split("=", 1) for w in ws if re.match(r"^[A-Z_]+=", w)) for ws in words]
+        assert [_devices(e["CUDA_VISIBLE_DEVICES"]) for e in seen[:2]] == [pre, dec]
+        assert "CUDA_VISIBLE_DEVICES" not in seen[2]  # the router claims no GPU
+
+
+@pytest.mark.parametrize("hw,variant,pre,dec", SHARED)
+def test_single_node_pd_roles_get_disjoint_gpus_in_every_target(hw, variant, pre, dec):
+    plan = resolve_plan(hw, variant, "pd-disagg")
+    runs = docker.docker_commands(plan, commands(plan), name="x", image="img:1")
+    gpus = [argv[argv.index("--gpus") + 1] for c, argv in runs if c.role != "router"]
+    assert gpus == [f'"device={",".join(map(str, pre))}"', f'"device={",".join(map(str, dec))}"']
+    assert all("CUDA_VISIBLE_DEVICES" not in " ".join(argv) for _, argv in runs)  # the container renumbers
+    line = next(ln for ln in docker.render_docker(plan, commands(plan), name="x", image="img:1").splitlines()
+                if "-prefill-0" in ln)
+    assert f"--gpus '\"device={','.join(map(str, pre))}\"'" in line  # docker's CSV needs the inner quotes
+    srun = [parse_srun(ln) for ln in srun_lines(slurm.render_slurm(plan, commands(plan), name="x"))]
+    assert [_devices(env["CUDA_VISIBLE_DEVICES"]) for _, env, _ in srun[:2]] == [pre, dec]
+    objs = k8s.k8s_objects(plan, commands(plan), name="x", image="img:1")
+    limits = [o["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["containers"][0]["resources"]["limits"]
+              for o in objs if o["kind"] == "LeaderWorkerSet"]
+    assert [lim["nvidia.com/gpu"] for lim in limits] == [len(pre), len(dec)]
+    assert "CUDA_VISIBLE_DEVICES" not in str(objs)
+
+
+@pytest.mark.parametrize("cell", [("gb200", "flash", "pd-disagg"), ("gb200", "pro", "pd-disagg"),
+                                  ("h200", "flash", "balanced")])
+def test_roles_on_their_own_nodes_keep_the_whole_node(cell):
+    from dsv4ctl.sizing.placement import slots
+
+    plan = resolve_plan(*cell)
+    assert all(s.first_gpu == 0 and not s.shared for s in slots(plan))
+    assert all(c.gpus == [] and c.process_env() == c.env for c in commands(plan))
+    runs = docker.docker_commands(plan, commands(plan), name="x", image="img:1")
+    assert all(argv[argv.index("--gpus") + 1] == "all" for c, argv in runs if c.role != "router")
+    if plan.role("prefill"):
+        assert {s.node for s in slots(plan) if s.role == "prefill"}.isdisjoint(
+            {s.node for s in slots(plan) if s.role == "decode"})

@@ -95,6 +95,10 @@ CASES = {
     "GPUS-PER-NODE": (
         mk("gb300", "pro", gpn=8, tp=8),
         mk("gb300", "pro", gpn=4, nodes=2, env=MNNVL, tp=8)),
+    # issue 20: single-node PD, prefill TP8 + decode TP8 on one 8-GPU node
+    "NODE-GPUS-OVERCLAIM": (
+        pd_plan(env=FP8X, ib_device="mlx5_0", tp=8, plan_nodes=1),
+        pd_plan(env=FP8X, ib_device="mlx5_0", tp=4, plan_nodes=1)),
     "DP-ATTN-DIVIDES-TP": (
         mk(recipe="balanced", gpn=4, tp=4, dp=3, attn_dp=True),
         mk(recipe="balanced", gpn=4, tp=4, dp=2, attn_dp=True)),

@@ -78,6 +78,9 @@ def test_pd_plan_starts_prefill_decode_then_router(pd_plan, tmp_path):
             assert rec["argv"][1:] == expected[role], role
         assert recs["router"]["t"] >= max(recs["prefill"]["t"], recs["decode"]["t"])
         assert any("--disaggregation-transfer-backend" in a for a in recs["prefill"]["argv"])
+        # one 8-GPU node, TP4 each: the processes started on their own GPUs (issue 20)
+        gpus = {role: recs[role]["env"].get("CUDA_VISIBLE_DEVICES") for role in recs}
+        assert gpus == {"prefill": "0,1,2,3", "decode": "4,5,6,7", "router": None}
         run = next((tmp_path / "runs").iterdir())
         assert {p.name for p in (run / "logs").iterdir()} == {"prefill.log", "decode.log", "router.log"}
         manifest = json.loads((run / "manifest.json").read_text())

@@ -81,3 +81,35 @@ def test_engine_choice():
     assert assemble.choose_engine("auto", None, have_gpus=True) == "sglang"
     assert assemble.choose_engine("auto", plan, have_gpus=True) == "builtin"
     assert assemble.choose_engine("sglang", plan, have_gpus=False) == "sglang"
+
+
+def test_sglang_pd_roles_on_one_node_start_on_their_own_gpus(monkeypatch):
+    """issue 20: `serve` of a single-node PD plan gives prefill and decode disjoint CUDA_VISIBLE_DEVICES,
+    read through the CUDA_VISIBLE_DEVICES serve itself runs under."""
+    from dsv4ctl.pipeline import check_plan
+    from dsv4ctl.resolve import resolve_plan
+
+    checked = check_plan(resolve_plan("b200", "flash", "pd-disagg"))  # TP2 + TP2 on one 8-GPU node
+
+    def gpus(visible):
+        if visible is None:
+            monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        else:
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        return {s.role: s.env.get("CUDA_VISIBLE_DEVICES") for s in assemble.sglang_specs(checked, assemble.ServeOptions())}
+
+    assert gpus(None) == {"prefill": "0,1", "decode": "2,3", "router": None}
+    assert gpus("4,5,6,7") == {"prefill": "4,5", "decode": "6,7", "router": None}
+    with pytest.raises(UserError, match="CUDA_VISIBLE_DEVICES=4,5 shows 2"):
+        gpus("4,5")
+
+
+def test_sglang_pd_roles_placed_on_separate_nodes_are_not_started_on_one_host():
+    """gb200 flash PD: TP4 prefill and TP4 decode fill a 4-GPU tray each; one host must not start both."""
+    from dsv4ctl.pipeline import check_plan
+    from dsv4ctl.resolve import resolve_plan
+
+    plan = resolve_plan("gb200", "flash", "pd-disagg")
+    assert plan.nodes == 2
+    with pytest.raises(UserError, match="places decode and prefill on 2 different nodes"):
+        assemble.sglang_specs(check_plan(plan), assemble.ServeOptions())

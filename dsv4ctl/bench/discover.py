@@ -102,14 +102,15 @@ def environment() -> dict[str, Any]:
             "platform": platform.platform(), "machine": platform.machine()}
 
 
-async def server_info(session, base_url: str) -> dict[str, Any]:
-    """Engine facts when the server exposes them (sglang /get_server_info, /v1/models); best effort."""
+async def server_info(session) -> dict[str, Any]:
+    """Engine facts when the server exposes them (sglang /get_server_info, /v1/models); best effort.
+    `session` is the run's client session (dsv4ctl.bench.rawhttp), bound to the base URL."""
     info: dict[str, Any] = {}
     for path in ("/get_server_info", "/v1/models"):
         try:
-            async with session.get(base_url.rstrip("/") + path) as resp:
-                if resp.status == 200:
-                    info[path] = await resp.json(content_type=None)
+            status, data = await session.get_json(path)
         except Exception:  # noqa: BLE001 - an endpoint that lacks these is normal
             continue
+        if status == 200 and data is not None:
+            info[path] = data
     return info

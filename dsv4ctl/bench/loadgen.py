@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from dsv4ctl.bench import records as rec_io
-from dsv4ctl.bench.client import Endpoint, Result, make_session, send
+from dsv4ctl.bench.client import Endpoint, make_session, send
 from dsv4ctl.bench.discover import server_info
+from dsv4ctl.bench.sse import Result
 from dsv4ctl.bench.workloads import Prompt
 from dsv4ctl.errors import UserError
 
@@ -105,11 +106,10 @@ async def open_loop(session, ep, prompts, plan, conc, on_done, t_origin) -> None
 async def run_points(ep: Endpoint, prompts: list[Prompt], plan: LoadPlan, run_dir: Path,
                      progress=None) -> dict[str, Any]:
     """Preflight, then warmup + measurement per sweep point, appending every record at once."""
-    limit = max([c for c in plan.concurrencies if c] + [len(prompts) if plan.request_rate else 1])
     with rec_io.RecordWriter(run_dir) as writer:
-        async with make_session(limit) as session:
+        async with make_session(ep.base_url) as session:
             probe = await preflight(session, ep)
-            server = await server_info(session, ep.base_url)  # engine + versions when exposed
+            server = await server_info(session)  # engine + versions when exposed
             for conc in plan.concurrencies:
                 todo = [p for p in prompts if (conc, p.index) not in plan.skip]
                 await _point(session, ep, todo, plan, conc, writer, progress)

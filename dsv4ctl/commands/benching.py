@@ -1,6 +1,6 @@
 """`dsv4ctl bench`: load (latency/throughput), accuracy (gsm8k, mmlu), report, compare.
 
-aiohttp and matplotlib are imported inside the commands so the root CLI stays fast.
+The bench modules and matplotlib are imported inside the commands so the root CLI stays fast.
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ def show_plan(plan: LaunchPlan, commands: list) -> None:
     out.print(escape(predicted_line(plan)), highlight=False)
     print_findings(plan.findings, out)
     for cmd in commands:
-        out.print(f"[bold]{cmd.role}[/] node {cmd.node_rank}: " + escape(" ".join(cmd.argv)), highlight=False)
+        gpus = f" (GPUs {','.join(map(str, cmd.gpus))})" if cmd.gpus else ""
+        out.print(f"[bold]{cmd.role}[/] node {cmd.node_rank}{gpus}: " + escape(" ".join(cmd.argv)), highlight=False)
 
 
 def show_explanation(exp) -> None:

@@ -13,6 +13,7 @@ from dsv4ctl.launch.session import RUN_DIR_TOKEN, Launch
 from dsv4ctl.launch.supervisor import ChildSpec
 from dsv4ctl.pipeline import CheckedPlan, PlanRequest
 from dsv4ctl.schema.plan import LaunchPlan
+from dsv4ctl.sizing.placement import slots
 
 
 @dataclass
@@ -66,14 +67,28 @@ def sglang_specs(checked: CheckedPlan, opts: ServeOptions) -> list[ChildSpec]:
     cmds = [c for c in checked.commands if c.node_rank == opts.node_rank or c.role == "router"]
     if not cmds:
         raise UserError(f"the plan has no node rank {opts.node_rank}", fix=f"pass --node-rank below {plan.nodes}")
+    check_one_node(plan, cmds)
     specs = [ChildSpec(role=c.role, argv=preflight.substitute_bins(list(c.argv), engine_bin, router_bin),
-                       env=dict(c.env), port=_flag_int(c.argv, "--port", c.port), host=_flag(c.argv, "--host", "127.0.0.1"),
+                       env=preflight.host_gpus(c.process_env()), port=_flag_int(c.argv, "--port", c.port), host=_flag(c.argv, "--host", "127.0.0.1"),
                        http=c.node_rank == 0, api_host=opts.node0_addr if c.node_rank else None)
              for c in cmds if opts.node_rank == 0 or c.role != "router"]
     if opts.api_key:
         front = next((s for s in specs if s.role == "router"), specs[0])
         front.argv += ["--api-key", opts.api_key]
     return specs
+
+
+def check_one_node(plan: LaunchPlan, cmds) -> None:
+    """`serve` starts its commands on this host: they must be ranks the plan places on one node
+    (a PD plan whose roles fill a node each would otherwise put both on this host's GPUs)."""
+    where = {(s.role, s.rank): s.node for s in slots(plan) if s.count}
+    nodes = sorted({where[(c.role, c.node_rank)] for c in cmds if (c.role, c.node_rank) in where})
+    if len(nodes) > 1:
+        roles = " and ".join(sorted({c.role for c in cmds if c.role != "router"}))
+        raise UserError(f"the plan places {roles} on {len(nodes)} different nodes; `serve` would start them "
+                        f"all on this host's {plan.gpus_per_node} GPUs", where="serve",
+                        fix="run one node per host with `dsv4ctl render --target slurm|k8s|docker`, or plan "
+                            "smaller roles that share one node")
 
 
 def _flag(argv: list[str], flag: str, default: str) -> str:

@@ -14,7 +14,10 @@ from typing import Any
 
 from dsv4ctl.errors import UserError
 from dsv4ctl.launch.ports import ensure_free, free_port
+from dsv4ctl.launch.preflight import host_gpus
 from dsv4ctl.launch.supervisor import ChildSpec
+from dsv4ctl.render.sglang import GPU_ENV
+from dsv4ctl.sizing.placement import slot_of
 
 BOOTSTRAP_PORT_ENV = "DSV4CTL_PD_BOOTSTRAP_PORT"  # default 8998 (SGLang's); two PD runs on one host need two
 ROUTER_MODULE = "sglang_router.launch_router"
@@ -56,10 +59,16 @@ def pd_specs(plan: Any, worker_argv, *, host: str, router_port: int | None, api_
     port = router_port or rtr.port
     return [
         ChildSpec("prefill", worker_argv(pre.port) + ["--plan-role", "prefill", "--disaggregation-bootstrap-port",
-                                                      str(bootstrap_port())], dict(env), pre.port, host),
-        ChildSpec("decode", worker_argv(dec.port) + ["--plan-role", "decode"], dict(env), dec.port, host),
+                                                      str(bootstrap_port())], role_env(plan, "prefill", env), pre.port, host),
+        ChildSpec("decode", worker_argv(dec.port) + ["--plan-role", "decode"], role_env(plan, "decode", env), dec.port, host),
         ChildSpec("router", router_argv(host, pre.port, dec.port, port, api_key), {}, port, host),
     ]
+
+
+def role_env(plan: Any, role: str, env: dict[str, str]) -> dict[str, str]:
+    """A worker's env: `env`, plus its own GPUs when the plan puts both roles on one node's GPUs."""
+    slot = slot_of(plan, role)
+    return host_gpus({**env, GPU_ENV: slot.devices}) if slot is not None and slot.shared else dict(env)
 
 
 def check_bootstrap_port(host: str) -> None:

@@ -1,5 +1,6 @@
-"""Checks made before anything starts: engine binaries, model path, ports. Each failure is one
-UserError line, so a missing sglang or a busy port never shows up as a crashed child."""
+"""Checks made before anything starts: engine binaries, model path, ports, the GPUs this host lets us
+see. Each failure is one UserError line, so a missing sglang or a busy port never shows up as a
+crashed child."""
 
 from __future__ import annotations
 
@@ -13,11 +14,29 @@ from pathlib import Path
 from dsv4ctl.errors import UserError
 from dsv4ctl.launch.ports import check_port, ensure_free
 from dsv4ctl.launch.supervisor import ChildSpec
+from dsv4ctl.render.sglang import GPU_ENV
 
 ENGINE_BIN_ENV = "DSV4CTL_SGLANG_BIN"
 ROUTER_BIN_ENV = "DSV4CTL_ROUTER_BIN"
 _ROUTER_MODULE = "sglang_router.launch_router"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def host_gpus(env: dict[str, str], visible: str | None = None) -> dict[str, str]:
+    """A child's env with its GPU slot (CUDA_VISIBLE_DEVICES from the plan's placement: indices on the
+    node) read through the CUDA_VISIBLE_DEVICES serve itself runs under, if any: with `4,5,6,7`
+    exported, slot `0,1` is GPUs `4,5`."""
+    visible = os.environ.get(GPU_ENV) if visible is None else visible
+    slot = env.get(GPU_ENV)
+    if slot is None or not visible:
+        return env
+    ours = [v.strip() for v in visible.split(",") if v.strip()]
+    want = [int(i) for i in slot.split(",")]
+    if max(want) >= len(ours):
+        raise UserError(f"the plan's roles share this node's GPUs up to index {max(want)}, but "
+                        f"{GPU_ENV}={visible} shows {len(ours)}", where=GPU_ENV,
+                        fix=f"unset {GPU_ENV} or list at least {max(want) + 1} GPUs in it")
+    return {**env, GPU_ENV: ",".join(ours[i] for i in want)}
 
 
 def is_router_argv(argv: list[str]) -> bool:

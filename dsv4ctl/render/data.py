@@ -18,7 +18,7 @@ def to_shell(commands: list[NodeCommand]) -> str:
     """One block per command: env assignments prefixed, argv quoted, one flag pair per line."""
     blocks = []
     for cmd in commands:
-        lines = env_words(cmd.env)
+        lines = env_words(cmd.process_env())
         lines.append(" ".join(shlex.quote(a) for a in cmd.argv[:2]))
         rest, i = cmd.argv[2:], 0
         while i < len(rest):  # keep each flag with its values on one line
@@ -32,7 +32,7 @@ def to_shell(commands: list[NodeCommand]) -> str:
 
 
 def to_env(commands: list[NodeCommand]) -> str:
-    blocks = [_header(c) + "\n" + "".join(f"{w}\n" for w in env_words(c.env)) for c in commands]
+    blocks = [_header(c) + "\n" + "".join(f"{w}\n" for w in env_words(c.process_env())) for c in commands]
     return "\n".join(blocks)
 
 

@@ -18,8 +18,8 @@ _IB_FLAGS = ["--device", "/dev/infiniband:/dev/infiniband", "--cap-add", "IPC_LO
 def docker_argv(cmd: NodeCommand, *, name: str, image: str, ib: bool, shm: str = "32g") -> list[str]:
     argv = ["docker", "run", "-d", "--name", f"{name}-{cmd.role}-{cmd.node_rank}", "--network", "host",
             "--ipc", "host", "--shm-size", shm, "-v", "${HOME}/.cache/huggingface:/root/.cache/huggingface"]
-    if cmd.role != "router":
-        argv += ["--gpus", "all"]
+    if cmd.role != "router":  # a rank sharing its node gets its own devices; the quotes are docker's CSV syntax
+        argv += ["--gpus", f'"device={",".join(map(str, cmd.gpus))}"' if cmd.gpus else "all"]
     if ib and cmd.role != "router":
         argv += _IB_FLAGS
     for key, value in cmd.env.items():

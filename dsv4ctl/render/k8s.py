@@ -53,7 +53,7 @@ def _pod(container: dict, shm: str) -> dict:
 
 
 def _lws(plan: LaunchPlan, name: str, role: str, cmds: list[NodeCommand], image: str, shm: str) -> dict:
-    gpus, ib = gpus_per_pod(plan, role, len(cmds)), needs_ib(plan)
+    gpus, ib = gpus_per_pod(plan, role), needs_ib(plan)
     leader = cmds[0]
     lead_pod = _pod(_container(swap(leader.argv, NODE0, LEADER_ADDR), leader.env, leader.port, gpus, image, ib, True), shm)
     template: dict[str, Any] = {"size": len(cmds), "restartPolicy": "RecreateGroupOnPodRestart"}

@@ -13,9 +13,11 @@ from dsv4ctl.vocab import FlagSpec, Vocabulary, vocabulary
 from dsv4ctl.schema.base import Strict
 from dsv4ctl.schema.keys import EngineKeys
 from dsv4ctl.schema.plan import LaunchPlan
+from dsv4ctl.sizing.placement import slots
 
 NODE0_PLACEHOLDER = "<node0-addr>"
 ROUTER_HEALTH_INTERVAL = "999999"
+GPU_ENV = "CUDA_VISIBLE_DEVICES"
 
 
 class NodeCommand(Strict):
@@ -24,6 +26,12 @@ class NodeCommand(Strict):
     argv: list[str]
     env: dict[str, str] = Field(default_factory=dict)
     port: int
+    gpus: list[int] = Field(default_factory=list)  # this rank's GPUs on a node it shares; []: the whole node
+
+    def process_env(self) -> dict[str, str]:
+        """The env a process on the host gets: the plan's, plus its own GPUs when it shares the node.
+        Container targets give the GPUs their own way (docker `--gpus device=`, a pod's GPU count)."""
+        return {**self.env, GPU_ENV: ",".join(map(str, self.gpus))} if self.gpus else dict(self.env)
 
 
 def _scalar(value: Any) -> str:
@@ -94,6 +102,7 @@ def render_commands(plan: LaunchPlan, *, host: str | None = None, node0_addr: st
         raise UserError(f"plan engine is '{plan.engine}', not sglang", where=f"plan for {plan.hardware}",
                         fix="use `serve --engine builtin` for the included runtime")
     out: list[NodeCommand] = []
+    pinned = {(s.role, s.rank): list(s.gpus) for s in slots(plan) if s.shared}
     for role in plan.roles:
         if role.name == "router":
             addr = host or "127.0.0.1"
@@ -103,5 +112,5 @@ def render_commands(plan: LaunchPlan, *, host: str | None = None, node0_addr: st
         for rank in range(max(role.nodes, 1)):
             argv = engine_argv(plan, role.name, rank, host=host, node0_addr=node0_addr)
             out.append(NodeCommand(role=role.name, node_rank=rank, argv=argv, env=plan.role_env(role.name),
-                                   port=role.port))
+                                   port=role.port, gpus=pinned.get((role.name, rank), [])))
     return out

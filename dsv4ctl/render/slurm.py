@@ -1,6 +1,7 @@
-"""Slurm sbatch script: one `srun` per node (one task, the whole node's GPUs), the rendezvous address
-taken from the first node of each role, the router started on the first node once the servers
-answer /health. Commands are the plan's argv, quoted for bash; env goes in through `env K=V`."""
+"""Slurm sbatch script: one `srun` per node rank (one task; the whole node's GPUs, or its own
+CUDA_VISIBLE_DEVICES range when PD roles share the node), the rendezvous address taken from the
+first node of each role, the router started on the first node once the servers answer /health.
+Commands are the plan's argv, quoted for bash; env goes in through `env K=V`."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def quote(arg: str, hosts: dict[str, str]) -> str:
 
 
 def _srun(p: Placed, argv: list[str], hosts: dict[str, str], image: str | None) -> str:
-    env = [quote(f"{k}={v}", hosts) for k, v in p.cmd.env.items()]
+    env = [quote(f"{k}={v}", hosts) for k, v in p.cmd.process_env().items()]
     # --overlap: the router (and single-node PD roles) share a node with another step.
     opts = [f'--nodelist="{node_var(p.node)}"', "--nodes=1", "--ntasks=1", "--overlap",
             f"--output=logs/{p.cmd.role}-{p.cmd.node_rank}.log"]
@@ -59,7 +60,7 @@ def _srun(p: Placed, argv: list[str], hosts: dict[str, str], image: str | None) 
 
 
 def render_slurm(plan: LaunchPlan, commands: list[NodeCommand], *, name: str, image: str | None = None) -> str:
-    placed = place(commands, plan.nodes)
+    placed = place(plan, commands)
     leaders = {p.cmd.role: node_var(p.leader) for p in placed}
     role_host = {f"{NODE0}-{r}": h for r, h in leaders.items()}  # router URLs name other roles' leaders
     lines = [_HEADER.format(name=name, nodes=plan.nodes, gpus=plan.gpus_per_node,

@@ -17,7 +17,7 @@ def env_words(env: dict[str, str]) -> list[str]:
 
 
 def commands_text(commands: list[NodeCommand]) -> str:
-    return "".join(f"# {c.role} rank {c.node_rank}\n" + " ".join([*env_words(c.env), shlex.join(c.argv)]) + "\n"
+    return "".join(f"# {c.role} rank {c.node_rank}\n" + " ".join([*env_words(c.process_env()), shlex.join(c.argv)]) + "\n"
                    for c in commands)
 
 

@@ -13,9 +13,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from dsv4ctl.render.sglang import NodeCommand
 from dsv4ctl.schema.plan import LaunchPlan
+from dsv4ctl.sizing.placement import ROLE_ORDER, slots
 
 NODE0 = "DSV4CTL-NODE0"  # placeholder for the rendezvous host; a valid hostname, so renderers accept it
-_ROLE_ORDER = {"single": 0, "prefill": 1, "decode": 2, "router": 3}
 
 
 @dataclass
@@ -28,24 +28,17 @@ class Placed:
 def by_role(commands: list[NodeCommand]) -> dict[str, list[NodeCommand]]:
     """Commands grouped by role, roles in start order, ranks ascending."""
     groups: dict[str, list[NodeCommand]] = {}
-    for cmd in sorted(commands, key=lambda c: (_ROLE_ORDER.get(c.role, 9), c.node_rank)):
+    for cmd in sorted(commands, key=lambda c: (ROLE_ORDER.get(c.role, 9), c.node_rank)):
         groups.setdefault(cmd.role, []).append(cmd)
     return groups
 
 
-def place(commands: list[NodeCommand], nodes: int) -> list[Placed]:
-    """Give every engine rank its own node, role after role; a plan with fewer nodes than ranks
-    (single-node PD) shares them round-robin. The router runs on the first node."""
-    placed, nxt = [], 0
-    for role, cmds in by_role(commands).items():
-        if role == "router":
-            placed += [Placed(c, 0, 0) for c in cmds]
-            continue
-        leader = nxt % nodes
-        for cmd in cmds:
-            placed.append(Placed(cmd, nxt % nodes, leader))
-            nxt += 1
-    return placed
+def place(plan: LaunchPlan, commands: list[NodeCommand]) -> list[Placed]:
+    """Each command on its node (sizing.placement.slots: rank after rank, role after role, nodes shared
+    round-robin when the plan has fewer than ranks), in start order. The router runs on the first node."""
+    where = {(s.role, s.rank): s for s in slots(plan)}
+    ordered = [c for cmds in by_role(commands).values() for c in cmds]
+    return [Placed(c, where[(c.role, c.node_rank)].node, where[(c.role, c.node_rank)].leader) for c in ordered]
 
 
 def swap(argv: list[str], old: str, new: str) -> list[str]:
@@ -71,12 +64,10 @@ def rewrite_router_urls(argv: list[str], host_for: Callable[[str], str]) -> list
     return out
 
 
-def gpus_per_pod(plan: LaunchPlan, role: str, ranks: int) -> int:
-    """GPUs one node of `role` uses: its tp×pp spread over its ranks, at most a node's worth."""
-    if role == "router":
-        return 0
-    keys = plan.role_keys(role)
-    return max(1, min(plan.gpus_per_node, keys.tp * keys.pp // max(ranks, 1)))
+def gpus_per_pod(plan: LaunchPlan, role: str) -> int:
+    """GPUs one pod (one node rank) of `role` asks for: its slot's share, at most a node's worth."""
+    counts = [s.count for s in slots(plan) if s.role == role]
+    return min(plan.gpus_per_node, counts[0]) if counts and counts[0] else 0
 
 
 def needs_ib(plan: LaunchPlan) -> bool:

@@ -54,7 +54,7 @@ async def _drive(ep, prompts: list[Prompt], conc: int, out: Path, watch: Watch, 
 
     lp = LoadPlan([conc], warmup=warmup)
     with rec_io.RecordWriter(out) as writer:
-        async with make_session(conc) as session:
+        async with make_session(ep.base_url) as session:
             await preflight(session, ep)
             warm = [Prompt(-(i + 2), p.text, p.output_len, p.messages) for i, p in enumerate(prompts[:warmup])]
             await closed_loop(session, ep, warm, lp, conc, lambda r: writer.write({**r, "phase": "warmup"}),

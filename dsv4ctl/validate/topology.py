@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dsv4ctl.sizing.layout import env_on
+from dsv4ctl.sizing.placement import node_claims, slots
 from dsv4ctl.validate.registry import Hit, rule
 
 
@@ -34,6 +35,25 @@ def gpus_per_node(ctx):
         return None
     return Hit(f"{ctx.plan.gpus_per_node} GPUs per node on {ctx.plan.hardware} (has {ctx.hw.gpus_per_node})",
                {"gpus_per_node": ctx.plan.gpus_per_node, "hw_gpus": ctx.hw.gpus_per_node})
+
+
+@rule("NODE-GPUS-OVERCLAIM", "error", "the roles sharing a node claim more GPUs than it has",
+      fix="give the roles on node {node} at most {gpus_per_node} GPUs together (smaller tp), or plan "
+          "{nodes_ok} nodes so each role gets its own")
+def node_gpus_overclaim(ctx):
+    """Roles placed on one node (single-node PD: prefill and decode side by side) each get their own
+    contiguous GPU range (`CUDA_VISIBLE_DEVICES`, docker `--gpus device=`); when their tp × pp shares
+    add up to more than the node's GPUs (the hardware profile's count, or the plan's if smaller), the
+    ranges overlap or name GPUs that do not exist and the second role fails to start or runs out of
+    memory on the first one's GPUs."""
+    gpn = min(ctx.plan.gpus_per_node, ctx.hw.gpus_per_node if ctx.hw is not None else ctx.plan.gpus_per_node)
+    for node, group in sorted(node_claims(ctx.plan).items()):
+        claimed = sum(s.count for s in group)
+        if claimed > gpn:
+            parts = " + ".join(f"{s.role} {s.count}" for s in group)
+            return Hit(f"node {node} hosts {parts} = {claimed} GPUs but has {gpn}",
+                       {"node": node, "claimed": claimed, "gpus_per_node": gpn, "nodes_ok": sum(1 for s in slots(ctx.plan) if s.count)})
+    return None
 
 
 @rule("DP-ATTN-DIVIDES-TP", "error", "DP-attention size does not divide TP",

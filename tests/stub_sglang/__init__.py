@@ -15,7 +15,8 @@ STUB_CMD = f"{sys.executable} {STUB}"
 
 def stub_env(record_dir: Path, **knobs: str) -> dict[str, str]:
     """Environment for a `dsv4ctl serve` child: the stub stands in for sglang and the router."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STUB_")}
+    # no inherited CUDA_VISIBLE_DEVICES: serve reads a PD role's GPUs through it (tests/test_serve_units.py)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STUB_") and k != "CUDA_VISIBLE_DEVICES"}
     env.update({"DSV4CTL_SGLANG_BIN": STUB_CMD, "DSV4CTL_ROUTER_BIN": STUB_CMD, "STUB_RECORD_DIR": str(record_dir), **knobs})
     return env
 

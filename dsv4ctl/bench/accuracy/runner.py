@@ -38,7 +38,7 @@ async def run(ep: Endpoint, spec: AccRun, run_dir: Path, progress=None) -> None:
     todo = [(rep, it) for rep in range(spec.repeats) for it in spec.items if (rep, it.index) not in done]
     queue, counts = iter(todo), {"done": 0, "errors": 0}
     with rec_io.RecordWriter(run_dir) as writer:
-        async with make_session(spec.concurrency) as session:
+        async with make_session(ep.base_url) as session:
             await preflight(session, ep)
 
             async def worker():
