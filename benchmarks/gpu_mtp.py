@@ -6,12 +6,14 @@ decode step.
         --draft /tmp/mini-draft --train [--json out.json]
 
 (1) `--make` writes the mini checkpoint if absent; `--train` distils its MTP layer into --draft if absent
-(dsv4rt/train_draft.py: the target generates, the head learns; the report's acceptance is measured from
-the files written). (2) For each MTP setting one engine (the server's path: scheduler, runner, CUDA
+(dsv4rt/train_draft.py: the target decodes the prompts through this benchmark's engine in each MTP
+setting and batch it times, the head learns those continuations; the report's acceptance is measured
+from the files written). (2) For each MTP setting one engine (the server's path: scheduler, runner, CUDA
 graphs at the batch sizes, sampler) decodes greedy requests; tokens/s counts decode steps only (after
 every prompt is in), median of --repeats. The prompts are the distillation's own (the head has seen
 their continuations) unless --held-out; the table says which. (3) CUDA-event times of one plain decode
-step (its graph) and one speculative round (the propose and settle graphs) at each batch size.
+step (its graph) and one speculative round (the propose and settle graphs) at each batch size, and of
+the round's parts captured alone (`round_parts`).
 (4) The goal: at batch 1 with 3 steps, tok/s >= 0.75 x acceptance length x the MTP-off tok/s.
 Runs on a CPU too (small sizes, no graphs), which the tests use. Method: docs/performance.md.
 """

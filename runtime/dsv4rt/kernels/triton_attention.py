@@ -160,11 +160,18 @@ def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr
         if s < chunks:  # a split with no chunk leaves acc unwritten; its weight in `_combine` is 0
             tl.store(part_ptr + part[:, None].to(tl.int64) * D + d[None, :], acc, mask=live[:, None])
     else:
-        sink = tl.load(sink_ptr + heads, mask=live, other=0.0).to(tl.float32) * 1.4426950408889634
-        m_f = tl.maximum(m, sink)  # finite, so exp2(m - m_f) is 0 (not NaN) for a head that saw no key
-        keep = tl.exp2(m - m_f)
-        out = acc * (keep / (l * keep + tl.exp2(sink - m_f)))[:, None]
-        _store_out(out_ptr + b * s_ob + heads[:, None] * s_oh + d[None, :], out, live[:, None], rope_ptr, last, ROPE, D)
+        _finish(acc, m, l, sink_ptr, heads, live, out_ptr + b * s_ob + heads[:, None] * s_oh + d[None, :], rope_ptr,
+                last, ROPE, D)
+
+
+@triton.jit
+def _finish(acc, m, l, sink_ptr, heads, live, ptrs, rope_ptr, pos, ROPE: tl.constexpr, D: tl.constexpr):
+    """A row's output from its running max m, sum l and acc (log2 units) and the per-head sink, stored."""
+    sink = tl.load(sink_ptr + heads, mask=live, other=0.0).to(tl.float32) * 1.4426950408889634
+    m_f = tl.maximum(m, sink)  # finite, so exp2(m - m_f) is 0 (not NaN) for a head that saw no key
+    keep = tl.exp2(m - m_f)
+    out = acc * (keep / (l * keep + tl.exp2(sink - m_f)))[:, None]
+    _store_out(ptrs, out, live[:, None], rope_ptr, pos, ROPE, D)
 
 
 @triton.jit
