@@ -91,32 +91,49 @@ def _chunk(q, kv_ptrs, ok, m, l, acc, qk_scale, IEEE: tl.constexpr):
 
 
 @triton.jit
+def _entry_ok(emask_ptr, b, rows, N, n_vis, s_mb, s_mn, HAS_MASK: tl.constexpr):
+    """Which entry rows a row attends: its mask's, or (no mask) those compressed so far."""
+    if HAS_MASK:
+        ok = tl.load(emask_ptr + b * s_mb + rows * s_mn, mask=rows < N, other=0) != 0
+    else:
+        ok = rows < n_vis
+    return ok
+
+
+@triton.jit
 def _chunk_keys(c, CW, CE, win, ent, old, emask_ptr, b, last, W, N, n_vis, s_wr, s_er, s_mb, s_mn, s_or, d,
                 BLOCK_S: tl.constexpr, HAS_MASK: tl.constexpr, SPAN: tl.constexpr):
     """Key pointers and valid rows of chunk c of a row's keys: the window's CW chunks, then the entries'
-    up to chunk CE, then (a verify, SPAN > 1) the one chunk of the ring rows the span overwrote."""
+    up to chunk CE, then (a verify, SPAN > 1) the one chunk of the ring rows the span overwrote. A
+    verify picks a base pointer and row offsets per source and builds one pointer tile (three tiles
+    in the branches spilled registers on sm_90)."""
     r = tl.arange(0, BLOCK_S)
-    t = b % SPAN  # this row's token in its span; the ring's newest position is last - t + SPAN - 1
-    if c < CW:
-        rows = c * BLOCK_S + r
-        ptrs = win + rows[:, None] * s_wr + d[None, :]
-        if SPAN == 1:
+    if SPAN == 1:
+        if c < CW:
+            rows = c * BLOCK_S + r
+            ptrs = win + rows[:, None] * s_wr + d[None, :]
             ok = (rows < W) & (rows <= last)  # a young ring's empty rows are masked, not skipped: rare, and cheap
         else:
-            newest = last - t + SPAN - 1
-            held = newest - (newest - rows + W) % W  # the position ring row `rows` holds (newest >= -1)
-            ok = (rows < W) & (held >= 0) & (held <= last)
-    elif c >= CE:
-        rows = r
-        ptrs = old + rows[:, None] * s_or + d[None, :]
-        ok = (rows < SPAN) & (rows > t) & (last - t + rows - W >= 0)
+            rows = (c - CW) * BLOCK_S + r
+            ptrs = ent + rows[:, None] * s_er + d[None, :]
+            ok = _entry_ok(emask_ptr, b, rows, N, n_vis, s_mb, s_mn, HAS_MASK)
     else:
-        rows = (c - CW) * BLOCK_S + r
-        ptrs = ent + rows[:, None] * s_er + d[None, :]
-        if HAS_MASK:
-            ok = tl.load(emask_ptr + b * s_mb + rows * s_mn, mask=rows < N, other=0) != 0
+        t = b % SPAN  # this row's token in its span; the ring's newest position is last - t + SPAN - 1
+        if c < CW:
+            rows = c * BLOCK_S + r
+            base, off = win, rows * s_wr
+            newest = last - t + SPAN - 1  # >= -1
+            head = (newest + W) % W  # the ring row of `newest`: row r holds newest - head + r, less W past head
+            held = newest - head + rows - tl.where(rows > head, W, 0)
+            ok = (rows < W) & (held >= 0) & (held <= last)
+        elif c >= CE:
+            base, off = old, r * s_or
+            ok = (r < SPAN) & (r > t) & (last - t + r - W >= 0)
         else:
-            ok = rows < n_vis
+            rows = (c - CW) * BLOCK_S + r
+            base, off = ent, rows * s_er
+            ok = _entry_ok(emask_ptr, b, rows, N, n_vis, s_mb, s_mn, HAS_MASK)
+        ptrs = base + off[:, None] + d[None, :]
     return ptrs, ok
 
 
