@@ -1,8 +1,8 @@
 """FakeModel: a tiny deterministic stand-in obeying the Transformer's cache/forward interface.
 
 Logits depend on the slot's whole token history and positions, and `forward` refuses a start_pos
-that does not continue the slot, so tests catch slot mix-ups, lost chunks and wrong positions in
-milliseconds without loading a checkpoint.
+that does not continue the slot (or a row past the step's `horizon`), so tests catch slot mix-ups,
+lost chunks and wrong positions in milliseconds without loading a checkpoint.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ class FakeModel(torch.nn.Module):
         self.vocab_size, self.bytes_per_token = vocab_size, bytes_per_token
         self.step_delay_s = step_delay_s  # makes requests pile up in queue / disconnect tests
         self.calls: list[tuple[int, int]] = []  # (B, T) per forward, for batching assertions
+        self.horizons: list[int | None] = []  # the horizon of each forward
 
     def cache_bytes_per_slot(self, max_seq_len: int) -> int:
         return self.bytes_per_token * max_seq_len
@@ -32,11 +33,11 @@ class FakeModel(torch.nn.Module):
     def _logits(self, h: int) -> torch.Tensor:
         return torch.randn(self.vocab_size, generator=torch.Generator().manual_seed(h))
 
-    def _row(self, ids: list[int], start: int, slot: int, all_logits: bool) -> torch.Tensor:
+    def _row(self, ids: list[int], start: int, slot: int, all_logits: bool, horizon: int) -> torch.Tensor:
         if start != 0 and self.pos[slot] != start:
             raise RuntimeError(f"slot {slot} holds {self.pos[slot]} tokens, asked to continue at {start}")
-        if start + len(ids) > self.max_seq_len:
-            raise RuntimeError(f"slot {slot} overflows max_seq_len {self.max_seq_len}")
+        if start + len(ids) > min(self.max_seq_len, horizon):
+            raise RuntimeError(f"slot {slot} overflows max_seq_len {self.max_seq_len} / horizon {horizon}")
         h, rows = (self.hist[slot] if start else 0), []
         for t, tok in enumerate(ids):
             h = (h * 1000003 + tok * 31 + start + t + 1) % _MOD
@@ -44,11 +45,14 @@ class FakeModel(torch.nn.Module):
         self.hist[slot], self.pos[slot] = h, start + len(ids)
         return torch.stack(rows) if all_logits else rows[-1]
 
-    def forward(self, input_ids, start_pos, slots, return_all_logits: bool = False) -> torch.Tensor:
+    def forward(self, input_ids, start_pos, slots, return_all_logits: bool = False,
+                horizon: int | None = None) -> torch.Tensor:
         self.calls.append(tuple(input_ids.shape))
+        self.horizons.append(horizon)
         time.sleep(self.step_delay_s)
+        h = self.max_seq_len if horizon is None else horizon
         rows = [
-            self._row(input_ids[b].tolist(), int(start_pos[b]), int(slots[b]), return_all_logits)
+            self._row(input_ids[b].tolist(), int(start_pos[b]), int(slots[b]), return_all_logits, h)
             for b in range(input_ids.shape[0])
         ]
         return torch.stack(rows)
