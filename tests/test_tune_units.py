@@ -146,3 +146,19 @@ def test_base_url_tunes_only_the_ladder_and_propose_refuses_a_baseline_win(tmp_p
         assert acc["baseline"]["n"] == 3 and acc["passed"] and acc["drop"] == 0.0
     res = CliRunner().invoke(app, ["propose", str(tmp_path / "t"), "--out-dir", str(tmp_path / "o")])
     assert "baseline won" in res.exception.one_line() and not (tmp_path / "o").exists()
+
+
+def test_tune_input_len_counts_tokens_of_the_served_checkpoint(tiny_dir):
+    """Like `bench load`: with the checkpoint's tokenizer each prompt is --input-len tokens (words were
+    ~1.3-2x as many tokens, so the tune measured a heavier workload than it reported)."""
+    from dsv4ctl.bench.client import Endpoint
+    from dsv4ctl.bench.tokens import load_tokenizer
+    from dsv4ctl.tune import measure
+
+    wl = {"workload": "random", "num_prompts": 4, "input_len": 48, "output_len": 4, "seed": 3}
+    load = measure.LoadSpec(wl, [1], tokenizer=str(tiny_dir))
+    ep = Endpoint("http://127.0.0.1:9", "m", api="completions")  # nothing listens: no template overhead
+    tok = load_tokenizer(tiny_dir)
+    assert [len(tok.encode(p.text)) for p in load.prompts(ep)] == [48] * 4
+    assert load.as_dict()["tokenizer"] == str(tiny_dir)
+    assert all(len(p.text.split()) == 48 for p in measure.LoadSpec(wl, [1]).prompts())  # no tokenizer: words
