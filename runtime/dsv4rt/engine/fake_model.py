@@ -33,11 +33,11 @@ class FakeModel(torch.nn.Module):
     def _logits(self, h: int) -> torch.Tensor:
         return torch.randn(self.vocab_size, generator=torch.Generator().manual_seed(h))
 
-    def _row(self, ids: list[int], start: int, slot: int, all_logits: bool, horizon: int) -> torch.Tensor:
+    def _row(self, ids: list[int], start: int, slot: int, all_logits: bool) -> torch.Tensor:
         if start != 0 and self.pos[slot] != start:
             raise RuntimeError(f"slot {slot} holds {self.pos[slot]} tokens, asked to continue at {start}")
-        if start + len(ids) > min(self.max_seq_len, horizon):
-            raise RuntimeError(f"slot {slot} overflows max_seq_len {self.max_seq_len} / horizon {horizon}")
+        if start + len(ids) > self.max_seq_len:
+            raise RuntimeError(f"slot {slot} overflows max_seq_len {self.max_seq_len}")
         h, rows = (self.hist[slot] if start else 0), []
         for t, tok in enumerate(ids):
             h = (h * 1000003 + tok * 31 + start + t + 1) % _MOD
@@ -50,9 +50,11 @@ class FakeModel(torch.nn.Module):
         self.calls.append(tuple(input_ids.shape))
         self.horizons.append(horizon)
         time.sleep(self.step_delay_s)
-        h = self.max_seq_len if horizon is None else horizon
+        end = int((start_pos + input_ids.shape[1]).max())
+        if horizon is not None and end > horizon:
+            raise RuntimeError(f"a row reaches position {end}, past the step's horizon {horizon}")
         rows = [
-            self._row(input_ids[b].tolist(), int(start_pos[b]), int(slots[b]), return_all_logits, h)
+            self._row(input_ids[b].tolist(), int(start_pos[b]), int(slots[b]), return_all_logits)
             for b in range(input_ids.shape[0])
         ]
         return torch.stack(rows)
