@@ -162,3 +162,19 @@ def test_tune_input_len_counts_tokens_of_the_served_checkpoint(tiny_dir):
     assert [len(tok.encode(p.text)) for p in load.prompts(ep)] == [48] * 4
     assert load.as_dict()["tokenizer"] == str(tiny_dir)
     assert all(len(p.text.split()) == 48 for p in measure.LoadSpec(wl, [1]).prompts())  # no tokenizer: words
+
+
+def test_knob_ranges_narrow_the_search_and_refuse_what_is_outside():
+    """`--knobs key=MIN:MAX`: the coarse pass starts inside the operator's range (the H200 tune's first
+    candidates were 4 requests and 128-token chunks, far from any optimum), never outside the declared one."""
+    plan = checked_plan(PlanSpec(**{k: v for k, v in CELL.items() if k != "quant"}, toggles={}, sets=[]))
+    mrr, cps = tunables.choose(plan, "builtin", ["max_running_requests=64:128", "chunked_prefill_size=2048:8192"])
+    assert mrr.coarse() == [64, 128] and cps.coarse() == [2048, 8192]
+    base = {"max_running_requests": 64, "chunked_prefill_size": 512}
+    firsts = [c.as_dict() for c in space.coarse([mrr, cps], base, 4)]
+    assert {"max_running_requests": 128, "chunked_prefill_size": 8192} in firsts
+    assert all(d.get("max_running_requests", 64) >= 64 for d in firsts)
+    for bad in ("max_running_requests=2:64", "max_running_requests=128:64", "max_running_requests=a:b"):
+        with pytest.raises(UserError, match="max_running_requests"):
+            tunables.choose(plan, "builtin", [bad])
+    assert tunables.all_tunables()["max_running_requests"].min == 4  # the declared set is untouched

@@ -91,7 +91,10 @@ def setup(a: dict[str, Any]) -> tuple[search.Tune, Any]:
         raise UserError(f"objective per-user@{obj.at} needs {obj.at} in the ladder", where="--concurrency",
                         fix=f"add {obj.at} to --concurrency")
     gate = gate_of(a, knobs)
+    ranges = {t.key: [t.min, t.max] for t in knobs if any("=" in n and n.split("=")[0].strip() == t.key
+                                                         for n in names or [])}
     request = {"plan": spec.as_dict(), "engine": name, "knobs": [t.key for t in knobs], "load": load.as_dict(),
+               **({"knob_ranges": ranges} if ranges else {}),
                "slo": slo.as_dict(), "slo_text": slo.text(), "objective": obj.text(), "api": a["api"],
                "gate": gate.as_dict() if gate else None, "repeats": a["repeats"],
                "budget": {"candidates": a["budget"], "seconds": a["time_budget"]}}
