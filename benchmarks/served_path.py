@@ -77,7 +77,8 @@ def served(a, out: Path) -> dict[int, dict]:
             *shlex.split(a.server_args)]
     log(" ".join(argv))
     with open(out / "server.log", "w") as logf:
-        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONPATH": _pythonpath()})
+        env = os.environ | {"PYTHONPATH": _pythonpath()}
+        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env)
         try:
             t0 = time.monotonic()
             wait_healthy(url, proc, a.server_timeout)
@@ -136,9 +137,8 @@ def engine_point(eng, vocab: int, a, conc: int, seed: int) -> dict:
 
 def engine(a) -> dict[int, dict]:
     from dsv4rt.cli import build_parser, engine_config, resolve_options
-    from dsv4rt.server.build import load_model
-
     from dsv4rt.engine.engine import build_engine
+    from dsv4rt.server.build import load_model
 
     opts = resolve_options(build_parser().parse_args(["serve", "--model", str(a.model), *shlex.split(a.server_args)]))
     cfg = engine_config(opts)
