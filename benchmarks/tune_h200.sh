@@ -2,10 +2,12 @@
 # Issue 22 on one H200, in one command (a device call is at most 10 minutes):
 #   OUT=/some/dir bash benchmarks/tune_h200.sh
 # 1. the runtime's `mini` checkpoint (random weights, drawn on the GPU in seconds);
-# 2. `dsv4ctl tune` of the included runtime's knobs (max_running_requests, chunked_prefill_size) for one
-#    workload (random ISL 512 / OSL 256, concurrency 16,64,128) under one SLO (TTFT 2 s, TPOT 50 ms at p90),
-#    objective output tok/s per GPU; the search stops after TUNE_SECONDS, then baseline and winner are
-#    measured again side by side in the same run (2 repeats each, own server each) with a GSM8K subset;
+# 2. `dsv4ctl tune` of the included runtime's knobs for one workload (random ISL 512 / OSL 128 tokens,
+#    48 prompts per point, concurrency 24,48) under one SLO (TTFT 2 s, TPOT 50 ms at p90), objective output
+#    tok/s per GPU, MTP off (the runtime's MTP is being reworked); the knobs' ranges start where the
+#    baseline's limits bind ($KNOBS: chunked prefill above the 512-token default, the request cap at 64-128),
+#    the search stops after $TUNE_BUDGET candidates or $TUNE_SECONDS, then baseline and winner are measured
+#    again side by side in the same run (2 repeats each, own server each), with a GSM8K subset if found;
 # 3. `dsv4ctl propose`: the overlay, the Markdown report, the patch and the SGLang flag diff.
 # Everything lands in $OUT (tune/ is the tune directory; tune/report.md and propose.md hold the numbers
 # docs/tune.md quotes). GSM8K: $GSM8K, else shared/datasets/gsm8k or /work/shared/datasets/gsm8k if present.
@@ -32,11 +34,12 @@ resume=()
 [ -f "$out/tune/tune.json" ] && resume=(--resume)  # the same command again continues a cut-short tune
 echo "[tune_h200] accuracy gate: ${gate[*]:-(no GSM8K data found: not run)} at ${SECONDS}s"
 # shellcheck disable=SC2086 # LOAD is a list of options
-python3 -m dsv4ctl tune --hw "${HW:-h200}" --variant "${VARIANT:-mini}" --recipe balanced --quant "${QUANT:-fp4}" \
-  --set "model_path=$mini" --engine builtin --knobs max_running_requests,chunked_prefill_size \
-  --workload random ${LOAD:--n 128 --input-len 512 --output-len 256 -c 16,64,128} \
+python3 -m dsv4ctl tune --hw "${HW:-h200}" --variant "${VARIANT:-mini}" --recipe "${RECIPE:-balanced}" \
+  --quant "${QUANT:-fp4}" ${TOGGLES:---no-mtp} --set "model_path=$mini" --engine builtin \
+  --knobs "${KNOBS:-max_running_requests=64:128,chunked_prefill_size=2048:8192}" \
+  --workload random ${LOAD:--n 48 --input-len 512 --output-len 128 -c 24,48} \
   --slo "${SLO:-ttft=2s,tpot=50ms}" --slo-percentile 90 --objective throughput \
-  --budget "${TUNE_BUDGET:-10}" --time-budget "${TUNE_SECONDS:-180}" --repeats 2 "${gate[@]}" "${resume[@]}" \
+  --budget "${TUNE_BUDGET:-2}" --time-budget "${TUNE_SECONDS:-150}" --repeats 2 "${gate[@]}" "${resume[@]}" \
   --engine-timeout 240 --no-live --out "$out/tune" 2>&1 | tee "$out/tune.log"
 echo "[tune_h200] tune done at ${SECONDS}s"
 python3 -m dsv4ctl propose "$out/tune" --out-dir "$out/tuned" > "$out/propose.md" 2> "$out/propose.log"

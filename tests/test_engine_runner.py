@@ -68,6 +68,26 @@ def test_stop_string_cuts_text_and_ends_request():
     assert s.finish_reason is FinishReason.STOP and s.text == engine.decode(ref.output_ids)[:2]
 
 
+def test_text_is_decoded_incrementally_and_equals_the_whole_decode():
+    """Each token decodes a short window (not the whole output: that was quadratic on the engine's
+    thread), and the text, multi-byte characters split across tokens included, is the whole decode."""
+    cfg = EngineConfig(model_path="-", chunked_prefill_size=8, kv_budget_bytes=1 << 20)
+    engine = build_engine(cfg, FakeModel(vocab_size=256), max_seq_len=128)
+    widths = []
+
+    def decode(ids):  # byte-level: token t is byte t (random bytes: broken and multi-byte UTF-8 alike)
+        widths.append(len(ids))
+        return bytes(ids).decode("utf-8", errors="replace")
+
+    engine.decode = decode
+    seqs = [Sequence([3, 4, 5], SamplingParams(max_tokens=80, temperature=0, ignore_eos=True), keep_text=True),
+            Sequence([0xC3], SamplingParams(max_tokens=60, temperature=0, ignore_eos=True), keep_text=True)]
+    run_all(engine, seqs)
+    for s in seqs:
+        assert s.text == bytes(s.output_ids).decode("utf-8", errors="replace")
+    assert max(widths) <= 12, max(widths)  # a window of a few tokens, not the 80 of the output
+
+
 def test_eos_stops_unless_ignored_and_logprobs_are_reported():
     ref = greedy_reference(FakeModel(), [3, 4, 5], 6)
     engine = make_engine()

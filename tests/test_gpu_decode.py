@@ -96,6 +96,30 @@ def test_decode_graph_equals_eager_and_padding_leaves_real_slots_alone(model):
     assert _rel(got, want) < 1e-3
 
 
+def test_graphs_per_horizon_equal_eager_and_a_later_capture_leaves_real_slots_alone(model):
+    """Decode graphs keyed by (batch, horizon) at a capacity far past the rows (cuda_graphs.horizon_for):
+    the 2048 graph and the 8192 one, captured on first use while slots hold real state, both give the
+    eager full-capacity step's logits, and that capture touches no sequence's cache."""
+    from dsv4rt.engine.cuda_graphs import DecodeGraphs, horizon_for
+
+    rows = 4
+    model.allocate_cache(rows + 1, 1 << 15)
+    prompt = torch.randint(2, model.args.vocab_size, (rows, 40), device="cuda")
+    model(prompt, torch.zeros(rows, dtype=torch.long, device="cuda"), torch.arange(rows, device="cuda"))
+    graphs = DecodeGraphs(model, rows, pad_slot=rows, sizes=(1, 4))
+    graphs.capture(horizon_for(1, model.max_seq_len))
+    ids, pos, slots = prompt[:3, -1:], torch.full((3,), 40, device="cuda"), torch.tensor([2, 0, 3], device="cuda")
+    want = model(ids, pos, slots).clone()  # horizon None: every entry of the capacity
+    state = [model.layers[i].attn.compressor.entries[1].clone() for i in (1, 2)]
+    state.append(model.layers[0].attn.win_kv[1].clone())
+    got = {h: graphs.run(ids, pos, slots, h).clone() for h in (2048, 8192)}
+    assert graphs.horizons == [2048, 8192]
+    for h, logits in got.items():
+        assert _rel(logits, want) < 2e-2, (h, _rel(logits, want))
+    after = [model.layers[i].attn.compressor.entries[1] for i in (1, 2)] + [model.layers[0].attn.win_kv[1]]
+    assert all(torch.equal(a, b) for a, b in zip(state, after))
+
+
 def _greedy_graph_logits(model, prompt, steps: int, pdl_on: bool, in_graph: bool = False) -> torch.Tensor:
     """Prefill rows 0..3, then `steps` graph replays (batch 4) with the argmax fed back, by `run` from
     outside the graph or (in_graph) by the greedy graph itself: logits [steps, 4, V]."""

@@ -114,3 +114,18 @@ def test_entry_point_serves_tiny_checkpoint(tiny_dir):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_device_defaults_to_the_gpu_when_there_is_one(monkeypatch):
+    """`dsv4ctl serve --engine builtin` passes no --device: the runtime must not fall back to the CPU
+    (in float32) on a GPU host, as it did on the H200 before (docs/tune.md)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cfg = engine_config(options("--model", "/m"))
+    assert (cfg.device, cfg.dtype) == ("cuda", "bfloat16")
+    cfg = engine_config(options("--model", "/m", "--device", "cpu"))
+    assert (cfg.device, cfg.dtype) == ("cpu", "float32")
+    assert engine_config(options("--model", "/m", "--dtype", "float32")).dtype == "float32"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert engine_config(options("--model", "/m")).device == "cpu"

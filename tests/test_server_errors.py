@@ -94,6 +94,9 @@ def test_ops_endpoints(server):
                  "generation_tokens_per_second", "generation_tokens_total"):
         assert f"dsv4rt_{name}" in text
     assert "dsv4rt_requests_finished_total 0" not in text
+    steps = float(next(ln.split()[1] for ln in text.splitlines() if ln.startswith("dsv4rt_engine_step_seconds_count")))
+    share = float(next(ln.split()[1] for ln in text.splitlines() if ln.startswith("dsv4rt_engine_forward_share")))
+    assert steps >= 3 and 0 < share <= 1  # a prefill and two decode steps at least; the runner is part of each
 
 
 async def _burst(url, n):

@@ -146,3 +146,35 @@ def test_base_url_tunes_only_the_ladder_and_propose_refuses_a_baseline_win(tmp_p
         assert acc["baseline"]["n"] == 3 and acc["passed"] and acc["drop"] == 0.0
     res = CliRunner().invoke(app, ["propose", str(tmp_path / "t"), "--out-dir", str(tmp_path / "o")])
     assert "baseline won" in res.exception.one_line() and not (tmp_path / "o").exists()
+
+
+def test_tune_input_len_counts_tokens_of_the_served_checkpoint(tiny_dir):
+    """Like `bench load`: with the checkpoint's tokenizer each prompt is --input-len tokens (words were
+    ~1.3-2x as many tokens, so the tune measured a heavier workload than it reported)."""
+    from dsv4ctl.bench.client import Endpoint
+    from dsv4ctl.bench.tokens import load_tokenizer
+    from dsv4ctl.tune import measure
+
+    wl = {"workload": "random", "num_prompts": 4, "input_len": 48, "output_len": 4, "seed": 3}
+    load = measure.LoadSpec(wl, [1], tokenizer=str(tiny_dir))
+    ep = Endpoint("http://127.0.0.1:9", "m", api="completions")  # nothing listens: no template overhead
+    tok = load_tokenizer(tiny_dir)
+    assert [len(tok.encode(p.text)) for p in load.prompts(ep)] == [48] * 4
+    assert load.as_dict()["tokenizer"] == str(tiny_dir)
+    assert all(len(p.text.split()) == 48 for p in measure.LoadSpec(wl, [1]).prompts())  # no tokenizer: words
+
+
+def test_knob_ranges_narrow_the_search_and_refuse_what_is_outside():
+    """`--knobs key=MIN:MAX`: the coarse pass starts inside the operator's range (the H200 tune's first
+    candidates were 4 requests and 128-token chunks, far from any optimum), never outside the declared one."""
+    plan = checked_plan(PlanSpec(**{k: v for k, v in CELL.items() if k != "quant"}, toggles={}, sets=[]))
+    mrr, cps = tunables.choose(plan, "builtin", ["max_running_requests=64:128", "chunked_prefill_size=2048:8192"])
+    assert mrr.coarse() == [64, 128] and cps.coarse() == [2048, 8192]
+    base = {"max_running_requests": 64, "chunked_prefill_size": 512}
+    firsts = [c.as_dict() for c in space.coarse([mrr, cps], base, 4)]
+    assert {"max_running_requests": 128, "chunked_prefill_size": 8192} in firsts
+    assert all(d.get("max_running_requests", 64) >= 64 for d in firsts)
+    for bad in ("max_running_requests=2:64", "max_running_requests=128:64", "max_running_requests=a:b"):
+        with pytest.raises(UserError, match="max_running_requests"):
+            tunables.choose(plan, "builtin", [bad])
+    assert tunables.all_tunables()["max_running_requests"].min == 4  # the declared set is untouched

@@ -23,7 +23,8 @@ def tune(
     base_url: Optional[str] = O(None, "--base-url", help="A running endpoint: only the load ladder is tuned."),
     model: Optional[str] = O(None, "--model", help="With --base-url: the model name (default /v1/models)."),
     gpus: int = O(1, "--gpus", help="With --base-url: GPUs behind the endpoint."),
-    knobs: Optional[str] = O(None, "--knobs", help="Tunables to search (comma-separated; default: all that apply)."),
+    knobs: Optional[str] = O(None, "--knobs", help="Tunables to search (comma-separated; key=MIN:MAX narrows "
+                             "a range; default: all that apply)."),
     workload: str = O("random", "--workload", help="random | shared-prefix | trace"),
     num_prompts: int = O(64, "--num-prompts", "-n", min=1, help="Requests per load point."),
     input_len: int = O(1024, "--input-len", min=1), output_len: int = O(256, "--output-len", min=1),

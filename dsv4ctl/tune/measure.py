@@ -19,23 +19,34 @@ from dsv4ctl.tune.objective import Slo, Watch
 
 @dataclass
 class LoadSpec:
-    """The workload (bench's options, as `bench load` takes them) and the concurrency ladder."""
+    """The workload (bench's options, as `bench load` takes them) and the concurrency ladder. Lengths
+    are tokens of the served checkpoint's tokenizer (`tokenizer`, a folder), as in `bench load`; words
+    only where there is none (e.g. an endpoint someone else runs; the request's `length_unit` says so)."""
 
     workload: dict[str, Any]
     concurrencies: list[int]
     warmup: int = 2
     stop_early: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    tokenizer: str | None = None
+    _tokens: Any = field(default=None, repr=False)  # bench's TokenSpec once built; False: none found
 
-    def prompts(self) -> list[Prompt]:
-        from dsv4ctl.bench.load_cmd import build_prompts
+    def prompts(self, ep=None) -> list[Prompt]:
+        """The point's prompts; without an endpoint (checking the workload before any server starts),
+        lengths in words. The token spec (id pool, the server's template overhead) is built once."""
+        from dsv4ctl.bench.load_cmd import build_prompts, token_spec
         from dsv4ctl.bench.options import LoadOptions
 
-        return build_prompts(LoadOptions(**self.workload))
+        opts = LoadOptions(**self.workload)
+        if ep is not None and self._tokens is None:
+            self._tokens = self.tokenizer is not None and (token_spec(opts, ep, {"model_path": self.tokenizer})[0]
+                                                           or False)
+        return build_prompts(opts, self._tokens or None)
 
     def as_dict(self) -> dict[str, Any]:
         return {"workload": {k: str(v) if isinstance(v, Path) else v for k, v in self.workload.items()},
-                "concurrencies": self.concurrencies, "warmup": self.warmup}
+                "concurrencies": self.concurrencies, "warmup": self.warmup, "tokenizer": self.tokenizer,
+                "length_unit": "tokens" if self.tokenizer else "words"}
 
 
 def workload_text(load: dict[str, Any]) -> str:
@@ -77,7 +88,7 @@ def point(ep, load: LoadSpec, conc: int, slo: Slo, out: Path, gpus: int) -> dict
     """Run one load point; its requests.jsonl and summary.json go to `out`; returns its row."""
     from dsv4ctl.bench.service import run_async
 
-    prompts = load.prompts()
+    prompts = load.prompts(ep)
     watch = Watch(slo, len(prompts))
     run_async(_drive(ep, prompts, conc, out, watch, load.warmup, load.stop_early))
     summary = metrics.summarize_load(rec_io.read_records(out), gpus=gpus or None, slo=slo.limits_ms or None,

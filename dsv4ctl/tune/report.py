@@ -154,7 +154,9 @@ def command_line(request: dict[str, Any], out: str) -> str:
     if request["engine"] != "endpoint":
         argv += ["--engine", request["engine"]]
     if request["knobs"]:
-        argv += ["--knobs", ",".join(request["knobs"])]
+        ranges = request.get("knob_ranges") or {}
+        argv += ["--knobs", ",".join(k + (f"={ranges[k][0]:g}:{ranges[k][1]:g}" if k in ranges else "")
+                                     for k in request["knobs"])]
     argv += ["--workload", w["workload"], "-n", str(w["num_prompts"]), "--input-len", str(w["input_len"]),
              "--output-len", str(w["output_len"]), "-c", ",".join(map(str, request["load"]["concurrencies"])),
              "--objective", request["objective"], "--repeats", str(request["repeats"])]

@@ -19,9 +19,32 @@ def ignored_because(t: Tunable, plan, engine: str) -> str | None:
     return None
 
 
+def narrowed(spec: str, tun: dict[str, Tunable]) -> tuple[str, Tunable | None]:
+    """`key` or `key=MIN:MAX` (a --knobs entry) -> (key, the tunable with its range narrowed, or None
+    for an unknown key). The narrowed range must lie inside the declared one: the search then spends its
+    budget where the operator expects the optimum (the ladder still steps as declared)."""
+    name, _, rng = spec.partition("=")
+    name = name.strip()
+    if name not in tun or not rng:
+        return name, tun.get(name)
+    t = tun[name]
+    try:
+        lo, hi = (float(v) for v in rng.split(":"))
+    except ValueError:
+        raise UserError(f"bad range {rng!r} for {name}", where="--knobs", fix=f"e.g. {name}={t.min}:{t.max}") from None
+    if not t.min <= lo <= hi <= t.max:
+        raise UserError(f"{name}={rng} is outside its declared range {t.min}:{t.max} (or empty)", where="--knobs",
+                        fix=f"pick MIN <= MAX inside {t.min}:{t.max}")
+    return name, t.model_copy(update={"min": lo, "max": hi})
+
+
 def choose(plan, engine: str, names: list[str] | None, restart_ok: bool = True) -> list[Tunable]:
-    """The tunables to search: the named ones (each must apply) or every one that applies."""
-    tun = all_tunables()
+    """The tunables to search: the named ones (each must apply; `key=MIN:MAX` narrows its range) or
+    every one that applies."""
+    tun = dict(all_tunables())  # a copy: the declared set is cached
+    chosen = [narrowed(n, tun) for n in names or []]
+    tun.update({k: t for k, t in chosen if t is not None})
+    names = [k for k, _ in chosen] if names else names
     for name in names or []:
         if name not in tun:
             raise UserError(f"'{name}' is not a tunable key", where="--knobs", fix=did_you_mean(name, sorted(tun)))

@@ -35,6 +35,17 @@ def load_spec(a: dict[str, Any]) -> measure.LoadSpec:
     return spec
 
 
+def tokenizer_of(plan) -> str | None:
+    """The served checkpoint's folder, whose tokenizer makes --input-len tokens (as in `bench load`):
+    the plan's model_path when it is a local folder, else the tiny checkpoint serve uses for tiny."""
+    from dsv4ctl.launch import builtin
+
+    path = plan.keys.model_path
+    if path and Path(path).expanduser().is_dir():
+        return str(Path(path).expanduser())
+    return str(builtin.dsv4ctl_home() / "tiny") if plan.variant == "tiny" else None
+
+
 def engine_of(a: dict[str, Any], plan) -> tuple[Any, str]:
     from dsv4ctl.tune.engines import EndpointEngine, LaunchEngine
 
@@ -75,11 +86,15 @@ def setup(a: dict[str, Any]) -> tuple[search.Tune, Any]:
     names = [k.strip() for k in a["knobs"].split(",") if k.strip()] if a["knobs"] else None
     knobs = tunables.choose(base, base.engine if name == "endpoint" else name, names, restart_ok=name != "endpoint")
     slo, obj, load = parse_slo(a["slo"], a["slo_percentile"]), parse_objective(a["objective"]), load_spec(a)
+    load.tokenizer = tokenizer_of(base)
     if obj.at is not None and obj.at not in load.concurrencies:
         raise UserError(f"objective per-user@{obj.at} needs {obj.at} in the ladder", where="--concurrency",
                         fix=f"add {obj.at} to --concurrency")
     gate = gate_of(a, knobs)
+    ranges = {t.key: [t.min, t.max] for t in knobs if any("=" in n and n.split("=")[0].strip() == t.key
+                                                         for n in names or [])}
     request = {"plan": spec.as_dict(), "engine": name, "knobs": [t.key for t in knobs], "load": load.as_dict(),
+               **({"knob_ranges": ranges} if ranges else {}),
                "slo": slo.as_dict(), "slo_text": slo.text(), "objective": obj.text(), "api": a["api"],
                "gate": gate.as_dict() if gate else None, "repeats": a["repeats"],
                "budget": {"candidates": a["budget"], "seconds": a["time_budget"]}}

@@ -164,9 +164,21 @@ def resolve_options(ns: argparse.Namespace) -> dict:
     return opts
 
 
+def default_device(opts: dict) -> dict:
+    """--device / --dtype when not given: the GPU when there is one (in bfloat16), else the CPU in
+    float32. EngineConfig's own defaults are the CPU's, so `dsv4ctl serve --engine builtin` (which passes
+    neither) ran the runtime on the host's CPU next to an idle H200 (docs/tune.md)."""
+    device = opts.get("device")
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return {"device": device, "dtype": opts.get("dtype") or ("bfloat16" if device.startswith("cuda") else "float32")}
+
+
 def engine_config(opts: dict) -> EngineConfig:
     names = {f.name for f in fields(EngineConfig)} - {"model_path", "enable_prefix_reuse", "cuda_graphs"}
-    kw = {k: v for k, v in opts.items() if k in names}
+    kw = {k: v for k, v in {**opts, **default_device(opts)}.items() if k in names}
     if kw.get("cuda_graph_bs"):
         kw["cuda_graph_bs"] = tuple(kw["cuda_graph_bs"])
     return EngineConfig(model_path=opts["model"], enable_prefix_reuse=not opts.get("disable_prefix_reuse"),

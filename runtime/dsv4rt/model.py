@@ -228,8 +228,11 @@ class Attention(CachedModule):
         for dim in [self.head_dim] + ([self.indexer.head_dim] if self.indexer else []):
             self.rope.table(torch.device(device), dim)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        """-> the output before `wo_b`, which the block applies inside its mHC post (one launch at batch 1)."""
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor,
+                horizon: int | None = None) -> torch.Tensor:
+        """-> the output before `wo_b`, which the block applies inside its mHC post (one launch at batch 1).
+        horizon: a bound on every position of this step + 1 (None: the cache's capacity); the indexer,
+        the entry masks and the attention read only the entries below it (`Transformer.forward`)."""
         qa, kv, *rest = self.project(x)
         q = ops.norm_linear(qa, self.q_norm.weight, self.q_norm.eps, self.wq_b.weight)
         q = q.unflatten(-1, (self.n_heads, self.head_dim))  # before its per-head norm and RoPE
@@ -239,7 +242,7 @@ class Attention(CachedModule):
         entries = visible = selected = None  # selected None: every visible entry
         if self.compressor is not None:
             entries = self.compressor.entries
-            n = entries.shape[1] - 1
+            n = entries.shape[1] - 1 if horizon is None else min(entries.shape[1] - 1, horizon // self.ratio)
             visible = _arange(n, x) < ((pos + 1) // self.ratio)[..., None]  # entry j covers [j·m, (j+1)·m)
             if self.indexer is not None:
                 selected = self.indexer(rest[2], self.q_norm(qa), pos, slots, visible)
@@ -340,16 +343,18 @@ class Block(nn.Module):
     def attn_pre(self) -> NextPre:
         return NextPre(self.hc_attn_fn, self.hc_attn_scale, self.hc_attn_base, self.attn_norm)
 
-    def forward(self, h, ids, pos, slots, carry, nxt: NextPre):
+    def forward(self, h, ids, pos, slots, carry, nxt: NextPre, horizon: int | None = None):
         """h [B,T,n,d] -> (h', x', post', comb'). carry is the same from the block before: the attention's
         input, its post and its comb; None in the first block (computed here from h's projection). The
-        outputs are those of the pre that reads h' next, whose weights are nxt (`layers/mhc.py`)."""
+        outputs are those of the pre that reads h' next, whose weights are nxt (`layers/mhc.py`); horizon
+        as in `Attention.forward`."""
         if carry is None:
             carry = self.hc.pre(self.hc.project(h, self.hc_attn_fn), h, self.hc_attn_scale, self.hc_attn_base,
                                 self.attn_norm)
         x, post, comb = carry
         ffn = NextPre(self.hc_ffn_fn, self.hc_ffn_scale, self.hc_ffn_base, self.ffn_norm)
-        h, x, post, comb = self.hc.post_pre(self.attn(x, pos, slots), h, post, comb, ffn, self.attn.wo_b.weight)
+        attn = self.attn(x, pos, slots, horizon)
+        h, x, post, comb = self.hc.post_pre(attn, h, post, comb, ffn, self.attn.wo_b.weight)
         return self.hc.post_pre(self.ffn(x, ids), h, post, comb, nxt)
 
 
@@ -448,8 +453,14 @@ class Transformer(HeadMixin, nn.Module):
 
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, start_pos: torch.Tensor, slots: torch.Tensor,
-                return_all_logits: bool = False, return_hidden: bool = False, verify: bool = False):
+                return_all_logits: bool = False, return_hidden: bool = False, horizon: int | None = None,
+                verify: bool = False):
         """input_ids [B,T] continuing each slot at start_pos [B] (0 resets the slot).
+
+        horizon: a bound the caller guarantees, start_pos + T <= horizon for every row (not checked: a
+        host sync); the compressed-entry reads (indexer scores, masks, attention) then cover only the
+        first horizon // ratio entries, so a step's work follows the live sequences, not the capacity.
+        None: the capacity (max_seq_len). The engine passes buckets (`engine/cuda_graphs.horizon_for`).
 
         Returns fp32 logits [B,V] for the last position ([B,T,V] with return_all_logits); with
         return_hidden also the final residual streams [B,T,hc_mult,dim] that `mtp_forward` takes.
@@ -457,9 +468,9 @@ class Transformer(HeadMixin, nn.Module):
         B·T decode rows over the decode kernels instead of the prefill path (`_verify`).
         """
         with self._verify(verify):
-            return self._forward(input_ids, start_pos, slots, return_all_logits, return_hidden)
+            return self._forward(input_ids, start_pos, slots, return_all_logits, return_hidden, horizon)
 
-    def _forward(self, input_ids, start_pos, slots, return_all_logits: bool, return_hidden: bool):
+    def _forward(self, input_ids, start_pos, slots, return_all_logits: bool, return_hidden: bool, horizon):
         pos = self._positions(input_ids, start_pos)
         # the n streams start equal: a stride-0 view (the first block's post writes h' anew), not a copy
         h = self.embed(input_ids).unsqueeze(2).expand(-1, -1, self.args.hc_mult, -1)
@@ -467,7 +478,7 @@ class Transformer(HeadMixin, nn.Module):
         block = compiled.block if compiled else Block.forward
         carry, nexts = None, [layer.attn_pre() for layer in self.layers[1:]] + [self.head_pre(self.norm)]
         for layer, nxt in zip(self.layers, nexts):
-            out = block(layer, h, input_ids, pos, slots, carry, nxt)
+            out = block(layer, h, input_ids, pos, slots, carry, nxt, horizon)
             h, carry = out[0], out[1:]  # (x', post', comb') of the next pre
         logits_fn = compiled.logits if compiled else HeadMixin._logits
         logits = logits_fn(carry[0], self.head, return_all_logits)

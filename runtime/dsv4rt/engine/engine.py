@@ -33,6 +33,7 @@ class LLMEngine:
         self.context_length = runner.context_length
         self.prompt_tokens_total = 0
         self.generated_tokens_total = 0
+        self.forward_seconds_total = 0.0  # in runner.run (model, sampling); the rest of a step is host work
 
     def add(self, seq: Sequence) -> None:
         if len(seq.prompt_ids) >= self.context_length:
@@ -43,7 +44,9 @@ class LLMEngine:
         batch = self.scheduler.schedule()
         if not batch:
             return []
+        t0 = time.perf_counter()
         sampled = self.runner.run(batch)
+        self.forward_seconds_total += time.perf_counter() - t0
         for seq, n in batch.prefill:
             seq.num_computed += n
             self.prompt_tokens_total += n
@@ -105,15 +108,34 @@ class LLMEngine:
         return [self._postprocess(seq, token, logprob)]
 
     def _update_text(self, seq: Sequence) -> FinishReason | None:
-        """Re-decode the output; a stop string ends the request and is cut from `seq.text`."""
+        """Decode the new token into `seq.text`; a stop string ends the request and is cut from it."""
         longest = max((len(s) for s in seq.params.stop), default=0)
         start = max(0, len(seq.text) - longest)
-        seq.text = self.decode(seq.output_ids)
+        seq.text = self._detokenize(seq)
         cut = find_stop(seq.text, seq.params.stop, start)
         if cut < 0:
             return None
         seq.text = seq.text[:cut]
         return FinishReason.STOP
+
+    def _detokenize(self, seq: Sequence) -> str:
+        """The output's text, decoding only a short window of tokens a step (re-decoding the whole output
+        each token was quadratic in its length, on the engine's thread): `seq.detok` holds the text
+        that is final, and the tokens [start, read) it ended with, which give the next token its context
+        (a leading space, a multi-byte character). A tail ending in U+FFFD may still be completed by the
+        next token, so it stays pending (in the text returned, not in the stable part)."""
+        stable, start, read = seq.detok
+        ids = seq.output_ids
+        prefix, full = self.decode(ids[start:read]), self.decode(ids[start:])
+        if not full.startswith(prefix):  # the window's context changed its own text: decode it all
+            stable, prefix, full = "", "", self.decode(ids)
+            start = read = 0
+        tail = full[len(prefix):]
+        if tail.endswith("\ufffd"):
+            seq.detok = (stable, start, read)
+            return stable + tail
+        seq.detok = (stable + tail, read, len(ids))
+        return stable + tail
 
     def fail_all(self, message: str) -> list[tuple[Sequence, StepOutput]]:
         """A step raised: end every request with an error instead of killing the loop."""

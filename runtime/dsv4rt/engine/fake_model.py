@@ -1,8 +1,8 @@
 """FakeModel: a tiny deterministic stand-in obeying the Transformer's cache/forward interface.
 
 Logits depend on the slot's whole token history and positions, and `forward` refuses a start_pos
-that does not continue the slot, so tests catch slot mix-ups, lost chunks and wrong positions in
-milliseconds without loading a checkpoint.
+that does not continue the slot (or a row past the step's `horizon`), so tests catch slot mix-ups,
+lost chunks and wrong positions in milliseconds without loading a checkpoint.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ class FakeModel(torch.nn.Module):
         self.vocab_size, self.bytes_per_token = vocab_size, bytes_per_token
         self.step_delay_s = step_delay_s  # makes requests pile up in queue / disconnect tests
         self.calls: list[tuple[int, int]] = []  # (B, T) per forward, for batching assertions
+        self.horizons: list[int | None] = []  # the horizon of each forward
 
     def cache_bytes_per_slot(self, max_seq_len: int) -> int:
         return self.bytes_per_token * max_seq_len
@@ -44,9 +45,14 @@ class FakeModel(torch.nn.Module):
         self.hist[slot], self.pos[slot] = h, start + len(ids)
         return torch.stack(rows) if all_logits else rows[-1]
 
-    def forward(self, input_ids, start_pos, slots, return_all_logits: bool = False) -> torch.Tensor:
+    def forward(self, input_ids, start_pos, slots, return_all_logits: bool = False,
+                horizon: int | None = None) -> torch.Tensor:
         self.calls.append(tuple(input_ids.shape))
+        self.horizons.append(horizon)
         time.sleep(self.step_delay_s)
+        end = int((start_pos + input_ids.shape[1]).max())
+        if horizon is not None and end > horizon:
+            raise RuntimeError(f"a row reaches position {end}, past the step's horizon {horizon}")
         rows = [
             self._row(input_ids[b].tolist(), int(start_pos[b]), int(slots[b]), return_all_logits)
             for b in range(input_ids.shape[0])

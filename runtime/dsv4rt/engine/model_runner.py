@@ -13,6 +13,7 @@ from collections import defaultdict
 
 import torch
 
+from dsv4rt.engine.cuda_graphs import horizon_for
 from dsv4rt.engine.sampler import SampleResult, make_generator
 from dsv4rt.engine.scheduler import ScheduledBatch
 from dsv4rt.engine.sequence import Sequence
@@ -84,7 +85,7 @@ class ModelRunner:
                 graphs = SpecGraphs(self.spec, max_batch, pad_slot=num_slots, sizes=sizes or DEFAULT_SIZES)
             else:
                 graphs = DecodeGraphs(self.model, max_batch, pad_slot=num_slots, sizes=sizes or DEFAULT_SIZES)
-            graphs.capture()
+            graphs.capture(horizon_for(1, self.model.max_seq_len))  # the shortest; longer ones on first use
             return graphs
         except Exception:  # noqa: BLE001 - a capture failure costs speed, never correctness
             log.exception("CUDA graph capture failed; decoding without graphs")
@@ -93,8 +94,13 @@ class ModelRunner:
     def _tensor(self, data) -> torch.Tensor:
         return torch.tensor(data, dtype=torch.long, device=self.device)
 
+    def _horizon(self, ends) -> int:
+        """The step's horizon (`cuda_graphs.horizon_for`): covers every row's last position after it."""
+        return horizon_for(max(ends), self.model.max_seq_len)
+
     def _forward(self, rows: list[list[int]], starts: list[int], slots: list[int]) -> torch.Tensor:
-        return self.model.forward(self._tensor(rows), self._tensor(starts), self._tensor(slots))
+        return self.model.forward(self._tensor(rows), self._tensor(starts), self._tensor(slots),
+                                  horizon=self._horizon([st + len(r) for r, st in zip(rows, starts)]))
 
     def _prefill(self, chunks: list[tuple[Sequence, int]]) -> tuple[list[tuple[Sequence, torch.Tensor]], list]:
         """Run prompt chunks grouped by length; return logits for rows that finish their prompt, and
@@ -106,10 +112,11 @@ class ModelRunner:
         for n, seqs in groups.items():
             args = [self._tensor(a) for a in ([s.prompt_ids[s.num_computed : s.num_computed + n] for s in seqs],
                                               [s.num_computed for s in seqs], [s.slot for s in seqs])]
+            horizon = self._horizon([s.num_computed + n for s in seqs])
             if self.spec is None:
-                logits = self.model.forward(*args)
+                logits = self.model.forward(*args, horizon=horizon)
             else:
-                logits, hidden = self.model.forward(*args, return_hidden=True)
+                logits, hidden = self.model.forward(*args, return_hidden=True, horizon=horizon)
                 follow.append((seqs, n, args, hidden))
             out += [(s, logits[i]) for i, s in enumerate(seqs) if s.num_computed + n == len(s.prompt_ids)]
         return out, follow
@@ -126,7 +133,7 @@ class ModelRunner:
             return []
         args = ([[s.output_ids[-1]] for s in seqs], [s.num_computed for s in seqs], [s.slot for s in seqs])
         if self.graphs is not None and self.graphs.size_for(len(seqs)):
-            logits = self.graphs.run(*(self._tensor(a) for a in args))
+            logits = self.graphs.run(*(self._tensor(a) for a in args), self._horizon([s + 1 for s in args[1]]))
         else:
             logits = self._forward(*args)
         return list(zip(seqs, logits))

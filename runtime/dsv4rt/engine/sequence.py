@@ -87,6 +87,7 @@ class Sequence:
     num_cached: int = 0  # prompt tokens reused from a slot's previous sequence (prefix reuse)
     text: str = ""  # decoded output, kept by the engine for stop strings or when keep_text
     keep_text: bool = False
+    detok: tuple[str, int, int] = ("", 0, 0)  # incremental detokenization: stable text, window start, read end
     spec_verify_ct: int = 0  # speculative verify steps (accept length = output tokens / this)
     # Prefill/decode disaggregation (dsv4rt.disagg): `hold_slot` keeps the slot out of the pool when the
     # sequence finishes (its state is still being sent or may still be written) until `release_held`;

@@ -5,7 +5,8 @@ MTP's draft chain, the target's verify forward over k+1 tokens) and `settle` (ro
 row rejected, the MTP's extend, the next drafts). Each batch size has its own undo logs, whose saved
 rows live in the graphs' memory. As in cuda_graphs.py, a batch of b rows replays the smallest
 captured size ≥ b; padding rows run on the scratch slot no sequence owns (`pad_slot`) and keep
-their whole span (nothing to roll back). The cache must not be re-allocated after capture.
+their whole span (nothing to roll back). The cache must not be re-allocated after capture. Graphs
+are keyed by (batch size, horizon, part), each horizon captured on first use (cuda_graphs.py).
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ class SpecGraphs:
         self.keep = torch.full((n,), k1, dtype=torch.long, device=dev)
         self.undo = {bs: spec.undo_logs() for bs in self.sizes}
         self.out: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        self.graphs: dict[tuple[int, str], torch.cuda.CUDAGraph] = {}
-        self._bs = 0
+        self.graphs: dict[tuple[int, int, str], torch.cuda.CUDAGraph] = {}
+        self.horizon = spec.model.max_seq_len  # of the graphs being captured or replayed
+        self.horizons: list[int] = []
+        self._bs, self._pool = 0, None
 
     def _propose(self, bs: int):
-        return self.spec.propose(self.last[:bs], self.start[:bs], self.slots[:bs], self.undo[bs])
+        return self.spec.propose(self.last[:bs], self.start[:bs], self.slots[:bs], self.undo[bs], self.horizon)
 
     def _body(self, bs: int, part: str) -> None:
         if part == "propose":
@@ -62,22 +65,35 @@ class SpecGraphs:
         return g, g.pool()
 
     @torch.inference_mode()
-    def capture(self) -> None:
-        """Warm up, then capture largest first so the shared memory pool is sized once."""
+    def capture(self, horizon: int | None = None) -> None:
+        """Warm up, then capture every size at `horizon` (None: the capacity), largest first so the
+        shared memory pool is sized once. The inputs are reset to padding rows first (scratch slot)."""
+        self.horizon = self.spec.model.max_seq_len if horizon is None else horizon
+        self.slots.fill_(self.pad_slot)
+        self.start.zero_()
+        self.keep.fill_(self.spec.span)
         self._warm_up()
-        pool = None
+        pool = self._pool
         for bs in reversed(self.sizes):
             for part in ("propose", "settle"):
-                self.graphs[bs, part], pool = self._record(bs, part, pool)
+                self.graphs[bs, self.horizon, part], pool = self._record(bs, part, pool)
+        self._pool = pool
+        self.horizons.append(self.horizon)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        log.info("captured speculative CUDA graphs (k=%d) at batch sizes %s", self.spec.steps, self.sizes)
+        log.info("captured speculative CUDA graphs (k=%d) at batch sizes %s, horizon %d", self.spec.steps,
+                 self.sizes, self.horizon)
 
     def size_for(self, b: int) -> int | None:
         return next((s for s in self.sizes if s >= b), None)
 
-    def propose(self, last: torch.Tensor, start: torch.Tensor, slots: torch.Tensor):
-        """-> ((ids, logits, hidden) of the b rows, views valid until the next replay; the undo logs)."""
+    def propose(self, last: torch.Tensor, start: torch.Tensor, slots: torch.Tensor, horizon: int | None = None):
+        """-> ((ids, logits, hidden) of the b rows, views valid until the next replay; the undo logs).
+        horizon: > every start + k (None: the capacity); captured on first use, before the inputs are set."""
+        horizon = self.spec.model.max_seq_len if horizon is None else horizon
+        if horizon not in self.horizons:
+            self.capture(horizon)
+        self.horizon = horizon
         b = last.shape[0]
         bs = self._bs = self.size_for(b)
         self.last[:b].copy_(last)
@@ -86,7 +102,7 @@ class SpecGraphs:
         self.start[b:bs].zero_()
         self.slots[b:bs].fill_(self.pad_slot)
         self.keep[b:bs].fill_(self.spec.span)
-        self.graphs[bs, "propose"].replay()
+        self.graphs[bs, horizon, "propose"].replay()
         return tuple(t[:b] for t in self.out[bs]), self.undo[bs]
 
     def settle(self, ext: torch.Tensor, keep: torch.Tensor) -> None:
@@ -94,4 +110,4 @@ class SpecGraphs:
         b = ext.shape[0]
         self.ext[:b].copy_(ext)
         self.keep[:b].copy_(keep)
-        self.graphs[self._bs, "settle"].replay()
+        self.graphs[self._bs, self.horizon, "settle"].replay()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from dsv4rt.engine.cuda_graphs import horizon_for
 from dsv4rt.engine.spec_cache import UndoLog
 from dsv4rt.engine.spec_sampling import accept, span_logprobs
 
@@ -86,14 +87,16 @@ class SpecDecoder:
         logits, h = self.model.mtp_forward(shifted, hidden, start, slots, return_hidden=True)
         self.draft[slots], self.hidden[slots] = logits.argmax(-1), h[:, -1]
 
-    def propose(self, last, start, slots, undo) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def propose(self, last, start, slots, undo, horizon: int | None = None):
         """Draft the chain and verify it -> ([x, d_1 .. d_k] [B,k+1], target logits [B,k+1,V], its
-        streams). d_1 from the last round; d_2.. through the MTP at p .. p+k-2."""
+        streams). d_1 from the last round; d_2.. through the MTP at p .. p+k-2. horizon: the verify's
+        (`Transformer.forward`), > every start + k."""
         main, mtp = undo
         mtp.save(slots, start)
         ids = self._chain(last, start, slots)
         main.save(slots, start)
-        logits, hidden = self.model(ids, start, slots, return_all_logits=True, return_hidden=True, verify=True)
+        logits, hidden = self.model(ids, start, slots, return_all_logits=True, return_hidden=True, horizon=horizon,
+                                    verify=True)
         return ids, logits, hidden
 
     def _chain(self, last, start, slots) -> torch.Tensor:
@@ -119,11 +122,12 @@ class SpecDecoder:
         as_tensor = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
         slots, start = as_tensor([s.slot for s in seqs]), as_tensor([s.num_computed for s in seqs])
         last = as_tensor([s.output_ids[-1] for s in seqs])
+        horizon = horizon_for(max(s.num_computed for s in seqs) + self.span, self.model.max_seq_len)
         graphs = self.graphs if self.graphs is not None and self.graphs.size_for(len(seqs)) else None
         if graphs is not None:
-            (ids, logits, hidden), undo = graphs.propose(last, start, slots)
+            (ids, logits, hidden), undo = graphs.propose(last, start, slots, horizon)
         else:
-            (ids, logits, hidden), undo = self.propose(last, start, slots, self.undo), self.undo
+            (ids, logits, hidden), undo = self.propose(last, start, slots, self.undo, horizon), self.undo
         spans = accept(logits, ids[:, 1:], [s.params for s in seqs], gens)
         keep = as_tensor([len(s) for s in spans])
         ext = as_tensor([s + s[-1:] * (self.span - len(s)) for s in spans])

@@ -83,6 +83,8 @@ def gauges(state: ServerState) -> dict[str, tuple[float, str]]:
         "kv_slots_used": (used, "KV/state slots owned by running requests."),
         "kv_slots_total": (sch.slots.num_slots, "KV/state slots in the pool."),
         "kv_cache_usage_ratio": (sch.num_tokens_in_use() / cap, "Computed tokens / pool token capacity."),
+        "engine_forward_share": (state.engine.engine.forward_seconds_total / max(state.metrics.step.sum, 1e-9),
+                                 "Share of engine step time spent in the model runner (forward + sampling)."),
     }
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Callable
 
+_STEP_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 PREFIX = "dsv4rt"
 
@@ -68,7 +69,9 @@ class Metrics:
         self.ttft = Histogram("time_to_first_token_seconds", "Time to first token.")
         self.itl = Histogram("inter_token_latency_seconds", "Time between streamed tokens.")
         self.e2e = Histogram("e2e_request_latency_seconds", "Request latency, first byte in to last token out.")
-        self.histograms = [self.ttft, self.itl, self.e2e]
+        self.step = Histogram("engine_step_seconds", "Engine step time (schedule, forward, sampling, "
+                              "detokenization), one per step.", _STEP_BUCKETS)
+        self.histograms = [self.ttft, self.itl, self.e2e, self.step]
         self._window: list[tuple[float, int]] = []  # (time, tokens) of recent steps, for tokens/s
 
     def add_histogram(self, name: str, help_: str, buckets=_LATENCY_BUCKETS) -> Histogram:
@@ -88,9 +91,10 @@ class Metrics:
         with self._lock:
             hist.observe(value)
 
-    def on_step(self, prompt_tokens: int, tokens: int, _seconds: float) -> None:
+    def on_step(self, prompt_tokens: int, tokens: int, seconds: float) -> None:
         now = time.monotonic()
         with self._lock:
+            self.step.observe(seconds)
             self.counters["prompt_tokens_total"][0] += prompt_tokens
             self.counters["generation_tokens_total"][0] += tokens
             self._window = [w for w in self._window if now - w[0] < 10.0] + [(now, tokens)]
