@@ -6,12 +6,14 @@ decode step.
         --draft /tmp/mini-draft --train [--json out.json]
 
 (1) `--make` writes the mini checkpoint if absent; `--train` distils its MTP layer into --draft if absent
-(dsv4rt/train_draft.py: the target generates, the head learns; the report's acceptance is measured from
-the files written). (2) For each MTP setting one engine (the server's path: scheduler, runner, CUDA
+(dsv4rt/train_draft.py: the target decodes the prompts through this benchmark's engine in each MTP
+setting and batch it times, the head learns those continuations; the report's acceptance is measured
+from the files written). (2) For each MTP setting one engine (the server's path: scheduler, runner, CUDA
 graphs at the batch sizes, sampler) decodes greedy requests; tokens/s counts decode steps only (after
 every prompt is in), median of --repeats. The prompts are the distillation's own (the head has seen
 their continuations) unless --held-out; the table says which. (3) CUDA-event times of one plain decode
-step (its graph) and one speculative round (the propose and settle graphs) at each batch size.
+step (its graph) and one speculative round (the propose and settle graphs) at each batch size, and of
+the round's parts captured alone (`round_parts`).
 (4) The goal: at batch 1 with 3 steps, tok/s >= 0.75 x acceptance length x the MTP-off tok/s.
 Runs on a CPU too (small sizes, no graphs), which the tests use. Method: docs/performance.md.
 """
@@ -27,19 +29,9 @@ from pathlib import Path
 import torch
 
 from dsv4rt.checkpoint.load import load_model
-from dsv4rt.engine.config import EngineConfig
-from dsv4rt.engine.engine import build_engine
 from dsv4rt.engine.sequence import SamplingParams, Sequence
 from dsv4rt.engine.speculative import SpecStats
-from dsv4rt.train_draft import DistilConfig, distil, random_prompts
-
-
-def make_engine(a, model, steps: int):
-    spec = {"speculative_algorithm": "EAGLE", "speculative_num_steps": steps} if steps else {}
-    cfg = EngineConfig(model_path=str(a.draft), device=a.device, dtype=a.dtype, max_running_requests=max(a.batches),
-                       chunked_prefill_size=max(a.batches) * a.prompt_len, cuda_graph_bs=tuple(a.batches),
-                       cuda_graph_max_bs=max(a.batches), cuda_graphs=a.device == "cuda", **spec)
-    return build_engine(cfg, model, a.prompt_len + a.new_tokens + 8)
+from dsv4rt.train_draft import WARM_UP_TOKENS, DistilConfig, distil, random_prompts, serving_engine
 
 
 def timed_run(eng, prompts: list[list[int]], new_tokens: int) -> tuple[float, int, list[list[int]]]:
@@ -57,11 +49,11 @@ def timed_run(eng, prompts: list[list[int]], new_tokens: int) -> tuple[float, in
 
 
 def decode_rows(a, model, steps: int, prompts: list[list[int]], log) -> list[dict]:
-    eng = make_engine(a, model, steps)
+    eng = serving_engine(model, steps, tuple(a.batches), a.prompt_len, a.new_tokens)
     rows = []
     for bs in a.batches:
         batch = (prompts * bs)[:bs]
-        timed_run(eng, batch, 8)  # warm-up: prefill kernels at this shape
+        timed_run(eng, batch, WARM_UP_TOKENS)  # warm-up: prefill kernels at this shape (train_draft.served_outputs)
         times, outs, stats = [], None, SpecStats(steps)
         for _ in range(a.repeats):
             if eng.runner.spec is not None:
@@ -76,7 +68,47 @@ def decode_rows(a, model, steps: int, prompts: list[list[int]], log) -> list[dic
     round_ms = step_costs(eng, a.batches, a.prompt_len) if a.device == "cuda" else {}
     for row in rows:
         row["graph_ms"] = round_ms.get(row["batch"])
+        if steps and a.device == "cuda":
+            row["parts_ms"] = round_parts(eng.runner, row["batch"], a.prompt_len, log)
     return rows
+
+
+def _graph(fn) -> torch.cuda.CUDAGraph:
+    """fn captured alone (after one warm-up run on a side stream)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    return g
+
+
+@torch.inference_mode()
+def round_parts(runner, bs: int, pos: int, log) -> dict[str, float]:
+    """ms of each part of a round, each captured alone, on rows 0..bs-1 at `pos`: the MTP's draft chain,
+    the verify (B·(k+1) decode rows), saving and restoring the rings (undo), the MTP's extend, and a
+    plain decode step of B·(k+1) rows for comparison with the verify. A part that fails is left out."""
+    spec, model, k1 = runner.spec, runner.model, runner.spec.span
+    slots, start = torch.arange(bs, device="cuda"), torch.full((bs,), pos, device="cuda")
+    ids, keep = (2 + torch.arange(bs * k1, device="cuda")).view(bs, k1), torch.ones(bs, dtype=torch.long, device="cuda")
+    hidden, undo = spec.hidden[slots][:, None].expand(-1, k1, -1, -1).contiguous(), spec.undo_logs()
+    parts = {"drafts": lambda: spec._chain(ids[:, 0], start, slots),
+             "verify": lambda: model(ids, start, slots, return_all_logits=True, return_hidden=True, verify=True),
+             "undo": lambda: [(u.save(slots, start), u.restore(keep)) for u in undo],
+             "extend": lambda: model.mtp_forward(ids, hidden, start, slots, return_all_logits=True,
+                                                 return_hidden=True, verify=True),
+             "step_rows": lambda: model(ids.reshape(-1, 1), start.repeat_interleave(k1), slots.repeat_interleave(k1))}
+    out = {}
+    for name, fn in parts.items():
+        try:
+            out[name] = round(_event_ms(_graph(fn).replay), 4)
+        except Exception as e:  # noqa: BLE001 - a diagnostic: report it, keep the table
+            log(f"part {name} at batch {bs}: {type(e).__name__}: {e}")
+    log(f"round parts at batch {bs} (ms): {json.dumps(out)}")
+    return out
 
 
 def _event_ms(fn, repeats: int = 20) -> float:
@@ -94,7 +126,7 @@ def step_costs(eng, batches: list[int], pos: int) -> dict[int, float]:
 
 def _graph_ms(runner, bs: int, pos: int) -> float | None:
     slots, start = torch.arange(bs, device="cuda"), torch.full((bs,), pos, device="cuda")
-    ids = torch.randint(2, 1000, (bs,), device="cuda")
+    ids = 2 + torch.arange(bs, device="cuda")  # no random draw: nothing here may touch a generator
     graphs = runner.graphs if runner.spec is None else runner.spec.graphs
     if graphs is None:  # capture failed (logged): eager steps, not timed here
         return None
@@ -123,8 +155,8 @@ def prepare(a, log) -> dict:
 
 
 def same_tokens(rows: list[dict], off: dict[int, dict]) -> None:
-    """Share of greedy tokens equal to MTP off's at the same batch (the GPU's verify runs the prefill
-    path, whose bfloat16 rounding differs from the decode kernels', so near-ties may flip)."""
+    """Share of greedy tokens equal to MTP off's at the same batch (on the GPU the verify's B·(k+1) rows
+    round in bfloat16 unlike B rows of a plain step, so a near-tie may flip, and the rest follows)."""
     for r in rows:
         pairs = [(x, y) for o, p in zip(r["outputs"], off[r["batch"]]["outputs"]) for x, y in zip(o, p)]
         r["same_as_off"] = sum(x == y for x, y in pairs) / max(len(pairs), 1)
@@ -174,7 +206,8 @@ def parse(argv=None):
     a.dtype = "bfloat16" if a.device == "cuda" else "float32"
     kw = dict(part.split("=") for part in a.distil.split(",") if part)
     types = {f: type(v) for f, v in DistilConfig().__dict__.items()}
-    a.distil = DistilConfig(**{"new_tokens": a.new_tokens, "prompt_len": a.prompt_len,
+    served = {"served_steps": tuple(s for s in a.mtp_steps if s), "served_batches": tuple(a.batches)}
+    a.distil = DistilConfig(**{"new_tokens": a.new_tokens, "prompt_len": a.prompt_len, **served,
                                **{k: types[k](v) for k, v in kw.items()}})
     return a
 

@@ -71,6 +71,18 @@ _INTERPRETED = textwrap.dedent("""
     q96 = torch.randn(2, 8, 96)
     odd = (q96, torch.randn(S, W, 96), torch.tensor([1, 3]), torch.tensor([5, 50]), None, None, torch.randn(8))
     assert torch.equal(ta.decode_attention(*odd, 0.1), ops.decode_attention.reference(*odd, 0.1))
+    # a speculative verify: K rows a sequence, the ring already holding the span, old rows past t
+    K = 4
+    vslots = torch.tensor([4, 0, 2]).repeat_interleave(K)
+    vpos = (torch.tensor([0, 30, 77])[:, None] + torch.arange(K)).flatten()  # young, wrapping, wrapped
+    old, qv, sink8 = torch.randn(3, K, D), torch.randn(3 * K, 8, D), torch.randn(8)
+    for ent_args in ((None, None, 0), (entries, None, 4), (entries, torch.rand(3 * K, N) < 0.5, 0)):
+        want = ops.decode_attention.reference(qv, win, vslots, vpos, *ent_args[:2], sink8, D ** -0.5, ent_args[2],
+                                              old_kv=old)
+        for splits in (1, 3):
+            got = ta._launch(qv, win, vslots, vpos, *ent_args[:2], sink8, D ** -0.5, ent_args[2], block_s=16,
+                             splits=splits, old_kv=old)
+            assert (got - want).abs().max() < 1e-5 * want.abs().max(), ("verify", splits)
     # the registry's gate (run in bf16 on a GPU) passes for a correct kernel
     assert ta.self_check("cpu", torch.float32) < 1e-5
     print("ok")
@@ -80,6 +92,26 @@ _INTERPRETED = textwrap.dedent("""
 def test_decode_attention_matches_reference_in_interpreter():
     """fp32 only: the interpreter's bf16 dot is wrong (triton 3.6 on CPU); bf16 runs on the GPU below."""
     run_interpreted(_INTERPRETED)
+
+
+@pytest.mark.parametrize("p", [0, 3, 6, 21])  # a young ring, one that wraps inside the span, a wrapped one
+def test_verify_rows_see_what_sequential_decode_steps_saw(p):
+    """K verify rows over the ring holding the whole span plus the rows it overwrote (old_kv) equal K
+    plain decode steps, each after its own token's write."""
+    from dsv4rt import ops
+
+    ref = ops.decode_attention.reference
+    g = torch.Generator().manual_seed(p)
+    S, W, D, H, K, slot = 3, 8, 16, 2, 4, 1
+    ring = torch.randn(S, W, D, generator=g)
+    keys, q, sink = torch.randn(K, D, generator=g), torch.randn(K, H, D, generator=g), torch.randn(H, generator=g)
+    old = torch.stack([ring[slot, (p + j) % W] for j in range(K)])[None]
+    want = []
+    for t in range(K):
+        ring[slot, (p + t) % W] = keys[t]
+        want.append(ref(q[t : t + 1], ring, torch.tensor([slot]), torch.tensor([p + t]), None, None, sink, 0.3))
+    got = ref(q, ring, torch.full((K,), slot), p + torch.arange(K), None, None, sink, 0.3, old_kv=old)
+    assert torch.allclose(got, torch.cat(want), atol=1e-6)
 
 
 @pytest.mark.gpu
@@ -113,3 +145,9 @@ def test_decode_attention_bf16_on_gpu_and_under_compile(B):
     with_rope = (*args, 0, freqs, 1e-6)  # the query's norm and RoPE, the output's inverse RoPE
     ref = ops.decode_attention.reference(*with_rope).float()
     assert float((ta.decode_attention(*with_rope).float() - ref).abs().max() / ref.abs().max()) < 2e-2
+    K = 4  # a speculative verify: K rows a sequence, with the window rows the span overwrote
+    verify = (rnd(B * K, H, D).bfloat16(), win, slots.repeat_interleave(K),
+              (pos[:, None] + torch.arange(K, device="cuda")).flatten(), ent, None, sink, D ** -0.5, 4, freqs, 1e-6,
+              rnd(B, K, D).bfloat16())
+    ref = ops.decode_attention.reference(*verify).float()
+    assert float((ta.decode_attention(*verify).float() - ref).abs().max() / ref.abs().max()) < 2e-2

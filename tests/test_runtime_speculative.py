@@ -201,3 +201,30 @@ def test_graph_plumbing_of_speculative_rounds(tiny, monkeypatch):
     with_oracle(monkeypatch, eng, {tuple(p): p + w for p, w in zip(ps, want)})
     assert run(eng, greedy(ps)) == want
     assert eng.runner.spec.stats.accept_length > 1.5
+
+
+def _verify_against_steps(model, device) -> float:
+    """A 4-token span across CSA and HCA block ends (positions 124..127) verified in one decode-shaped
+    forward vs the same tokens as 4 plain decode steps of a twin slot -> relative logit difference."""
+    dev = torch.device(device)
+    model.allocate_cache(2, 300)
+    g = torch.Generator().manual_seed(0)
+    prompt, span = torch.randint(2, 4000, (1, 124), generator=g).to(dev), torch.randint(2, 4000, (1, 4), generator=g).to(dev)
+    at = lambda *xs: torch.tensor(xs, device=dev)  # noqa: E731
+    for slot in (0, 1):
+        model(prompt, at(0), at(slot))
+    verify = model(span, at(124), at(0), return_all_logits=True, verify=True)[0].float()
+    plain = torch.stack([model(span[:, t : t + 1], at(124 + t), at(1))[0] for t in range(4)]).float()
+    return float((verify - plain).abs().max() / plain.abs().max())
+
+
+def test_verify_rows_equal_plain_decode_steps(tiny):
+    assert _verify_against_steps(tiny, "cpu") < 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_verify_rows_match_plain_decode_steps_in_bf16_on_gpu(tiny_dir):
+    """The decode-shaped verify through the Triton kernels: each row's logits as a plain step's, to bf16."""
+    model = load_model(tiny_dir, device="cuda", dtype=torch.bfloat16)[0]
+    assert _verify_against_steps(model, "cuda") < 3e-2

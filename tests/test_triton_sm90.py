@@ -16,13 +16,18 @@ PRE_TYPES = dict(mix_ptr=F32, scale_ptr=F32, base_ptr=F32, h_ptr=BF16, w_ptr=BF1
 def _attention_cases():
     from dsv4rt.kernels import triton_attention as ta
 
-    types = {p: BF16 for p in ("q_ptr", "win_ptr", "ent_ptr", "out_ptr")}
+    types = {p: BF16 for p in ("q_ptr", "win_ptr", "ent_ptr", "out_ptr", "old_ptr")}
     types.update(slot_ptr="*i64", pos_ptr="*i64", emask_ptr="*i1", sink_ptr=F32, rope_ptr=F32, part_ptr=F32,
                  ml_ptr=F32, qk_scale="fp32", eps="fp32",
-                 **{k: C for k in ("D", "BLOCK_H", "BLOCK_S", "HAS_ENTRIES", "HAS_MASK", "SPLIT", "ROPE", "IEEE")})
-    for has, mask, split in ((False, False, True), (True, False, True), (True, True, True), (True, True, False)):
-        yield ("attention", has, mask, split), ta._decode_attn, signature(ta._decode_attn, types), dict(
-            D=512, BLOCK_H=16, BLOCK_S=32, HAS_ENTRIES=has, HAS_MASK=mask, SPLIT=split, ROPE=True, IEEE=False), 8
+                 **{k: C for k in ("D", "BLOCK_H", "BLOCK_S", "HAS_ENTRIES", "HAS_MASK", "SPLIT", "ROPE", "IEEE",
+                                   "SPAN")})
+    # SPAN 4: a speculative verify's rows (steps 3), with the window rows its span overwrote
+    for has, mask, split, span in ((False, False, True, 1), (True, False, True, 1), (True, True, True, 1),
+                                   (True, True, False, 1), (False, False, True, 4), (True, False, True, 4),
+                                   (True, True, True, 4)):
+        yield ("attention", has, mask, split, span), ta._decode_attn, signature(ta._decode_attn, types), dict(
+            D=512, BLOCK_H=16, BLOCK_S=32, HAS_ENTRIES=has, HAS_MASK=mask, SPLIT=split, ROPE=True, IEEE=False,
+            SPAN=span), 8
     types = dict(part_ptr=F32, ml_ptr=F32, sink_ptr=F32, rope_ptr=F32, pos_ptr="*i64", out_ptr=BF16, D=C, BLOCK_P=C,
                  ROWS=C, ROPE=C)
     yield "combine", ta._combine, signature(ta._combine, types), dict(D=512, BLOCK_P=8, ROWS=8, ROPE=True), 4

@@ -15,6 +15,8 @@ Cache per attention layer, per slot (W = window, m = ratio, N = max_seq_len // m
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -205,6 +207,7 @@ class Attention(CachedModule):
         self.compressor = Compressor(args, self.ratio, self.head_dim, self.rope) if self.ratio else None
         self.indexer = Indexer(args, self.ratio, self.rope) if self.ratio == 4 else None
         self.project = FusedLinears(*self._input_linears())
+        self.verifying = False  # T > 1 is a speculative span, decode-shaped (`Transformer.forward(verify=True)`)
 
     def _input_linears(self) -> list[nn.Linear]:
         """Every linear of x, in `forward`'s order: q, kv, compressor kv/gate, indexer w/kv/gate."""
@@ -233,7 +236,9 @@ class Attention(CachedModule):
         qa, kv, *rest = self.project(x)
         q = ops.norm_linear(qa, self.q_norm.weight, self.q_norm.eps, self.wq_b.weight)
         q = q.unflatten(-1, (self.n_heads, self.head_dim))  # before its per-head norm and RoPE
-        kv = self._cache(kv, rest, pos, slots)
+        span = self.verifying and x.shape[1] > 1
+        old = self._span_cache(kv, rest, pos, slots) if span else None
+        kv = None if span else self._cache(kv, rest, pos, slots)
         entries = visible = selected = None  # selected None: every visible entry
         if self.compressor is not None:
             entries = self.compressor.entries
@@ -241,8 +246,8 @@ class Attention(CachedModule):
             visible = _arange(n, x) < ((pos + 1) // self.ratio)[..., None]  # entry j covers [j·m, (j+1)·m)
             if self.indexer is not None:
                 selected = self.indexer(rest[2], self.q_norm(qa), pos, slots, visible)
-        if x.shape[1] == 1:
-            o = self._decode(q, pos, slots, entries, selected)
+        if x.shape[1] == 1 or span:
+            o = self._decode(q, pos, slots, entries, selected, old)
         else:
             q = self.rope(ops.rmsnorm(q, None, self.eps), pos)
             keys, mask = self._window(kv, pos, slots)
@@ -267,15 +272,38 @@ class Attention(CachedModule):
                             slots, self.kv_norm.eps, [comp.step(a, z) for comp, (a, z) in comps])
         return None
 
-    def _decode(self, q, pos, slots, entries, selected):
-        """T=1, once `decode_cache` has written the token: the ring then holds exactly the window
-        (pos-W, pos]. Without a selection the attention finds the visible entries from the position
-        and ratio (no mask to build). The op also takes q's per-head norm and RoPE, and the output's
-        inverse RoPE (no launches of their own)."""
-        mask = None if selected is None else selected[:, 0]
-        o = ops.decode_attention(q[:, 0], self.win_kv, slots, pos[:, 0], entries, mask, self.attn_sink,
-                                    self.scale, self.ratio, self.rope.table(q.device, self.head_dim), self.eps)
-        return o[:, None]
+    def _span_cache(self, kv, rest, pos, slots) -> torch.Tensor:
+        """A verify's T tokens into the cache as T decode tokens, in order (each block that ends in the
+        span pools what it must; a window-only layer's T tokens go in one call, as B·T rows, since they
+        only write distinct ring rows); -> the window rows they overwrote [B, T, hd] (`_decode`'s old)."""
+        old = self.win_kv[slots[:, None], pos % self.window]
+        comps = [(self.compressor, rest[0:2])] if self.compressor is not None else []
+        if self.indexer is not None:
+            comps.append((self.indexer.compressor, rest[3:5]))
+        if not comps:
+            B, T = pos.shape
+            ops.decode_cache(kv.flatten(0, 1)[:, None], self.kv_norm.weight, self.win_kv,
+                             self.rope.table(kv.device, self.head_dim), pos.reshape(-1, 1),
+                             slots[:, None].expand(B, T).flatten(), self.kv_norm.eps, [])
+            return old
+        for t in range(pos.shape[1]):
+            one = slice(t, t + 1)
+            ops.decode_cache(kv[:, one], self.kv_norm.weight, self.win_kv, self.rope.table(kv.device, self.head_dim),
+                             pos[:, one], slots, self.kv_norm.eps, [comp.step(a[:, one], z[:, one]) for comp, (a, z) in comps])
+        return old
+
+    def _decode(self, q, pos, slots, entries, selected, old=None):
+        """Once `decode_cache` has written the tokens: T=1, the ring then holds exactly the window
+        (pos-W, pos]; a verify's T tokens are B·T decode rows, with the overwritten rows `old`
+        (ops/attention.py). Without a selection the attention finds the visible entries from the
+        position and ratio (no mask to build). The op also takes q's per-head norm and RoPE, and the
+        output's inverse RoPE (no launches of their own)."""
+        B, T = q.shape[:2]
+        rows = slots if T == 1 else slots[:, None].expand(B, T).flatten()
+        mask = None if selected is None else selected.flatten(0, 1)
+        o = ops.decode_attention(q.flatten(0, 1), self.win_kv, rows, pos.flatten(), entries, mask, self.attn_sink,
+                                 self.scale, self.ratio, self.rope.table(q.device, self.head_dim), self.eps, old)
+        return o.unflatten(0, (B, T))
 
     def _window(self, kv: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor):
         """Keys = ring (positions < start) + this chunk; query t sees positions (t-W, t]."""
@@ -410,9 +438,23 @@ class Transformer(HeadMixin, nn.Module):
             return start
         return start + _arange(input_ids.shape[1], input_ids)
 
+    @contextmanager
+    def _verify(self, on: bool):
+        """With `on`, every attention takes a T > 1 input as a speculative span: B·T decode rows
+        (`Attention._span_cache`, `_decode`) rather than a prefill chunk."""
+        mods = [m for m in self.modules() if isinstance(m, Attention)] if on else []
+        for m in mods:
+            m.verifying = True
+        try:
+            yield
+        finally:
+            for m in mods:
+                m.verifying = False
+
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, start_pos: torch.Tensor, slots: torch.Tensor,
-                return_all_logits: bool = False, return_hidden: bool = False, horizon: int | None = None):
+                return_all_logits: bool = False, return_hidden: bool = False, horizon: int | None = None,
+                verify: bool = False):
         """input_ids [B,T] continuing each slot at start_pos [B] (0 resets the slot).
 
         horizon: a bound the caller guarantees, start_pos + T <= horizon for every row (not checked: a
@@ -422,7 +464,13 @@ class Transformer(HeadMixin, nn.Module):
 
         Returns fp32 logits [B,V] for the last position ([B,T,V] with return_all_logits); with
         return_hidden also the final residual streams [B,T,hc_mult,dim] that `mtp_forward` takes.
+        verify: the T tokens are a speculative span (T ≤ the window and compressor rings), run as
+        B·T decode rows over the decode kernels instead of the prefill path (`_verify`).
         """
+        with self._verify(verify):
+            return self._forward(input_ids, start_pos, slots, return_all_logits, return_hidden, horizon)
+
+    def _forward(self, input_ids, start_pos, slots, return_all_logits: bool, return_hidden: bool, horizon):
         pos = self._positions(input_ids, start_pos)
         # the n streams start equal: a stride-0 view (the first block's post writes h' anew), not a copy
         h = self.embed(input_ids).unsqueeze(2).expand(-1, -1, self.args.hc_mult, -1)
@@ -439,7 +487,7 @@ class Transformer(HeadMixin, nn.Module):
     @torch.no_grad()
     def mtp_forward(self, input_ids: torch.Tensor, hidden: torch.Tensor, start_pos: torch.Tensor,
                     slots: torch.Tensor, return_all_logits: bool = False, depth: int = 0,
-                    return_hidden: bool = False):
+                    return_hidden: bool = False, verify: bool = False):
         """MTP draft head.
 
         input_ids [B,T]: the tokens at positions start_pos+1 .. start_pos+T (shifted by one);
@@ -448,8 +496,10 @@ class Transformer(HeadMixin, nn.Module):
         keeps its own window cache per slot). Returns logits for the token after each input token;
         with return_hidden also the block's output streams [B,T,hc_mult,dim], which stand in for the
         main model's hidden at the next position when drafting a chain (engine/speculative.py).
+        verify: as in `forward`.
         """
-        logits, h = self.mtp_step(input_ids, hidden, start_pos, slots, return_all_logits, depth)
+        with self._verify(verify):
+            logits, h = self.mtp_step(input_ids, hidden, start_pos, slots, return_all_logits, depth)
         return (logits, h) if return_hidden else logits
 
     def mtp_step(self, input_ids, hidden, start_pos, slots, return_all_logits: bool = False, depth: int = 0):

@@ -60,13 +60,15 @@ class ModelRunner:
         self.model, self.device = model, device
         self.num_slots, self.context_length = num_slots, context_length
         use_graphs = cuda_graphs and torch.device(device).type in self.GRAPH_DEVICES
-        # speculative rounds write up to spec_steps positions past the last one they emit
-        model.allocate_cache(num_slots + int(use_graphs), context_length + (spec_steps + 1 if spec_steps else 0))
+        # speculative rounds write up to spec_steps positions past the last one they emit; the slot after
+        # the last is scratch: the graphs' padding rows decode into it, and rollbacks dump into it
+        model.allocate_cache(num_slots + int(use_graphs or bool(spec_steps)),
+                             context_length + (spec_steps + 1 if spec_steps else 0))
         self.sample_fn = registry.get("sampling")
         self._generators: dict[int, torch.Generator | None] = {}
         log.info("KV/state pool: %d slots x %d tokens (%d B each)", num_slots, context_length,
                  model.cache_bytes_per_slot(context_length))
-        self.spec = SpecDecoder(model, spec_steps) if spec_steps else None
+        self.spec = SpecDecoder(model, spec_steps, dump_slot=num_slots) if spec_steps else None
         graphs = self._capture(num_slots, *(graph_sizes or (num_slots, None))) if use_graphs else None
         self.graphs = graphs if self.spec is None else None
         if self.spec is not None:

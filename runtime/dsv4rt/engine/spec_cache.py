@@ -12,9 +12,11 @@ its drafts); only the first `keep` of them are accepted. What the rejected posit
   is visible only to queries at or after its block's end (the attention and the indexer mask by
   position), and the block's real end rewrites it before any query can see it.
 
-So a rollback copies K rows of each ring back, however many blocks ended inside the span; the
-scatters are fixed-shape (a `where` over the K rows), so a rollback has no host sync and can sit in a
-CUDA graph. K must not exceed any ring (W, R), or two positions of a span would share a row.
+So a rollback copies K rows of each ring back, however many blocks ended inside the span: one
+fixed-shape scatter a ring, whose accepted positions are sent to a scratch slot no sequence owns
+(`dump_slot`), so a rollback has no host sync, reads nothing back and can sit in a CUDA graph. The
+ring indices are computed once a ring size, not once a buffer. K must not exceed any ring (W, R), or
+two positions of a span would share a row.
 """
 
 from __future__ import annotations
@@ -42,39 +44,39 @@ def _rows(buf: torch.Tensor, axis: int, slots: torch.Tensor, idx: torch.Tensor) 
 
 
 def _write(buf: torch.Tensor, axis: int, slots: torch.Tensor, idx: torch.Tensor, val: torch.Tensor) -> None:
+    """buf's ring rows idx [B, K] of slots [B, K] = val [B, K, C]."""
     if axis == 1:
-        buf[slots[:, None], idx] = val
+        buf[slots, idx] = val
     else:
-        buf[slots[:, None], :, idx] = val
+        buf[slots, :, idx] = val
 
 
 class UndoLog:
     """Saves the ring rows a span of `span` positions will overwrite and restores the rejected ones.
-    Built once the cache is allocated (it holds the buffers themselves)."""
+    Built once the cache is allocated (it holds the buffers themselves); `dump_slot` is a scratch
+    slot (the runner's, after its last) that takes the accepted positions' writes."""
 
-    def __init__(self, module: torch.nn.Module, span: int):
-        self.buffers, self.span = ring_buffers(module), span
+    def __init__(self, module: torch.nn.Module, span: int, dump_slot: int):
+        self.buffers, self.span, self.dump = ring_buffers(module), span, dump_slot
         sizes = [buf.shape[axis] for buf, axis in self.buffers]
         if sizes and span > min(sizes):
             raise ValueError(f"a speculative span of {span} tokens exceeds the smallest cache ring ({min(sizes)} rows)")
         self.saved: list[torch.Tensor] = []
-        self.slots = self.start = None
-
-    def _index(self, start: torch.Tensor, size: int) -> torch.Tensor:
-        return (start[:, None] + torch.arange(self.span, device=start.device)) % size
+        self.slots, self.idx = None, {}
 
     def save(self, slots: torch.Tensor, start: torch.Tensor) -> None:
         """Before a forward that writes positions start .. start+span-1 of slots [B]."""
-        self.slots, self.start = slots, start
-        self.saved = [_rows(buf, axis, slots, self._index(start, buf.shape[axis])) for buf, axis in self.buffers]
+        pos = start[:, None] + torch.arange(self.span, device=start.device)
+        self.slots, self.idx = slots, {n: pos % n for n in {buf.shape[axis] for buf, axis in self.buffers}}
+        self.saved = [_rows(buf, axis, slots, self.idx[buf.shape[axis]]) for buf, axis in self.buffers]
 
     def restore(self, keep: torch.Tensor, rows: torch.Tensor | None = None) -> None:
         """Undo the positions past the first keep [B] of the saved span (rows: which of the saved
         batch rows, all by default; the others are left alone)."""
-        slots, start, saved = self.slots, self.start, self.saved
+        slots, idx, saved = self.slots, self.idx, self.saved
         if rows is not None:
-            slots, start, saved = slots[rows], start[rows], [s[rows] for s in saved]
-        rejected = (torch.arange(self.span, device=keep.device) >= keep[:, None])[..., None]
+            slots, idx, saved = slots[rows], {n: i[rows] for n, i in idx.items()}, [s[rows] for s in saved]
+        rejected = torch.arange(self.span, device=keep.device) >= keep[:, None]
+        target = torch.where(rejected, slots[:, None], self.dump)  # [B, K]: accepted positions write the scratch slot
         for (buf, axis), old in zip(self.buffers, saved):
-            idx = self._index(start, buf.shape[axis])
-            _write(buf, axis, slots, idx, torch.where(rejected, old, _rows(buf, axis, slots, idx)))
+            _write(buf, axis, target, idx[buf.shape[axis]], old)

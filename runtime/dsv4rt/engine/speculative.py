@@ -4,11 +4,14 @@ One round for a batch of decoding rows, each at position p with its last sampled
     draft   d_1 is ready (the MTP's pick from the round before, or from the prompt's last chunk);
             d_2 .. d_k chain through the MTP layer, each step feeding the MTP's own output streams as
             the hidden of the next position (top-1, k = spec_steps);
-    verify  the target runs once over [x, d_1 .. d_k] at p .. p+k (T = k+1) and keeps the longest
+    verify  the target runs once over [x, d_1 .. d_k] at p .. p+k (T = k+1), decode-shaped: B·(k+1)
+            rows of a decode step through the decode kernels, each row over the cache plus the span's
+            earlier tokens (model.py `Transformer.forward(verify=True)`), and keeps the longest
             matching prefix plus its own next token (spec_sampling.accept), 1 .. k+1 tokens a row;
     rollback the cache rows the rejected positions wrote go back (spec_cache.UndoLog), per row;
     extend  the MTP runs over the accepted positions with the target's real hidden states (T = k+1,
-            rows padded past their acceptance, then rolled back) and gives the next round's d_1.
+            decode-shaped too, rows padded past their acceptance, then rolled back) and gives the
+            next round's d_1.
 The MTP's cache at position q holds (hidden of q, token of q+1), so prefill chunks feed it too
 (`prefill`). Rows with different acceptance share every call: only the host-side token lists differ.
 """
@@ -59,10 +62,10 @@ class SpecDecoder:
     device-only halves of a round (no host sync: CUDA graphs capture them, engine/spec_graphs.py);
     `decode` runs a round with the host's acceptance between them."""
 
-    def __init__(self, model, steps: int):
+    def __init__(self, model, steps: int, dump_slot: int):
         if not len(model.mtp):
             raise ValueError("speculative decoding needs the checkpoint's MTP layer; this one has none")
-        self.model, self.steps, self.span = model, steps, steps + 1
+        self.model, self.steps, self.span, self.dump_slot = model, steps, steps + 1, dump_slot
         w = model.embed.weight
         self.draft = torch.zeros(model.num_slots, dtype=torch.long, device=w.device)  # next round's d_1
         self.hidden = torch.zeros(model.num_slots, model.args.hc_mult, model.args.dim, dtype=w.dtype, device=w.device)
@@ -73,7 +76,7 @@ class SpecDecoder:
 
     def undo_logs(self) -> tuple[UndoLog, UndoLog]:
         """(target's, MTP's) undo logs over the cache as allocated now."""
-        return UndoLog(self.model.layers, self.span), UndoLog(self.model.mtp, self.span)
+        return UndoLog(self.model.layers, self.span, self.dump_slot), UndoLog(self.model.mtp, self.span, self.dump_slot)
 
     def prefill(self, ids: torch.Tensor, nxt: torch.Tensor, hidden: torch.Tensor, start: torch.Tensor,
                 slots: torch.Tensor) -> None:
@@ -92,7 +95,8 @@ class SpecDecoder:
         mtp.save(slots, start)
         ids = self._chain(last, start, slots)
         main.save(slots, start)
-        logits, hidden = self.model(ids, start, slots, return_all_logits=True, return_hidden=True, horizon=horizon)
+        logits, hidden = self.model(ids, start, slots, return_all_logits=True, return_hidden=True, horizon=horizon,
+                                    verify=True)
         return ids, logits, hidden
 
     def _chain(self, last, start, slots) -> torch.Tensor:
@@ -107,7 +111,8 @@ class SpecDecoder:
         ext [B,k+1] the kept tokens after each position, padded; gives the next round's d_1."""
         main, mtp = undo
         main.restore(keep)
-        logits, h = self.model.mtp_forward(ext, hidden, start, slots, return_all_logits=True, return_hidden=True)
+        logits, h = self.model.mtp_forward(ext, hidden, start, slots, return_all_logits=True, return_hidden=True,
+                                           verify=True)
         row = torch.arange(ext.shape[0], device=slots.device)
         self.draft[slots], self.hidden[slots] = logits[row, keep - 1].argmax(-1), h[row, keep - 1]
         mtp.restore(keep)

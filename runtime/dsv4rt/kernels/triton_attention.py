@@ -91,30 +91,58 @@ def _chunk(q, kv_ptrs, ok, m, l, acc, qk_scale, IEEE: tl.constexpr):
 
 
 @triton.jit
-def _chunk_keys(c, CW, win, ent, emask_ptr, b, last, W, N, n_vis, s_wr, s_er, s_mb, s_mn, d, BLOCK_S: tl.constexpr,
-                HAS_MASK: tl.constexpr):
-    """Key pointers and valid rows of chunk c of a row's keys: the window's CW chunks, then the entries'."""
-    r = tl.arange(0, BLOCK_S)
-    if c < CW:
-        rows = c * BLOCK_S + r
-        ptrs = win + rows[:, None] * s_wr + d[None, :]
-        ok = (rows < W) & (rows <= last)  # a young ring's empty rows are masked, not skipped: rare, and cheap
+def _entry_ok(emask_ptr, b, rows, N, n_vis, s_mb, s_mn, HAS_MASK: tl.constexpr):
+    """Which entry rows a row attends: its mask's, or (no mask) those compressed so far."""
+    if HAS_MASK:
+        ok = tl.load(emask_ptr + b * s_mb + rows * s_mn, mask=rows < N, other=0) != 0
     else:
-        rows = (c - CW) * BLOCK_S + r
-        ptrs = ent + rows[:, None] * s_er + d[None, :]
-        if HAS_MASK:
-            ok = tl.load(emask_ptr + b * s_mb + rows * s_mn, mask=rows < N, other=0) != 0
+        ok = rows < n_vis
+    return ok
+
+
+@triton.jit
+def _chunk_keys(c, CW, CE, win, ent, old, emask_ptr, b, last, W, N, n_vis, s_wr, s_er, s_mb, s_mn, s_or, d,
+                BLOCK_S: tl.constexpr, HAS_MASK: tl.constexpr, SPAN: tl.constexpr):
+    """Key pointers and valid rows of chunk c of a row's keys: the window's CW chunks, then the entries'
+    up to chunk CE, then (a verify, SPAN > 1) the one chunk of the ring rows the span overwrote. A
+    verify picks a base pointer and row offsets per source and builds one pointer tile (three tiles
+    in the branches spilled registers on sm_90)."""
+    r = tl.arange(0, BLOCK_S)
+    if SPAN == 1:
+        if c < CW:
+            rows = c * BLOCK_S + r
+            ptrs = win + rows[:, None] * s_wr + d[None, :]
+            ok = (rows < W) & (rows <= last)  # a young ring's empty rows are masked, not skipped: rare, and cheap
         else:
-            ok = rows < n_vis
+            rows = (c - CW) * BLOCK_S + r
+            ptrs = ent + rows[:, None] * s_er + d[None, :]
+            ok = _entry_ok(emask_ptr, b, rows, N, n_vis, s_mb, s_mn, HAS_MASK)
+    else:
+        t = b % SPAN  # this row's token in its span; the ring's newest position is last - t + SPAN - 1
+        if c < CW:
+            rows = c * BLOCK_S + r
+            base, off = win, rows * s_wr
+            newest = last - t + SPAN - 1  # >= -1
+            head = (newest + W) % W  # the ring row of `newest`: row r holds newest - head + r, less W past head
+            held = newest - head + rows - tl.where(rows > head, W, 0)
+            ok = (rows < W) & (held >= 0) & (held <= last)
+        elif c >= CE:
+            base, off = old, r * s_or
+            ok = (r < SPAN) & (r > t) & (last - t + r - W >= 0)
+        else:
+            rows = (c - CW) * BLOCK_S + r
+            base, off = ent, rows * s_er
+            ok = _entry_ok(emask_ptr, b, rows, N, n_vis, s_mb, s_mn, HAS_MASK)
+        ptrs = base + off[:, None] + d[None, :]
     return ptrs, ok
 
 
 @triton.jit
 def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr, rope_ptr, out_ptr, part_ptr, ml_ptr,
-                 H, W, N, ratio, qk_scale, eps, s_slot, s_pos, s_qb, s_qh, s_ws, s_wr, s_es, s_er, s_mb, s_mn, s_ob,
-                 s_oh, D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_S: tl.constexpr, HAS_ENTRIES: tl.constexpr,
-                 HAS_MASK: tl.constexpr, SPLIT: tl.constexpr, ROPE: tl.constexpr, IEEE: tl.constexpr,
-                 PDL: tl.constexpr):
+                 old_ptr, H, W, N, ratio, qk_scale, eps, s_slot, s_pos, s_qb, s_qh, s_ws, s_wr, s_es, s_er, s_mb, s_mn,
+                 s_ob, s_oh, s_os, s_or, D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_S: tl.constexpr,
+                 HAS_ENTRIES: tl.constexpr, HAS_MASK: tl.constexpr, SPLIT: tl.constexpr, ROPE: tl.constexpr,
+                 IEEE: tl.constexpr, SPAN: tl.constexpr, PDL: tl.constexpr):
     """Program (b, s) folds chunks s, s + S, s + 2S, ... of row b's keys (S = the grid's second size).
     S = 1: the row's output; S > 1 (SPLIT): its partial max, sum and acc, which `_combine` merges."""
     b, s, splits = tl.program_id(0), tl.program_id(1), tl.num_programs(1)
@@ -134,9 +162,13 @@ def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr
             chunks += tl.cdiv(N, BLOCK_S)
         else:
             chunks += tl.cdiv(n_vis, BLOCK_S)
+    CE = chunks
+    if SPAN > 1:
+        chunks += 1
+    old = old_ptr + (b // SPAN).to(tl.int64) * s_os
     for c in range(s, chunks, splits):
-        ptrs, ok = _chunk_keys(c, CW, win_ptr + slot * s_ws, ent_ptr + slot * s_es, emask_ptr, b, last, W, N, n_vis,
-                               s_wr, s_er, s_mb, s_mn, d, BLOCK_S, HAS_MASK)
+        ptrs, ok = _chunk_keys(c, CW, CE, win_ptr + slot * s_ws, ent_ptr + slot * s_es, old, emask_ptr, b, last, W, N,
+                               n_vis, s_wr, s_er, s_mb, s_mn, s_or, d, BLOCK_S, HAS_MASK, SPAN)
         m, l, acc = _chunk(q, ptrs, ok, m, l, acc, qk_scale, IEEE)
     if SPLIT:
         part = (b * splits + s) * H + heads
@@ -145,11 +177,18 @@ def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr
         if s < chunks:  # a split with no chunk leaves acc unwritten; its weight in `_combine` is 0
             tl.store(part_ptr + part[:, None].to(tl.int64) * D + d[None, :], acc, mask=live[:, None])
     else:
-        sink = tl.load(sink_ptr + heads, mask=live, other=0.0).to(tl.float32) * 1.4426950408889634
-        m_f = tl.maximum(m, sink)  # finite, so exp2(m - m_f) is 0 (not NaN) for a head that saw no key
-        keep = tl.exp2(m - m_f)
-        out = acc * (keep / (l * keep + tl.exp2(sink - m_f)))[:, None]
-        _store_out(out_ptr + b * s_ob + heads[:, None] * s_oh + d[None, :], out, live[:, None], rope_ptr, last, ROPE, D)
+        _finish(acc, m, l, sink_ptr, heads, live, out_ptr + b * s_ob + heads[:, None] * s_oh + d[None, :], rope_ptr,
+                last, ROPE, D)
+
+
+@triton.jit
+def _finish(acc, m, l, sink_ptr, heads, live, ptrs, rope_ptr, pos, ROPE: tl.constexpr, D: tl.constexpr):
+    """A row's output from its running max m, sum l and acc (log2 units) and the per-head sink, stored."""
+    sink = tl.load(sink_ptr + heads, mask=live, other=0.0).to(tl.float32) * 1.4426950408889634
+    m_f = tl.maximum(m, sink)  # finite, so exp2(m - m_f) is 0 (not NaN) for a head that saw no key
+    keep = tl.exp2(m - m_f)
+    out = acc * (keep / (l * keep + tl.exp2(sink - m_f)))[:, None]
+    _store_out(ptrs, out, live[:, None], rope_ptr, pos, ROPE, D)
 
 
 @triton.jit
@@ -198,7 +237,7 @@ def _splits(B: int, chunks: int) -> int:
 
 
 def _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, ratio: int = 0, rope=None,
-            eps: float = 0.0, block_s: int | None = None, splits: int | None = None):
+            eps: float = 0.0, block_s: int | None = None, splits: int | None = None, old_kv=None):
     """The kernel call itself (no shape checks; `decode_attention` does those). `block_s` overrides
     the key chunk and `splits` the programs per row (tests cover several chunks and splits on short inputs)."""
     B, H, D = q.shape
@@ -209,17 +248,20 @@ def _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, rati
     ent = entries if has else win_kv  # never read without entries
     emask = entry_mask if has_mask else slots  # never read without a mask
     freqs = rope if rope is not None else sink  # never read without RoPE
+    old = old_kv if old_kv is not None else win_kv  # never read outside a verify
+    span = old_kv.shape[1] if old_kv is not None else 1
     n = entry_mask.shape[1] if has_mask else (entries.shape[1] - 1 if has else 0)
     block_s = block_s or max(16, min(64, _TILE_BYTES // (D * q.element_size())))
-    splits = splits or _splits(B, triton.cdiv(win_kv.shape[1], block_s) + triton.cdiv(n, block_s))
+    splits = splits or _splits(B, triton.cdiv(win_kv.shape[1], block_s) + triton.cdiv(n, block_s) + int(span > 1))
     part = torch.empty((B, splits, H, D) if splits > 1 else (0,), dtype=torch.float32, device=q.device)
     ml = torch.empty((2, B, splits, H) if splits > 1 else (0,), dtype=torch.float32, device=q.device)
-    _decode_attn[(B, splits)](q, win_kv, slots, pos, ent, emask, sink, freqs, out, part, ml, H, win_kv.shape[1], n,
+    _decode_attn[(B, splits)](q, win_kv, slots, pos, ent, emask, sink, freqs, out, part, ml, old, H, win_kv.shape[1], n,
                               max(ratio, 1), float(scale) * math.log2(math.e), eps, slots.stride(0), pos.stride(0),
                               q.stride(0), q.stride(1), win_kv.stride(0), win_kv.stride(1), ent.stride(0),
                               ent.stride(1), emask.stride(0), emask.stride(-1), out.stride(0), out.stride(1),
-                              D=D, BLOCK_H=_block_h(H), BLOCK_S=block_s, HAS_ENTRIES=has, HAS_MASK=has_mask,
-                              SPLIT=splits > 1, ROPE=rope is not None, IEEE=q.dtype == torch.float32,
+                              old.stride(0), old.stride(1), D=D, BLOCK_H=_block_h(H), BLOCK_S=block_s, HAS_ENTRIES=has,
+                              HAS_MASK=has_mask, SPLIT=splits > 1, ROPE=rope is not None, IEEE=q.dtype == torch.float32,
+                              SPAN=span,
                               num_warps=8 if D >= 512 else 4, **pdl.args())
     if splits > 1:
         _combine[(B, H)](part, ml, sink, freqs, pos, out, H, splits, pos.stride(0), out.stride(0), out.stride(1), D=D,
@@ -233,16 +275,17 @@ def _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, rati
 @torch.library.custom_op("dsv4rt::decode_attention", mutates_args=())
 def _attention_op(q: torch.Tensor, win_kv: torch.Tensor, slots: torch.Tensor, pos: torch.Tensor,
                   entries: torch.Tensor | None, entry_mask: torch.Tensor | None, sink: torch.Tensor,
-                  scale: float, ratio: int, rope: torch.Tensor | None, eps: float) -> torch.Tensor:
-    return _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio, rope, eps)
+                  scale: float, ratio: int, rope: torch.Tensor | None, eps: float,
+                  old_kv: torch.Tensor | None) -> torch.Tensor:
+    return _launch(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio, rope, eps, old_kv=old_kv)
 
 
 @_attention_op.register_fake
-def _(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio, rope, eps):
+def _(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio, rope, eps, old_kv):
     return torch.empty(q.shape, dtype=q.dtype, device=q.device)
 
 
-def _supported(q, win_kv, entries, entry_mask, ratio: int, rope) -> bool:
+def _supported(q, win_kv, entries, entry_mask, ratio: int, rope, old_kv=None) -> bool:
     """What the kernel tiles: D a power of two in [16, 512], BLOCK_H·D ≤ 8192 (H ≤ 16 at D=512,
     ≤ 64 at D=128), one float dtype for q and keys, unit stride along D, entries with a mask or a ratio,
     fp32 RoPE frequencies for every channel."""
@@ -252,17 +295,20 @@ def _supported(q, win_kv, entries, entry_mask, ratio: int, rope) -> bool:
             and (entries is not None or entry_mask is None) and (entry_mask is not None or ratio > 0 or entries is None)
             and q.dtype in (torch.float32, torch.bfloat16, torch.float16) and q.stride(-1) == 1
             and all(k.dtype == q.dtype and k.stride(-1) == 1 for k in keys)
-            and (rope is None or (rope.dtype == torch.float32 and rope.shape == (D,) and rope.stride(0) == 1)))
+            and (rope is None or (rope.dtype == torch.float32 and rope.shape == (D,) and rope.stride(0) == 1))
+            and (old_kv is None or (old_kv.dtype == q.dtype and old_kv.stride(-1) == 1 and old_kv.shape[1] <= 16
+                                    and old_kv.shape[0] * old_kv.shape[1] == q.shape[0])))
 
 
 def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, ratio: int = 0, rope=None,
-                     eps: float = 0.0) -> torch.Tensor:
+                     eps: float = 0.0, old_kv=None) -> torch.Tensor:
     """Same contract as the reference `decode_attention`. Shapes `_supported` rejects (D not a power
     of two or outside [16, 512], more heads than the accumulator holds, mixed dtypes, a non-unit
     stride along D, a mask without entries, entries with neither mask nor ratio) go to the reference."""
-    if not _supported(q, win_kv, entries, entry_mask, ratio, rope):
-        return ops.decode_attention.reference(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio, rope, eps)
-    return _attention_op(q, win_kv, slots, pos, entries, entry_mask, sink, scale, int(ratio), rope, float(eps))
+    if not _supported(q, win_kv, entries, entry_mask, ratio, rope, old_kv):
+        return ops.decode_attention.reference(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio, rope, eps,
+                                              old_kv)
+    return _attention_op(q, win_kv, slots, pos, entries, entry_mask, sink, scale, int(ratio), rope, float(eps), old_kv)
 
 
 def self_check(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> float:

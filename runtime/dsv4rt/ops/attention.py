@@ -36,7 +36,7 @@ def with_entries(keys, mask, entries, slots, entry_mask):
 
 @defines_op
 def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: float, ratio: int = 0, rope=None,
-                     eps: float = 0.0) -> torch.Tensor:
+                     eps: float = 0.0, old_kv=None) -> torch.Tensor:
     """One query per row (a decode step) over its slot's window ring and the selected compressed entries.
 
     q [B,H,D]; win_kv [S,W,D]: ring of the slot, already holding this step's key (row p % W holds
@@ -46,19 +46,41 @@ def decode_attention(q, win_kv, slots, pos, entries, entry_mask, sink, scale: fl
     sink [H]. -> [B,H,D] in q's dtype.
     rope [D] (`ops/rope.channel_freqs`) or None: q is the raw projection, which gets the per-head
     RMSNorm (eps) and RoPE at pos here, and the output is rotated back by pos (V carries RoPE too).
+    old_kv [B/K, K, D] or None: a speculative verify (model.py `Attention._span_cache`): the rows are
+    K consecutive positions of each sequence (row i: sequence i // K, its token t = i % K) whose keys
+    are all in the ring already, so the ring's newest position is pos - t + K - 1; old_kv[s, j] is
+    what ring row (p_s + j) % W held before token j overwrote it (position p_s + j - W). Row t then
+    attends to the ring rows holding positions <= pos and to the old rows j > t: its window (pos-W, pos].
     """
     if rope is not None:
         q = apply_rope(rmsnorm.reference(q, None, eps)[:, None], pos[:, None], rope)[:, 0]
-        o = decode_attention.reference(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio)
+        o = decode_attention.reference(q, win_kv, slots, pos, entries, entry_mask, sink, scale, ratio, old_kv=old_kv)
         return apply_rope(o[:, None], pos[:, None], rope, inverse=True)[:, 0]
     if entries is not None and entry_mask is None:
         visible = torch.arange(entries.shape[1] - 1, device=q.device)
         entry_mask = visible < torch.div(pos + 1, ratio, rounding_mode="floor")[:, None]
-    keys = win_kv[slots]
-    mask = torch.arange(win_kv.shape[1], device=q.device) <= pos[:, None]
+    if old_kv is None:
+        keys = win_kv[slots]
+        mask = torch.arange(win_kv.shape[1], device=q.device) <= pos[:, None]
+    else:
+        keys, mask = span_window(win_kv, slots, pos, old_kv)
     if entries is not None:
         keys, mask = with_entries(keys, mask, entries, slots, entry_mask)
     return sink_attention.reference(q[:, None], keys, mask[:, None], sink, scale)[:, 0]
+
+
+def span_window(win_kv, slots, pos, old_kv):
+    """The window keys [B, W + K, D] and mask [B, W + K] of a verify's rows (`decode_attention`'s old_kv):
+    the ring, valid where the position a row holds is in [0, pos], then the K old rows, valid past t."""
+    K, W = old_kv.shape[1], win_kv.shape[1]
+    t = torch.arange(pos.shape[0], device=pos.device) % K
+    newest = (pos + (K - 1 - t))[:, None]
+    held = newest - (newest - torch.arange(W, device=pos.device)) % W  # position each ring row holds
+    j = torch.arange(K, device=pos.device)
+    old_pos = (pos - t)[:, None] + j - W
+    mask = torch.cat([(held >= 0) & (held <= pos[:, None]), (j > t[:, None]) & (old_pos >= 0)], 1)
+    old = old_kv[:, None].expand(-1, K, -1, -1).flatten(0, 1)
+    return torch.cat([win_kv[slots], old], 1), mask
 
 
 @defines_op
