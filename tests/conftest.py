@@ -20,7 +20,14 @@ def own_run_registry(tmp_path_factory, monkeypatch):
 
 
 def pytest_collection_modifyitems(items):
-    """Tests marked `slow` run first (otherwise in their usual order): pytest-xdist (`-n 2` in
-    pyproject's addopts) hands tests out in this order, so the long ones start at once on both workers
-    and the short ones fill in around them, instead of one long test finishing alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # sort is stable
+    """Modules with a test marked `slow` run first, modules marked `solo` last, each module whole and in
+    its usual order. pytest-xdist (pyproject's addopts) hands whole modules to its two workers in this
+    order: the long ones start early on both workers and the short ones fill in around them (rather than
+    one long test finishing alone at the end), and a `solo` module (many processes at once, timing
+    asserts) runs while the other worker finishes its last short modules, not beside a CPU-bound one."""
+    def rank(item) -> int:
+        return 2 if item.path in solo else 0 if item.path in slow else 1
+
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    solo = {item.path for item in items if item.get_closest_marker("solo")}
+    items.sort(key=rank)  # sort is stable
