@@ -23,7 +23,7 @@ import httpx  # noqa: E402
 from pd_workers import MODEL, Worker, metric, pd_body, post, wait_slots_free  # noqa: E402
 from stub_sglang import assert_groups_gone, kill_groups, plan_file, run_cli  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.solo]  # six runtime processes: beside no CPU-bound test
 READY_S = 420  # six runtime processes start at once on a shared 2-core box
 # prompt lengths (tokens: the tiny tokenizer is byte-level) around the window (32) and compressor
 # block ends (ratio 4 and 128), with lengths ending exactly on 4, 128 and 256

@@ -69,6 +69,7 @@ def test_kernel_matches_reference_in_interpreter():
     run_interpreted(_KERNEL)
 
 
+@pytest.mark.slow
 def test_model_decodes_the_same_through_the_kernel_in_interpreter(tiny_dir):
     run_interpreted(_MODEL.format(path=str(tiny_dir)), timeout=300)
 

@@ -89,6 +89,7 @@ _INTERPRETED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_decode_attention_matches_reference_in_interpreter():
     """fp32 only: the interpreter's bf16 dot is wrong (triton 3.6 on CPU); bf16 runs on the GPU below."""
     run_interpreted(_INTERPRETED)

@@ -148,6 +148,7 @@ _INTERPRETED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_triton_kernels_match_reference_in_interpreter():
     """fp32 only: the interpreter's bf16 dot is wrong (triton 3.6 on CPU); bf16 runs in test_gpu_*."""
     run_interpreted(_INTERPRETED)

@@ -51,6 +51,7 @@ _INTERPRETED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_gemv_moe_matches_reference_in_interpreter():
     """fp32 only: the interpreter's bf16 arithmetic is not the GPU's (triton 3.6 on CPU)."""
     run_interpreted(_INTERPRETED)

@@ -74,6 +74,7 @@ def with_oracle(monkeypatch, eng, reference: dict[tuple, list[int]], right=0.7, 
     monkeypatch.setattr(SpecDecoder, "_chain", oracle)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps", [1, 3])
 def test_greedy_batch_of_8_equals_plain_decoding(tiny, steps, monkeypatch):
     ps = prompts()
@@ -148,6 +149,7 @@ def test_rejection_sampling_keeps_the_target_distribution():
     assert 0 < sum(len(s) == 3 for s in spans) < n  # both drafts accepted sometimes
 
 
+@pytest.mark.slow
 def test_no_slot_leak_after_200_mixed_requests(tiny):
     eng = engine(tiny, 3, max_running_requests=8, chunked_prefill_size=64)
     eng.decode = lambda ids: "".join(chr(97 + i % 26) for i in ids)

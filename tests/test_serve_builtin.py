@@ -23,6 +23,7 @@ def manifest(runs) -> dict:
     return json.loads(found[0].read_text()) if found else {}
 
 
+@pytest.mark.slow
 def test_builtin_tiny_model_serves_a_request_and_stops_cleanly(tmp_path):
     import os
 

@@ -23,6 +23,7 @@ def _ok(args: list[str]):
     return res
 
 
+@pytest.mark.slow
 def test_tune_propose_validate_and_plan_on_cpu(tmp_path, tiny_dir, monkeypatch):
     out, tuned = tmp_path / "tune", tmp_path / "tuned"
     _ok(["tune", "--hw", "cpu", "--variant", "tiny", "--recipe", "balanced", "--set", f"model_path={tiny_dir}",

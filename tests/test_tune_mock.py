@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
 import tune_mock
 
@@ -39,6 +41,7 @@ def _kill_after(out: Path, n: int, timeout: float = 120.0) -> set[str]:
     return _finished(out)
 
 
+@pytest.mark.slow
 def test_tune_finds_the_known_optimum_never_launches_invalid_and_resumes_after_kill(tmp_path):
     out = tmp_path / "tune"
     before = _kill_after(out, 4)
