@@ -253,6 +253,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_verify_rows_through_triton_kernels_equal_plain_steps_in_interpreter():
     run_interpreted(_INTERPRETED_VERIFY, timeout=600)
 
