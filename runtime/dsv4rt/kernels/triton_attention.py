@@ -143,8 +143,7 @@ def _decode_attn(q_ptr, win_ptr, slot_ptr, pos_ptr, ent_ptr, emask_ptr, sink_ptr
                  s_ob, s_oh, s_os, s_or, D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_S: tl.constexpr,
                  HAS_ENTRIES: tl.constexpr, HAS_MASK: tl.constexpr, SPLIT: tl.constexpr, ROPE: tl.constexpr,
                  IEEE: tl.constexpr, SPAN: tl.constexpr, PDL: tl.constexpr):
-    """Program (b, s) folds chunks s, s + S, s + 2S, ... of row b's keys (S = the grid's second size).
-    S = 1: the row's output; S > 1 (SPLIT): its partial max, sum and acc, which `_combine` merges."""
+    """Program (b, s) folds row b's key chunks s, s+S, ... (S: grid dim 1): its output, or (SPLIT) partials."""
     b, s, splits = tl.program_id(0), tl.program_id(1), tl.num_programs(1)
     wait_prior(PDL)
     slot = tl.load(slot_ptr + b * s_slot).to(tl.int64)  # int64: slot × slot stride can pass 2^31 elements
