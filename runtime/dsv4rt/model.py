@@ -15,8 +15,6 @@ Cache per attention layer, per slot (W = window, m = ratio, N = max_seq_len // m
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
@@ -207,7 +205,6 @@ class Attention(CachedModule):
         self.compressor = Compressor(args, self.ratio, self.head_dim, self.rope) if self.ratio else None
         self.indexer = Indexer(args, self.ratio, self.rope) if self.ratio == 4 else None
         self.project = FusedLinears(*self._input_linears())
-        self.verifying = False  # T > 1 is a speculative span, decode-shaped (`Transformer.forward(verify=True)`)
 
     def _input_linears(self) -> list[nn.Linear]:
         """Every linear of x, in `forward`'s order: q, kv, compressor kv/gate, indexer w/kv/gate."""
@@ -229,14 +226,15 @@ class Attention(CachedModule):
             self.rope.table(torch.device(device), dim)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor,
-                horizon: int | None = None) -> torch.Tensor:
+                horizon: int | None = None, verify: bool = False) -> torch.Tensor:
         """-> the output before `wo_b`, which the block applies inside its mHC post (one launch at batch 1).
         horizon: a bound on every position of this step + 1 (None: the cache's capacity); the indexer,
-        the entry masks and the attention read only the entries below it (`Transformer.forward`)."""
+        the entry masks and the attention read only the entries below it (`Transformer.forward`).
+        verify: a T > 1 input is a speculative span, B·T decode rows (`_span_cache`, `_decode`)."""
         qa, kv, *rest = self.project(x)
         q = ops.norm_linear(qa, self.q_norm.weight, self.q_norm.eps, self.wq_b.weight)
         q = q.unflatten(-1, (self.n_heads, self.head_dim))  # before its per-head norm and RoPE
-        span = self.verifying and x.shape[1] > 1
+        span = verify and x.shape[1] > 1
         old = self._span_cache(kv, rest, pos, slots) if span else None
         kv = None if span else self._cache(kv, rest, pos, slots)
         entries = visible = selected = None  # selected None: every visible entry
@@ -343,17 +341,17 @@ class Block(nn.Module):
     def attn_pre(self) -> NextPre:
         return NextPre(self.hc_attn_fn, self.hc_attn_scale, self.hc_attn_base, self.attn_norm)
 
-    def forward(self, h, ids, pos, slots, carry, nxt: NextPre, horizon: int | None = None):
+    def forward(self, h, ids, pos, slots, carry, nxt: NextPre, horizon: int | None = None, verify: bool = False):
         """h [B,T,n,d] -> (h', x', post', comb'). carry is the same from the block before: the attention's
         input, its post and its comb; None in the first block (computed here from h's projection). The
         outputs are those of the pre that reads h' next, whose weights are nxt (`layers/mhc.py`); horizon
-        as in `Attention.forward`."""
+        and verify as in `Attention.forward`."""
         if carry is None:
             carry = self.hc.pre(self.hc.project(h, self.hc_attn_fn), h, self.hc_attn_scale, self.hc_attn_base,
                                 self.attn_norm)
         x, post, comb = carry
         ffn = NextPre(self.hc_ffn_fn, self.hc_ffn_scale, self.hc_ffn_base, self.ffn_norm)
-        attn = self.attn(x, pos, slots, horizon)
+        attn = self.attn(x, pos, slots, horizon, verify)
         h, x, post, comb = self.hc.post_pre(attn, h, post, comb, ffn, self.attn.wo_b.weight)
         return self.hc.post_pre(self.ffn(x, ids), h, post, comb, nxt)
 
@@ -390,9 +388,9 @@ class MTPBlock(HeadMixin, Block):
         self.norm = RMSNorm(args.dim, args.norm_eps)
         self._hc_head_params(args)
 
-    def forward(self, emb, h_main, ids, pos, slots):
+    def forward(self, emb, h_main, ids, pos, slots, verify: bool = False):
         x = self.e_proj(self.enorm(emb)).unsqueeze(2) + self.h_proj(self.hnorm(h_main))
-        return super().forward(x, ids, pos, slots, None, self.head_pre(self.norm))
+        return super().forward(x, ids, pos, slots, None, self.head_pre(self.norm), None, verify)
 
 
 class Transformer(HeadMixin, nn.Module):
@@ -438,19 +436,6 @@ class Transformer(HeadMixin, nn.Module):
             return start
         return start + _arange(input_ids.shape[1], input_ids)
 
-    @contextmanager
-    def _verify(self, on: bool):
-        """With `on`, every attention takes a T > 1 input as a speculative span: B·T decode rows
-        (`Attention._span_cache`, `_decode`) rather than a prefill chunk."""
-        mods = [m for m in self.modules() if isinstance(m, Attention)] if on else []
-        for m in mods:
-            m.verifying = True
-        try:
-            yield
-        finally:
-            for m in mods:
-                m.verifying = False
-
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, start_pos: torch.Tensor, slots: torch.Tensor,
                 return_all_logits: bool = False, return_hidden: bool = False, horizon: int | None = None,
@@ -465,12 +450,8 @@ class Transformer(HeadMixin, nn.Module):
         Returns fp32 logits [B,V] for the last position ([B,T,V] with return_all_logits); with
         return_hidden also the final residual streams [B,T,hc_mult,dim] that `mtp_forward` takes.
         verify: the T tokens are a speculative span (T ≤ the window and compressor rings), run as
-        B·T decode rows over the decode kernels instead of the prefill path (`_verify`).
+        B·T decode rows over the decode kernels instead of the prefill path (`Attention.forward`).
         """
-        with self._verify(verify):
-            return self._forward(input_ids, start_pos, slots, return_all_logits, return_hidden, horizon)
-
-    def _forward(self, input_ids, start_pos, slots, return_all_logits: bool, return_hidden: bool, horizon):
         pos = self._positions(input_ids, start_pos)
         # the n streams start equal: a stride-0 view (the first block's post writes h' anew), not a copy
         h = self.embed(input_ids).unsqueeze(2).expand(-1, -1, self.args.hc_mult, -1)
@@ -478,7 +459,7 @@ class Transformer(HeadMixin, nn.Module):
         block = compiled.block if compiled else Block.forward
         carry, nexts = None, [layer.attn_pre() for layer in self.layers[1:]] + [self.head_pre(self.norm)]
         for layer, nxt in zip(self.layers, nexts):
-            out = block(layer, h, input_ids, pos, slots, carry, nxt, horizon)
+            out = block(layer, h, input_ids, pos, slots, carry, nxt, horizon, verify)
             h, carry = out[0], out[1:]  # (x', post', comb') of the next pre
         logits_fn = compiled.logits if compiled else HeadMixin._logits
         logits = logits_fn(carry[0], self.head, return_all_logits)
@@ -498,15 +479,15 @@ class Transformer(HeadMixin, nn.Module):
         main model's hidden at the next position when drafting a chain (engine/speculative.py).
         verify: as in `forward`.
         """
-        with self._verify(verify):
-            logits, h = self.mtp_step(input_ids, hidden, start_pos, slots, return_all_logits, depth)
+        logits, h = self.mtp_step(input_ids, hidden, start_pos, slots, return_all_logits, depth, verify)
         return (logits, h) if return_hidden else logits
 
-    def mtp_step(self, input_ids, hidden, start_pos, slots, return_all_logits: bool = False, depth: int = 0):
+    def mtp_step(self, input_ids, hidden, start_pos, slots, return_all_logits: bool = False, depth: int = 0,
+                 verify: bool = False):
         """`mtp_forward` with autograd (distilling the draft head: dsv4rt/train_draft.py) -> (logits, streams)."""
         if not self.mtp:
             raise RuntimeError("this checkpoint has no MTP layer (num_nextn_predict_layers = 0)")
         pos = self._positions(input_ids, start_pos)
         block = self.mtp[depth]
-        h, y, _, _ = block(self.embed(input_ids), hidden, input_ids, pos, slots)
+        h, y, _, _ = block(self.embed(input_ids), hidden, input_ids, pos, slots, verify)
         return block._logits(y, self.head, return_all_logits), h
