@@ -37,13 +37,16 @@ def load_spec(a: dict[str, Any]) -> measure.LoadSpec:
 
 def tokenizer_of(plan) -> str | None:
     """The served checkpoint's folder, whose tokenizer makes --input-len tokens (as in `bench load`):
-    the plan's model_path when it is a local folder, else the tiny checkpoint serve uses for tiny."""
-    from dsv4ctl.launch import builtin
+    the checkpoint `serve` resolves for the plan (`launch.assemble.builtin_model`: the model_path's
+    folder, or the tiny checkpoint of a tiny plan); None for a hub id or a missing path."""
+    from dsv4ctl.launch.assemble import builtin_model
 
-    path = plan.keys.model_path
-    if path and Path(path).expanduser().is_dir():
-        return str(Path(path).expanduser())
-    return str(builtin.dsv4ctl_home() / "tiny") if plan.variant == "tiny" else None
+    try:
+        path = builtin_model(plan, create=False)[0]
+    except UserError:  # not a local checkpoint: lengths stay in words, and the request says so
+        return None
+    # a path that is not there yet is the tiny checkpoint, which serve makes before the first point
+    return path if Path(path).is_dir() or not Path(path).exists() else None
 
 
 def engine_of(a: dict[str, Any], plan) -> tuple[Any, str]:
@@ -91,8 +94,8 @@ def setup(a: dict[str, Any]) -> tuple[search.Tune, Any]:
         raise UserError(f"objective per-user@{obj.at} needs {obj.at} in the ladder", where="--concurrency",
                         fix=f"add {obj.at} to --concurrency")
     gate = gate_of(a, knobs)
-    ranges = {t.key: [t.min, t.max] for t in knobs if any("=" in n and n.split("=")[0].strip() == t.key
-                                                         for n in names or [])}
+    narrowed = {n.partition("=")[0].strip() for n in names or [] if "=" in n}  # tunables.narrowed's keys
+    ranges = {t.key: [t.min, t.max] for t in knobs if t.key in narrowed}
     request = {"plan": spec.as_dict(), "engine": name, "knobs": [t.key for t in knobs], "load": load.as_dict(),
                **({"knob_ranges": ranges} if ranges else {}),
                "slo": slo.as_dict(), "slo_text": slo.text(), "objective": obj.text(), "api": a["api"],
