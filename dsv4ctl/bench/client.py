@@ -12,7 +12,6 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from dsv4ctl.bench import fastjson
 from dsv4ctl.bench.rawhttp import BadResponse, Session, StreamEnded
@@ -35,11 +34,6 @@ class Endpoint:
     def url(self) -> str:
         path = "chat/completions" if self.api == "chat" else "completions"
         return f"{self.base_url.rstrip('/')}/v1/{path}"
-
-    @property
-    def path(self) -> str:
-        """The request target of `url` (the base URL's own path prefix included)."""
-        return urlsplit(self.url).path
 
     def headers(self) -> dict[str, str]:
         h = {"Content-Type": "application/json"}
@@ -69,7 +63,7 @@ async def send(session: Session, ep: Endpoint, body: bytes) -> Result:
     Latencies count from when the request went to the socket; the wait before it is send_delay_ms."""
     t_ask = time.perf_counter()
     try:
-        resp = await session.request("POST", ep.path, ep.headers(), body, ep.timeout_s)
+        resp = await session.request("POST", session.path(ep.url), ep.headers(), body, ep.timeout_s)
     except asyncio.TimeoutError:
         return Result(False, f"timeout after {ep.timeout_s:g}s", e2e_ms=_ms(t_ask))
     except StreamEnded as exc:  # the connection closed mid-stream
