@@ -107,9 +107,9 @@ class DecodeGraphs:
         only): logits [bs, V]; ids and pos already hold the next step's inputs."""
         if not self.greedy:
             raise RuntimeError("advance() needs graphs captured with greedy=True")
-        graph, logits = self.graphs[bs, self._horizon(horizon)], self.logits[bs, self._horizon(horizon)]
-        graph.replay()
-        return logits
+        h = self._horizon(horizon)
+        self.graphs[bs, h].replay()
+        return self.logits[bs, h]
 
     def run(self, ids: torch.Tensor, start_pos: torch.Tensor, slots: torch.Tensor,
             horizon: int | None = None) -> torch.Tensor:
