@@ -16,7 +16,7 @@ from dsv4ctl.errors import UserError
 from dsv4ctl.launch.ports import ensure_free, free_port
 from dsv4ctl.launch.preflight import host_gpus
 from dsv4ctl.launch.supervisor import ChildSpec
-from dsv4ctl.render.sglang import GPU_ENV
+from dsv4ctl.render.sglang import with_gpus
 from dsv4ctl.sizing.placement import slot_of
 
 BOOTSTRAP_PORT_ENV = "DSV4CTL_PD_BOOTSTRAP_PORT"  # default 8998 (SGLang's); two PD runs on one host need two
@@ -68,7 +68,8 @@ def pd_specs(plan: Any, worker_argv, *, host: str, router_port: int | None, api_
 def role_env(plan: Any, role: str, env: dict[str, str]) -> dict[str, str]:
     """A worker's env: `env`, plus its own GPUs when the plan puts both roles on one node's GPUs."""
     slot = slot_of(plan, role)
-    return host_gpus({**env, GPU_ENV: slot.devices}) if slot is not None and slot.shared else dict(env)
+    pins = slot.pinned if slot is not None else ()
+    return host_gpus(with_gpus(env, pins)) if pins else dict(env)
 
 
 def check_bootstrap_port(host: str) -> None:

@@ -31,7 +31,12 @@ class NodeCommand(Strict):
     def process_env(self) -> dict[str, str]:
         """The env a process on the host gets: the plan's, plus its own GPUs when it shares the node.
         Container targets give the GPUs their own way (docker `--gpus device=`, a pod's GPU count)."""
-        return {**self.env, GPU_ENV: ",".join(map(str, self.gpus))} if self.gpus else dict(self.env)
+        return with_gpus(self.env, self.gpus)
+
+
+def with_gpus(env: dict[str, str], gpus) -> dict[str, str]:
+    """env plus CUDA_VISIBLE_DEVICES for a rank pinned to `gpus` (a copy of env when there are none)."""
+    return {**env, GPU_ENV: ",".join(map(str, gpus))} if gpus else dict(env)
 
 
 def _scalar(value: Any) -> str:
@@ -102,7 +107,7 @@ def render_commands(plan: LaunchPlan, *, host: str | None = None, node0_addr: st
         raise UserError(f"plan engine is '{plan.engine}', not sglang", where=f"plan for {plan.hardware}",
                         fix="use `serve --engine builtin` for the included runtime")
     out: list[NodeCommand] = []
-    pinned = {(s.role, s.rank): list(s.gpus) for s in slots(plan) if s.shared}
+    pinned = {(s.role, s.rank): list(s.pinned) for s in slots(plan)}
     for role in plan.roles:
         if role.name == "router":
             addr = host or "127.0.0.1"

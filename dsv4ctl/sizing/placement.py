@@ -30,9 +30,9 @@ class Slot:
         return tuple(range(self.first_gpu, self.first_gpu + self.count))
 
     @property
-    def devices(self) -> str:
-        """The device list as CUDA_VISIBLE_DEVICES and docker's `device=` spell it: `0,1`."""
-        return ",".join(map(str, self.gpus))
+    def pinned(self) -> tuple[int, ...]:
+        """The GPUs this rank is pinned to: its own range when it shares the node, () for the whole node."""
+        return self.gpus if self.shared else ()
 
 
 def rank_gpus(plan: LaunchPlan, role: str) -> int:
