@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -33,24 +32,15 @@ def log(msg: str) -> None:
     print(f"[served_path] {msg}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
+    """`serve`'s own readiness poll (dsv4ctl.launch.health), failing at once when the server exits."""
+    from dsv4ctl.launch.health import wait_health
+
+    def alive() -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited with {proc.returncode} before it was healthy")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    raise RuntimeError(f"the server was not healthy after {timeout:.0f} s")
+
+    wait_health(url, time.monotonic() + timeout, alive, poll_s=1.0)
 
 
 def bench_point(a, url: str, conc: int, out: Path) -> dict:
@@ -71,6 +61,8 @@ def _pythonpath() -> str:
 
 
 def served(a, out: Path) -> dict[int, dict]:
+    from dsv4ctl.launch.ports import free_port
+
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "dsv4rt", "serve", "--model", str(a.model), "--port", str(port),

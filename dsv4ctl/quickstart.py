@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import shutil
-import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -75,12 +74,6 @@ def local_plan():
     return assemble.embedded_default_request(), found
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(request, tiny: Path, port: int):
     """Serve the tiny checkpoint on the included runtime, detached; returns its run directory."""
     from dataclasses import replace
@@ -109,6 +102,7 @@ def run(out: Path, port: int | None = None) -> dict[str, Any]:
     """Every phase in order; the server is stopped in `finally` (errors and Ctrl-C included)."""
     from dsv4ctl.console import err
     from dsv4ctl.launch import builtin, control
+    from dsv4ctl.launch.ports import free_port
 
     phase, result = Phases(), {"kind": "quickstart", "note": NOTE, "out": str(out)}
     err.print(f"[bold]quickstart[/] → {out}\n[yellow]{NOTE}[/]", highlight=False)
