@@ -76,6 +76,27 @@ def test_reasoning_tokens_never_exceed_completion_tokens(server, stream):
     assert 0 <= details["reasoning_tokens"] <= usage["completion_tokens"] <= 40  # EOS may end it early
 
 
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_usage_counts_every_generated_token(server, stream):
+    """Seeds 36..47 include two (40, 44) whose 40th token the recipe's own count left out (39 reported
+    for a `length` finish at max_tokens 40): usage must count what was generated."""
+    import json
+
+    for seed in range(36, 48):
+        r = post(server, "/v1/chat/completions", {**CHAT, "max_tokens": 40, "stream": stream, "seed": seed})
+        assert r.status_code == 200, r.text
+        if stream:
+            events = [json.loads(ln[6:]) for ln in r.text.splitlines() if ln.startswith("data: {")]
+            usage, choices = events[-1]["usage"], [c for e in events for c in e.get("choices", [])]
+        else:
+            usage, choices = r.json()["usage"], r.json()["choices"]
+        finish = next(c["finish_reason"] for c in choices if c.get("finish_reason"))
+        if finish == "length":
+            assert usage["completion_tokens"] == 40, (seed, usage)
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"], (seed, usage)
+        assert usage["completion_tokens_details"]["reasoning_tokens"] <= usage["completion_tokens"], (seed, usage)
+
 def poison_seed(seq: Sequence) -> None:
     object.__setattr__(seq.params, "seed", 2**70)  # past validation: what a sampler bug would do
 

@@ -91,6 +91,7 @@ class ChatResponder:
         self.thinks = job.request.parsing_options.thinking_initial_stage is not None
         self.think_end = front.think_end_ids[0] if len(front.think_end_ids) == 1 else None
         self.reasoning_tokens = 0
+        self.generated: int | None = None  # tokens the engine sampled, once finished
         self.spec: dict = {}  # spec_usage once finished
 
     def _start(self, seq: Sequence) -> list:
@@ -112,7 +113,7 @@ class ChatResponder:
         for c in chunks:
             self.response_obj.accumulate(c)
         if out.finished:
-            self.reasoning_tokens = self._count_reasoning(seq.output_ids)
+            self.generated, self.reasoning_tokens = len(seq.output_ids), self._count_reasoning(seq.output_ids)
             jsons = [self._fix_usage(j) for j in jsons]
         return jsons
 
@@ -126,10 +127,20 @@ class ChatResponder:
         return len(output_ids)
 
     def _fix_usage(self, text: str) -> str:
-        if '"reasoning_tokens"' not in text:
+        """Usage counts what the engine generated. The recipe's own counts do not: its completion count
+        leaves out a last token it holds back (seen: 39 for 40 tokens sampled up to max_tokens), and its
+        reasoning count re-encodes text (`_count_reasoning`)."""
+        if '"usage"' not in text:
             return text
         obj = json.loads(text)
-        details = (obj.get("usage") or {}).get("completion_tokens_details") or {}
+        usage = obj.get("usage")
+        if not isinstance(usage, dict):
+            return text
+        if self.generated is not None:
+            usage["completion_tokens"] = self.generated
+            if isinstance(usage.get("prompt_tokens"), int):
+                usage["total_tokens"] = usage["prompt_tokens"] + self.generated
+        details = usage.get("completion_tokens_details") or {}
         if "reasoning_tokens" in details:
             details["reasoning_tokens"] = self.reasoning_tokens
         return json.dumps(obj, separators=(",", ":"))
